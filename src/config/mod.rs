@@ -1,1 +1,617 @@
-//! TODO
+//! The plugin configuration: one JSON document, read once in `on_configure` into an immutable
+//! [`Policy`]. Every field is documented in `docs/config.md`; every refusal names its JSON path.
+//!
+//! Later capabilities plug in as further named-policy sections (like `jwt_providers`) and further
+//! members of a rule (like `jwt`).
+
+pub mod reader;
+
+use crate::jwt::extract::TokenLocation;
+use crate::jwt::keys::KeySet;
+use crate::jwt::requirement::Requirement;
+use crate::jwt::verify::ClaimRules;
+use crate::route::{compile_template, PathMatch, RouteMatch};
+use reader::{ConfigError, Node, Result};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest accepted configuration document; larger ones are refused before parsing.
+pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Refuse what the policy refuses.
+    Enforce,
+    /// Dry run: decide, count and log, but let every request through.
+    Report,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoMatch {
+    Allow,
+    Deny,
+}
+
+/// The compiled configuration, shared by every request of a worker.
+#[derive(Debug)]
+pub struct Policy {
+    /// Prefix of metric names, shared-data keys and log lines (`apiguard` by default).
+    pub name: String,
+    pub mode: Mode,
+    pub on_no_match: NoMatch,
+    pub strip_failure_response: bool,
+    pub jwt_cache_max_entries: usize,
+    pub providers: Vec<Provider>,
+    pub rules: Vec<Rule>,
+    /// Every header any provider writes into requests: always removed from incoming requests first,
+    /// so that a client can never supply them itself.
+    pub owned_headers: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub matcher: RouteMatch,
+    /// Overrides the policy's mode for this rule.
+    pub mode: Option<Mode>,
+    pub jwt: Option<Requirement>,
+}
+
+impl Rule {
+    pub fn mode(&self, policy: &Policy) -> Mode {
+        self.mode.unwrap_or(policy.mode)
+    }
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub claims: ClaimRules,
+    pub keys: KeySource,
+    pub locations: Vec<TokenLocation>,
+    pub forward: bool,
+    pub forward_payload_header: Option<String>,
+    pub claim_to_headers: Vec<ClaimToHeader>,
+    pub max_token_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToHeader {
+    pub header_name: String,
+    /// `a.b.c` split at dots: nested claims, as Envoy's `claim_name`.
+    pub claim_path: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum KeySource {
+    Local(Arc<KeySet>),
+    Remote(RemoteJwks),
+}
+
+/// Where and how often to fetch a provider's JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout: Duration,
+    pub cache_duration: Duration,
+    pub max_bytes: usize,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Least time between two fetches caused by tokens with an unknown `kid`; `None` never refetches for that.
+    pub refetch_on_unknown_kid: Option<Duration>,
+}
+
+const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
+
+impl Policy {
+    /// Parses and validates the plugin configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Policy> {
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError {
+                path: "$".into(),
+                message: format!(
+                    "configuration is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                    bytes.len()
+                ),
+            });
+        }
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+            path: "$".into(),
+            message: format!("not valid JSON: {e}"),
+        })?;
+        Policy::from_value(&doc)
+    }
+
+    pub fn from_value(doc: &Value) -> Result<Policy> {
+        let root = Node::root(doc);
+        let obj = root.object(&[
+            "name",
+            "mode",
+            "on_no_match",
+            "strip_failure_response",
+            "jwt_cache",
+            "jwt_providers",
+            "rules",
+        ])?;
+        let name = match obj.get("name") {
+            None => "apiguard".to_string(),
+            Some(n) => {
+                let s = n.non_empty_str()?;
+                if s.len() > 32
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return Err(n.error("use 1 to 32 characters from a-z, 0-9 and _"));
+                }
+                s.to_string()
+            }
+        };
+        let mode = obj
+            .get("mode")
+            .map(|n| parse_mode(&n))
+            .transpose()?
+            .unwrap_or(Mode::Enforce);
+        let on_no_match = obj
+            .get("on_no_match")
+            .map(|n| n.one_of(&[("allow", NoMatch::Allow), ("deny", NoMatch::Deny)]))
+            .transpose()?
+            .unwrap_or(NoMatch::Allow);
+        let strip_failure_response = obj
+            .get("strip_failure_response")
+            .map(|n| n.bool())
+            .transpose()?
+            .unwrap_or(false);
+        let jwt_cache_max_entries = match obj.get("jwt_cache") {
+            None => 1024,
+            Some(node) => {
+                let cache = node.object(&["max_entries"])?;
+                cache
+                    .get("max_entries")
+                    .map(|n| n.usize_in(0, 1_000_000))
+                    .transpose()?
+                    .unwrap_or(1024)
+            }
+        };
+
+        let mut provider_index = BTreeMap::new();
+        let mut providers = Vec::new();
+        if let Some(node) = obj.get("jwt_providers") {
+            for (provider_name, provider_node) in node.entries()? {
+                if provider_name.is_empty() {
+                    return Err(provider_node.error("provider names must not be empty"));
+                }
+                provider_index.insert(provider_name.to_string(), providers.len());
+                providers.push(parse_provider(provider_name, &provider_node)?);
+            }
+        }
+
+        let mut rules = Vec::new();
+        if let Some(node) = obj.get("rules") {
+            for (i, rule_node) in node.array()?.iter().enumerate() {
+                rules.push(parse_rule(i, rule_node, &provider_index)?);
+            }
+        }
+        let mut owned_headers: Vec<String> = providers
+            .iter()
+            .flat_map(|p| {
+                p.claim_to_headers
+                    .iter()
+                    .map(|c| c.header_name.clone())
+                    .chain(p.forward_payload_header.iter().cloned())
+            })
+            .collect();
+        owned_headers.sort();
+        owned_headers.dedup();
+
+        Ok(Policy {
+            name,
+            mode,
+            on_no_match,
+            strip_failure_response,
+            jwt_cache_max_entries,
+            providers,
+            rules,
+            owned_headers,
+        })
+    }
+
+    /// The first rule that matches, with its index.
+    pub fn route(&self, method: &str, path: &str, authority: &str) -> Option<(usize, &Rule)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .find(|(_, rule)| rule.matcher.matches(method, path, authority))
+    }
+
+    /// The remote JWKS sources, with the index of their provider.
+    pub fn remote_jwks(&self) -> impl Iterator<Item = (usize, &RemoteJwks)> {
+        self.providers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.keys {
+                KeySource::Remote(remote) => Some((i, remote)),
+                KeySource::Local(_) => None,
+            })
+    }
+}
+
+fn parse_mode(node: &Node<'_>) -> Result<Mode> {
+    node.one_of(&[("enforce", Mode::Enforce), ("report", Mode::Report)])
+}
+
+fn header_name(node: &Node<'_>) -> Result<String> {
+    let name = node.non_empty_str()?;
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        return Err(node.error(format!("{name:?} is not a valid HTTP header name")));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
+    let obj = node.object(&[
+        "issuer",
+        "audiences",
+        "require_expiration",
+        "clock_skew",
+        "max_lifetime",
+        "local_jwks",
+        "remote_jwks",
+        "from_headers",
+        "from_params",
+        "from_cookies",
+        "forward",
+        "forward_payload_header",
+        "claim_to_headers",
+        "max_token_bytes",
+    ])?;
+    let mut claims = ClaimRules::default();
+    claims.issuer = obj
+        .get("issuer")
+        .map(|n| n.non_empty_str().map(str::to_string))
+        .transpose()?;
+    claims.audiences = obj
+        .get("audiences")
+        .map(|n| n.string_list())
+        .transpose()?
+        .unwrap_or_default();
+    if let Some(n) = obj.get("require_expiration") {
+        claims.require_expiration = n.bool()?;
+    }
+    if let Some(n) = obj.get("clock_skew") {
+        claims.clock_skew_secs = n.duration()?.as_secs();
+    }
+    claims.max_lifetime_secs = obj
+        .get("max_lifetime")
+        .map(|n| n.duration().map(|d| d.as_secs()))
+        .transpose()?;
+
+    let local = obj.get("local_jwks");
+    let remote = obj.get("remote_jwks");
+    let keys = match (local, remote) {
+        (Some(local), None) => KeySource::Local(Arc::new(parse_local_jwks(&local)?)),
+        (None, Some(remote)) => KeySource::Remote(parse_remote_jwks(&remote)?),
+        (Some(_), Some(_)) => {
+            return Err(obj.node().error("set local_jwks or remote_jwks, not both"))
+        }
+        (None, None) => {
+            return Err(obj
+                .node()
+                .error("a provider needs local_jwks or remote_jwks"))
+        }
+    };
+
+    let mut locations = Vec::new();
+    if let Some(n) = obj.get("from_headers") {
+        for item in n.array()? {
+            let h = item.object(&["name", "value_prefix"])?;
+            let name = header_name(&h.require("name")?)?;
+            let value_prefix = h
+                .get("value_prefix")
+                .map(|p| p.str().map(str::to_string))
+                .transpose()?
+                .unwrap_or_default();
+            locations.push(TokenLocation::Header { name, value_prefix });
+        }
+    }
+    if let Some(n) = obj.get("from_params") {
+        locations.extend(n.string_list()?.into_iter().map(TokenLocation::Param));
+    }
+    if let Some(n) = obj.get("from_cookies") {
+        locations.extend(n.string_list()?.into_iter().map(TokenLocation::Cookie));
+    }
+    if locations.is_empty() {
+        locations = TokenLocation::envoy_defaults();
+    }
+
+    let forward = obj
+        .get("forward")
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(false);
+    let forward_payload_header = obj
+        .get("forward_payload_header")
+        .map(|n| header_name(&n))
+        .transpose()?;
+    let mut claim_to_headers = Vec::new();
+    if let Some(n) = obj.get("claim_to_headers") {
+        for item in n.array()? {
+            let c = item.object(&["header_name", "claim_name"])?;
+            let header_name = header_name(&c.require("header_name")?)?;
+            let claim_node = c.require("claim_name")?;
+            let claim_name = claim_node.non_empty_str()?;
+            let claim_path: Vec<String> = claim_name.split('.').map(str::to_string).collect();
+            if claim_path.iter().any(String::is_empty) {
+                return Err(claim_node
+                    .error("claim names are dot-separated non-empty parts, e.g. \"realm.role\""));
+            }
+            claim_to_headers.push(ClaimToHeader {
+                header_name,
+                claim_path,
+            });
+        }
+    }
+    let max_token_bytes = obj
+        .get("max_token_bytes")
+        .map(|n| n.usize_in(16, 1024 * 1024))
+        .transpose()?
+        .unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    Ok(Provider {
+        name: name.to_string(),
+        claims,
+        keys,
+        locations,
+        forward,
+        forward_payload_header,
+        claim_to_headers,
+        max_token_bytes,
+    })
+}
+
+fn parse_local_jwks(node: &Node<'_>) -> Result<KeySet> {
+    let obj = node.object(&["inline_string", "inline", "pem"])?;
+    let inline_string = obj.get("inline_string");
+    let inline = obj.get("inline");
+    let pem = obj.get("pem");
+    let keys = match (inline_string, inline, pem) {
+        (Some(n), None, None) => {
+            KeySet::from_jwks(n.str()?.as_bytes()).map_err(|e| n.error(e.to_string()))?
+        }
+        (None, Some(n), None) => {
+            let text = serde_json::to_vec(n.value).map_err(|e| n.error(e.to_string()))?;
+            KeySet::from_jwks(&text).map_err(|e| n.error(e.to_string()))?
+        }
+        (None, None, Some(n)) => KeySet::from_pem(n.str()?).map_err(|e| n.error(e.to_string()))?,
+        _ => {
+            return Err(obj
+                .node()
+                .error("set exactly one of inline_string, inline or pem"))
+        }
+    };
+    if keys.is_empty() {
+        return Err(node.error("the key set has no usable key"));
+    }
+    Ok(keys)
+}
+
+fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
+    let obj = node.object(&[
+        "cluster",
+        "uri",
+        "timeout",
+        "cache_duration",
+        "max_bytes",
+        "retry",
+        "refetch_on_unknown_kid",
+    ])?;
+    let cluster = obj.require("cluster")?.non_empty_str()?.to_string();
+    let uri_node = obj.require("uri")?;
+    let uri = uri_node.non_empty_str()?;
+    let rest = uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+        .ok_or_else(|| uri_node.error("expected an http:// or https:// URI"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("/")),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(uri_node.error("the URI has no host"));
+    }
+    let timeout = obj
+        .get("timeout")
+        .map(|n| n.duration())
+        .transpose()?
+        .unwrap_or(Duration::from_secs(5));
+    let cache_duration = obj
+        .get("cache_duration")
+        .map(|n| n.duration())
+        .transpose()?
+        .unwrap_or(Duration::from_secs(600));
+    if cache_duration < Duration::from_secs(1) {
+        return Err(node.error("cache_duration must be at least 1s"));
+    }
+    let max_bytes = obj
+        .get("max_bytes")
+        .map(|n| n.usize_in(64, 4 * 1024 * 1024))
+        .transpose()?
+        .unwrap_or(DEFAULT_MAX_JWKS_BYTES);
+    let (mut retry_base, mut retry_max) = (Duration::from_secs(1), Duration::from_secs(30));
+    if let Some(n) = obj.get("retry") {
+        let retry = n.object(&["base_interval", "max_interval"])?;
+        if let Some(b) = retry.get("base_interval") {
+            retry_base = b.duration()?;
+        }
+        if let Some(m) = retry.get("max_interval") {
+            retry_max = m.duration()?;
+        }
+        if retry_base.is_zero() || retry_max < retry_base {
+            return Err(n.error("need 0 < base_interval <= max_interval"));
+        }
+    }
+    let refetch_on_unknown_kid = match obj.get("refetch_on_unknown_kid") {
+        None => Some(Duration::from_secs(30)),
+        Some(n) if n.value == &Value::Bool(false) => None,
+        Some(n) => Some(n.duration()?),
+    };
+    Ok(RemoteJwks {
+        cluster,
+        authority: authority.to_string(),
+        path: path.to_string(),
+        timeout,
+        cache_duration,
+        max_bytes,
+        retry_base,
+        retry_max,
+        refetch_on_unknown_kid,
+    })
+}
+
+fn parse_rule(index: usize, node: &Node<'_>, providers: &BTreeMap<String, usize>) -> Result<Rule> {
+    let obj = node.object(&["name", "match", "mode", "jwt"])?;
+    let name = obj
+        .get("name")
+        .map(|n| n.non_empty_str().map(str::to_string))
+        .transpose()?
+        .unwrap_or_else(|| format!("rule{index}"));
+    let matcher = parse_match(&obj.require("match")?)?;
+    let mode = obj.get("mode").map(|n| parse_mode(&n)).transpose()?;
+    let jwt = obj
+        .get("jwt")
+        .map(|n| parse_requirement(&n, providers))
+        .transpose()?;
+    Ok(Rule {
+        name,
+        matcher,
+        mode,
+        jwt,
+    })
+}
+
+fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
+    let obj = node.object(&["prefix", "exact", "template", "methods", "hosts"])?;
+    let prefix = obj.get("prefix");
+    let exact = obj.get("exact");
+    let template = obj.get("template");
+    let path = match (prefix, exact, template) {
+        (Some(n), None, None) => PathMatch::Prefix(path_str(&n)?.to_string()),
+        (None, Some(n), None) => PathMatch::Exact(path_str(&n)?.to_string()),
+        (None, None, Some(n)) => {
+            PathMatch::Template(compile_template(n.str()?).map_err(|m| n.error(m))?)
+        }
+        _ => {
+            return Err(obj
+                .node()
+                .error("set exactly one of prefix, exact or template"))
+        }
+    };
+    let methods = match obj.get("methods") {
+        None => Vec::new(),
+        Some(n) => {
+            let methods = n.string_list()?;
+            if let Some(bad) = methods
+                .iter()
+                .find(|m| !m.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(n.error(format!(
+                    "method {bad:?} must be upper-case letters, e.g. \"GET\""
+                )));
+            }
+            methods
+        }
+    };
+    let hosts = obj
+        .get("hosts")
+        .map(|n| n.string_list())
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    Ok(RouteMatch {
+        path,
+        methods,
+        hosts,
+    })
+}
+
+fn path_str<'a>(node: &Node<'a>) -> Result<&'a str> {
+    let s = node.str()?;
+    if !s.starts_with('/') {
+        return Err(node.error("a path starts with '/'"));
+    }
+    Ok(s)
+}
+
+fn parse_requirement(node: &Node<'_>, providers: &BTreeMap<String, usize>) -> Result<Requirement> {
+    const FORMS: [&str; 5] = [
+        "provider",
+        "any",
+        "all",
+        "allow_missing",
+        "allow_missing_or_failed",
+    ];
+    let obj = node.object(&FORMS)?;
+    let present: Vec<Node<'_>> = FORMS.iter().filter_map(|form| obj.get(form)).collect();
+    let [n] = present.as_slice() else {
+        return Err(node.error(format!("set exactly one of {}", FORMS.join(", "))));
+    };
+    Ok(match obj.get("provider") {
+        Some(_) => {
+            let name = n.non_empty_str()?;
+            match providers.get(name) {
+                Some(&i) => Requirement::Provider(i),
+                None => {
+                    let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+                    return Err(n.error(format!(
+                        "no jwt_providers entry named {name:?} (known: {})",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        None if obj.get("any").is_some() => Requirement::Any(parse_requirement_list(n, providers)?),
+        None if obj.get("all").is_some() => Requirement::All(parse_requirement_list(n, providers)?),
+        None if obj.get("allow_missing").is_some() => {
+            expect_true(n)?;
+            Requirement::AllowMissing
+        }
+        None => {
+            expect_true(n)?;
+            Requirement::AllowMissingOrFailed
+        }
+    })
+}
+
+fn expect_true(node: &Node<'_>) -> Result<()> {
+    if node.bool()? {
+        Ok(())
+    } else {
+        Err(node.error("only true is meaningful here; remove the requirement instead"))
+    }
+}
+
+fn parse_requirement_list(
+    node: &Node<'_>,
+    providers: &BTreeMap<String, usize>,
+) -> Result<Vec<Requirement>> {
+    let items = node.array()?;
+    if items.is_empty() {
+        return Err(node.error("must list at least one requirement"));
+    }
+    items
+        .iter()
+        .map(|item| parse_requirement(item, providers))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
