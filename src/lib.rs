@@ -29,6 +29,7 @@ pub mod jwt;
 pub mod pipeline;
 pub mod reply;
 pub mod route;
+pub mod store;
 pub mod time;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,271 @@
+//! One request's verdict: route → authentication. Pure: the request is read through
+//! [`RequestView`], keys come from a [`KeyLookup`], and the verdict says what to change or send;
+//! the host layer carries it out and turns [`Event`]s into metrics.
+
+use crate::config::{KeySource, Mode, NoMatch, Policy, Provider};
+use crate::jwt::cache::{TokenCache, VerifiedToken};
+use crate::jwt::extract::{extract, TokenLocation, TokenSource};
+use crate::jwt::keys::KeySet;
+use crate::jwt::{jws, verify, Status};
+use crate::reply::Denial;
+use crate::route::path_only;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What the pipeline reads of a request. `header` (from [`TokenSource`]) takes lower-case names.
+pub trait RequestView: TokenSource {
+    fn method(&self) -> &str;
+    /// `:path`, query string included.
+    fn path(&self) -> &str;
+    fn authority(&self) -> &str;
+    /// `http` or `https` as the client used it.
+    fn scheme(&self) -> &str;
+}
+
+/// Keys for providers whose keys are fetched remotely; local keys come from the policy itself.
+pub trait KeyLookup {
+    /// The provider's keys and their generation, or `None` while none have been fetched.
+    fn remote_keys(&mut self, provider: usize) -> Option<(Arc<KeySet>, u64)>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderChange {
+    Remove(String),
+    Set(String, String),
+}
+
+/// Something to count (and sometimes log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    JwtAllowed,
+    JwtDenied(Status),
+    CacheHit,
+    CacheMiss,
+    NoRuleMatch,
+    /// A refusal that report mode let through.
+    ReportOnlyDenied,
+    /// A token named a `kid` that the provider's keys lack.
+    UnknownKid { provider: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Index of the matching rule.
+    pub rule: Option<usize>,
+    /// The refusal, if the policy refuses the request; `enforced` says whether it is sent.
+    pub denial: Option<Denial>,
+    pub enforced: bool,
+    /// Request header changes, applied when the request goes on.
+    pub headers: Vec<HeaderChange>,
+    pub events: Vec<Event>,
+}
+
+impl Verdict {
+    /// `true` when the request must be answered by the filter instead of going upstream.
+    pub fn refuses(&self) -> bool {
+        self.enforced && self.denial.is_some()
+    }
+}
+
+/// Decides one request. `now` is Unix seconds.
+pub fn decide(
+    policy: &Policy,
+    request: &dyn RequestView,
+    keys: &mut dyn KeyLookup,
+    cache: &mut TokenCache,
+    now: u64,
+) -> Verdict {
+    // Headers the filter owns never come from the client, whatever happens next.
+    let mut headers: Vec<HeaderChange> = policy.owned_headers.iter().cloned().map(HeaderChange::Remove).collect();
+    let mut events = Vec::new();
+    let path = path_only(request.path());
+    let Some((rule_index, rule)) = policy.route(request.method(), path, request.authority()) else {
+        events.push(Event::NoRuleMatch);
+        let denial = (policy.on_no_match == NoMatch::Deny).then_some(Denial::NoRuleMatched);
+        return finish(policy.mode, None, denial, headers, events);
+    };
+
+    let mut denial = None;
+    if let Some(requirement) = &rule.jwt {
+        let mut checks: Vec<Option<ProviderCheck>> = vec![None; policy.providers.len()];
+        let status = requirement.evaluate(
+            &mut |p| {
+                if let Some(done) = checks.get(p).and_then(|c| c.as_ref()) {
+                    return done.status;
+                }
+                let check = match policy.providers.get(p) {
+                    Some(provider) => check_provider(p, provider, request, keys, cache, now, &mut events),
+                    None => ProviderCheck { status: Status::JwtMissed, verified: None, locations: Vec::new() },
+                };
+                let status = check.status;
+                if let Some(slot) = checks.get_mut(p) {
+                    *slot = Some(check);
+                }
+                status
+            },
+            policy.providers.len(),
+        );
+        if status == Status::Ok {
+            events.push(Event::JwtAllowed);
+            for (provider, check) in policy.providers.iter().zip(&checks) {
+                if let Some(ProviderCheck { status: Status::Ok, verified: Some(token), locations }) = check {
+                    forward_headers(provider, token, locations, &mut headers);
+                }
+            }
+        } else {
+            events.push(Event::JwtDenied(status));
+            denial = Some(Denial::Jwt(status));
+        }
+    }
+    finish(rule.mode(policy), Some(rule_index), denial, headers, events)
+}
+
+fn finish(
+    mode: Mode,
+    rule: Option<usize>,
+    denial: Option<Denial>,
+    headers: Vec<HeaderChange>,
+    mut events: Vec<Event>,
+) -> Verdict {
+    let enforced = mode == Mode::Enforce;
+    if denial.is_some() && !enforced {
+        events.push(Event::ReportOnlyDenied);
+    }
+    Verdict { rule, denial, enforced, headers, events }
+}
+
+#[derive(Debug, Clone)]
+struct ProviderCheck {
+    status: Status,
+    /// The first token's verified claims (every token found must verify, as in Envoy).
+    verified: Option<Arc<VerifiedToken>>,
+    /// Where the tokens were found, so that they can be removed before forwarding.
+    locations: Vec<usize>,
+}
+
+fn check_provider(
+    index: usize,
+    provider: &Provider,
+    request: &dyn RequestView,
+    keys: &mut dyn KeyLookup,
+    cache: &mut TokenCache,
+    now: u64,
+    events: &mut Vec<Event>,
+) -> ProviderCheck {
+    let found = extract(&provider.locations, request);
+    let locations: Vec<usize> = found.iter().map(|f| f.location).collect();
+    if found.is_empty() {
+        return ProviderCheck { status: Status::JwtMissed, verified: None, locations };
+    }
+    let key_set = match &provider.keys {
+        KeySource::Local(set) => Some((Arc::clone(set), 0)),
+        KeySource::Remote(_) => keys.remote_keys(index),
+    };
+    let mut first = None;
+    for token in &found {
+        match verify_token(index, provider, token.token, key_set.as_ref(), cache, now, events) {
+            Ok(verified) => {
+                first.get_or_insert(verified);
+            }
+            Err(status) => return ProviderCheck { status, verified: None, locations },
+        }
+    }
+    ProviderCheck { status: Status::Ok, verified: first, locations }
+}
+
+fn verify_token(
+    index: usize,
+    provider: &Provider,
+    token: &str,
+    key_set: Option<&(Arc<KeySet>, u64)>,
+    cache: &mut TokenCache,
+    now: u64,
+    events: &mut Vec<Event>,
+) -> Result<Arc<VerifiedToken>, Status> {
+    if token.len() > provider.max_token_bytes {
+        return Err(Status::JwtTooLarge);
+    }
+    if let Some((_, generation)) = key_set {
+        if let Some(hit) = cache.get(token, index, *generation, now) {
+            events.push(Event::CacheHit);
+            return Ok(hit);
+        }
+    }
+    events.push(Event::CacheMiss);
+    let jwt = jws::parse(token)?;
+    // Claims before keys and signature, as Envoy: an expired token is "expired" even while keys are missing.
+    verify::check_claims(&jwt, &provider.claims, now)?;
+    let (keys, generation) = key_set.ok_or(Status::JwksFetchFail)?;
+    if let Err(status) = verify::check_signature(&jwt, keys) {
+        if status == Status::JwksKidAlgMismatch {
+            events.push(Event::UnknownKid { provider: index });
+        }
+        return Err(status);
+    }
+    let skew = provider.claims.clock_skew_secs;
+    let verified = Arc::new(VerifiedToken {
+        payload: jwt.payload,
+        payload_b64: jwt.payload_b64.to_string(),
+        valid_from: jwt.claims.nbf.map_or(0, |nbf| nbf.saturating_sub(skew)),
+        valid_until: jwt.claims.exp.map_or(u64::MAX, |exp| exp.saturating_add(skew)),
+    });
+    cache.insert(token, index, *generation, Arc::clone(&verified), now);
+    Ok(verified)
+}
+
+fn forward_headers(provider: &Provider, token: &VerifiedToken, locations: &[usize], headers: &mut Vec<HeaderChange>) {
+    for claim in &provider.claim_to_headers {
+        if let Some(value) = claim_value(&token.payload, &claim.claim_path) {
+            headers.push(HeaderChange::Set(claim.header_name.clone(), value));
+        }
+    }
+    if let Some(name) = &provider.forward_payload_header {
+        headers.push(HeaderChange::Set(name.clone(), token.payload_b64.clone()));
+    }
+    if !provider.forward {
+        for location in locations {
+            // Query parameters and cookies stay (as in Envoy); a token header is removed.
+            if let Some(TokenLocation::Header { name, .. }) = provider.locations.get(*location) {
+                headers.push(HeaderChange::Remove(name.clone()));
+            }
+        }
+    }
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans printed, lists of strings
+/// joined with commas (as Envoy). Objects, nulls and mixed lists give no header. Characters that
+/// cannot appear in a header value (control characters) make the claim unusable rather than unsafe.
+fn claim_value(payload: &serde_json::Map<String, Value>, path: &[String]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let mut value = payload.get(first)?;
+    for part in rest {
+        value = value.as_object()?.get(part)?;
+    }
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => {
+            let parts: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            parts?.join(",")
+        }
+        Value::Null | Value::Object(_) => return None,
+    };
+    (!text.chars().any(char::is_control)).then_some(text)
+}
+
+/// `scheme://host/path` without the query string, at most 256 bytes (as Envoy's `buildOriginalUri`).
+pub fn original_uri(request: &dyn RequestView) -> String {
+    let mut uri = format!("{}://{}{}", request.scheme(), request.authority(), path_only(request.path()));
+    if uri.len() > 256 {
+        let mut cut = 256;
+        while !uri.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        uri.truncate(cut);
+    }
+    uri
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+use super::*;
+use crate::config::Policy;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use jwt_compact::alg::{Hs256, Hs256Key};
+use jwt_compact::{Algorithm, AlgorithmSignature};
+use serde_json::json;
+use std::collections::HashMap;
+
+const SECRET: &[u8] = b"an HMAC secret of at least 32 bytes long";
+const NOW: u64 = 1_700_000_000;
+
+fn jwks() -> String {
+    json!({"keys": [{"kty": "oct", "kid": "hs1", "alg": "HS256", "k": Base64UrlUnpadded::encode_string(SECRET)}]})
+        .to_string()
+}
+
+fn sign(header: Value, payload: Value) -> String {
+    let input = format!(
+        "{}.{}",
+        Base64UrlUnpadded::encode_string(header.to_string().as_bytes()),
+        Base64UrlUnpadded::encode_string(payload.to_string().as_bytes())
+    );
+    let sig = Hs256.sign(&Hs256Key::new(SECRET), input.as_bytes());
+    format!("{input}.{}", Base64UrlUnpadded::encode_string(sig.as_bytes().as_ref()))
+}
+
+fn token(payload: Value) -> String {
+    sign(json!({"alg": "HS256", "kid": "hs1", "typ": "JWT"}), payload)
+}
+
+fn good_claims() -> Value {
+    json!({"iss": "https://idp", "aud": "api", "sub": "alice", "exp": NOW + 600, "realm": {"role": "admin"}, "groups": ["a", "b"]})
+}
+
+fn policy(extra_rule: Value) -> Policy {
+    Policy::from_value(&json!({
+        "jwt_providers": {"idp": {
+            "issuer": "https://idp", "audiences": ["api"],
+            "local_jwks": {"inline_string": jwks()},
+            "forward_payload_header": "x-jwt-payload",
+            "claim_to_headers": [
+                {"header_name": "x-sub", "claim_name": "sub"},
+                {"header_name": "x-role", "claim_name": "realm.role"},
+                {"header_name": "x-groups", "claim_name": "groups"}
+            ]
+        }},
+        "rules": [
+            {"name": "open", "match": {"prefix": "/public"}},
+            extra_rule,
+            {"name": "api", "match": {"prefix": "/api"}, "jwt": {"provider": "idp"}}
+        ]
+    }))
+    .unwrap()
+}
+
+fn default_policy() -> Policy {
+    policy(json!({"name": "dry", "match": {"prefix": "/dry"}, "mode": "report", "jwt": {"provider": "idp"}}))
+}
+
+struct Request {
+    path: &'static str,
+    headers: HashMap<String, String>,
+}
+
+impl Request {
+    fn get(path: &'static str) -> Self {
+        Request { path, headers: HashMap::new() }
+    }
+    fn bearer(mut self, token: &str) -> Self {
+        self.headers.insert("authorization".into(), format!("Bearer {token}"));
+        self
+    }
+}
+
+impl TokenSource for Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+    fn query(&self) -> &str {
+        self.path.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+impl RequestView for Request {
+    fn method(&self) -> &str {
+        "GET"
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn authority(&self) -> &str {
+        "api.example"
+    }
+    fn scheme(&self) -> &str {
+        "http"
+    }
+}
+
+struct NoRemote;
+impl KeyLookup for NoRemote {
+    fn remote_keys(&mut self, _: usize) -> Option<(Arc<KeySet>, u64)> {
+        None
+    }
+}
+
+fn run(policy: &Policy, request: &Request, cache: &mut TokenCache) -> Verdict {
+    decide(policy, request, &mut NoRemote, cache, NOW)
+}
+
+#[test]
+fn a_valid_token_passes_and_its_claims_become_headers() {
+    let p = default_policy();
+    let t = token(good_claims());
+    let v = run(&p, &Request::get("/api/orders").bearer(&t), &mut TokenCache::new(10));
+    assert!(!v.refuses());
+    assert_eq!(v.denial, None);
+    assert!(v.headers.contains(&HeaderChange::Set("x-sub".into(), "alice".into())));
+    assert!(v.headers.contains(&HeaderChange::Set("x-role".into(), "admin".into())));
+    assert!(v.headers.contains(&HeaderChange::Set("x-groups".into(), "a,b".into())));
+    let payload_b64 = t.split('.').nth(1).unwrap().to_string();
+    assert!(v.headers.contains(&HeaderChange::Set("x-jwt-payload".into(), payload_b64)));
+    assert!(v.headers.contains(&HeaderChange::Remove("authorization".into())), "token not forwarded by default");
+    assert!(v.events.contains(&Event::JwtAllowed));
+}
+
+#[test]
+fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
+    let p = default_policy();
+    let v = run(&p, &Request::get("/public/x"), &mut TokenCache::new(10));
+    assert_eq!(
+        v.headers,
+        vec![
+            HeaderChange::Remove("x-groups".into()),
+            HeaderChange::Remove("x-jwt-payload".into()),
+            HeaderChange::Remove("x-role".into()),
+            HeaderChange::Remove("x-sub".into())
+        ]
+    );
+    let v = run(&p, &Request::get("/api/x").bearer(&token(good_claims())), &mut TokenCache::new(10));
+    let first_set = v.headers.iter().position(|h| matches!(h, HeaderChange::Set(..))).unwrap();
+    let last_remove_of_owned = v.headers.iter().rposition(|h| *h == HeaderChange::Remove("x-sub".into())).unwrap();
+    assert!(last_remove_of_owned < first_set);
+}
+
+#[test]
+fn each_failure_is_refused_with_envoys_status() {
+    let p = default_policy();
+    let cases = [
+        (None, Status::JwtMissed),
+        (Some(token(json!({"iss": "https://idp", "aud": "api", "exp": NOW - 61}))), Status::JwtExpired),
+        (Some(token(json!({"iss": "https://idp", "aud": "other", "exp": NOW + 60}))), Status::JwtAudienceNotAllowed),
+        (Some(token(json!({"iss": "https://evil", "aud": "api", "exp": NOW + 60}))), Status::JwtUnknownIssuer),
+        (Some(format!("{}x", token(good_claims()))), Status::JwtVerificationFail),
+        (Some("not-a-jwt".to_string()), Status::JwtBadFormat),
+        (Some("a".repeat(9000)), Status::JwtTooLarge),
+    ];
+    for (t, expected) in cases {
+        let mut request = Request::get("/api/x");
+        if let Some(t) = &t {
+            request = request.bearer(t);
+        }
+        let v = run(&p, &request, &mut TokenCache::new(10));
+        assert_eq!(v.denial, Some(Denial::Jwt(expected)), "{t:?}");
+        assert!(v.refuses());
+        assert!(v.events.contains(&Event::JwtDenied(expected)));
+        assert!(!v.headers.iter().any(|h| matches!(h, HeaderChange::Set(..))), "no claim header on failure");
+    }
+}
+
+#[test]
+fn report_mode_decides_and_counts_but_lets_the_request_through() {
+    let p = default_policy();
+    let v = run(&p, &Request::get("/dry/x"), &mut TokenCache::new(10));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+    assert!(!v.refuses());
+    assert!(v.events.contains(&Event::ReportOnlyDenied));
+}
+
+#[test]
+fn a_repeated_token_is_served_from_the_cache_until_it_expires() {
+    let p = default_policy();
+    let t = token(json!({"iss": "https://idp", "aud": "api", "exp": NOW + 10}));
+    let mut cache = TokenCache::new(10);
+    let first = run(&p, &Request::get("/api/x").bearer(&t), &mut cache);
+    assert!(first.events.contains(&Event::CacheMiss));
+    let second = run(&p, &Request::get("/api/x").bearer(&t), &mut cache);
+    assert!(second.events.contains(&Event::CacheHit));
+    assert_eq!(first.headers, second.headers);
+    let later = decide(&p, &Request::get("/api/x").bearer(&t), &mut NoRemote, &mut cache, NOW + 71);
+    assert_eq!(later.denial, Some(Denial::Jwt(Status::JwtExpired)), "exp + 60 s skew has passed");
+}
+
+#[test]
+fn a_request_matching_no_rule_follows_on_no_match() {
+    let allow = default_policy();
+    let v = run(&allow, &Request::get("/elsewhere"), &mut TokenCache::new(1));
+    assert!(!v.refuses());
+    assert!(v.events.contains(&Event::NoRuleMatch));
+    let deny = Policy::from_value(&json!({"on_no_match": "deny"})).unwrap();
+    let v = run(&deny, &Request::get("/elsewhere"), &mut TokenCache::new(1));
+    assert_eq!(v.denial, Some(Denial::NoRuleMatched));
+    assert!(v.refuses());
+}
+
+#[test]
+fn remote_keys_not_yet_fetched_give_jwks_fetch_fail_after_the_claims_checks() {
+    let p = Policy::from_value(&json!({
+        "jwt_providers": {"idp": {"issuer": "https://idp", "remote_jwks": {"cluster": "c", "uri": "http://idp/k"}}},
+        "rules": [{"match": {"prefix": "/"}, "jwt": {"provider": "idp"}}]
+    }))
+    .unwrap();
+    let v = run(&p, &Request::get("/x").bearer(&token(good_claims())), &mut TokenCache::new(1));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwksFetchFail)));
+    let expired = token(json!({"iss": "https://idp", "exp": NOW - 100}));
+    let v = run(&p, &Request::get("/x").bearer(&expired), &mut TokenCache::new(1));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtExpired)));
+}
+
+#[test]
+fn the_original_uri_has_no_query_and_is_bounded() {
+    assert_eq!(original_uri(&Request::get("/api/x?access_token=secret")), "http://api.example/api/x");
+    let long: &'static str = Box::leak(format!("/{}", "é".repeat(300)).into_boxed_str());
+    assert!(original_uri(&Request::get(long)).len() <= 256);
+}
