@@ -273,26 +273,30 @@ fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
         "claim_to_headers",
         "max_token_bytes",
     ])?;
-    let mut claims = ClaimRules::default();
-    claims.issuer = obj
-        .get("issuer")
-        .map(|n| n.non_empty_str().map(str::to_string))
-        .transpose()?;
-    claims.audiences = obj
-        .get("audiences")
-        .map(|n| n.string_list())
-        .transpose()?
-        .unwrap_or_default();
-    if let Some(n) = obj.get("require_expiration") {
-        claims.require_expiration = n.bool()?;
-    }
-    if let Some(n) = obj.get("clock_skew") {
-        claims.clock_skew_secs = n.duration()?.as_secs();
-    }
-    claims.max_lifetime_secs = obj
-        .get("max_lifetime")
-        .map(|n| n.duration().map(|d| d.as_secs()))
-        .transpose()?;
+    let defaults = ClaimRules::default();
+    let claims = ClaimRules {
+        issuer: obj
+            .get("issuer")
+            .map(|n| n.non_empty_str().map(str::to_string))
+            .transpose()?,
+        audiences: obj
+            .get("audiences")
+            .map(|n| n.string_list())
+            .transpose()?
+            .unwrap_or_default(),
+        require_expiration: match obj.get("require_expiration") {
+            Some(n) => n.bool()?,
+            None => defaults.require_expiration,
+        },
+        clock_skew_secs: match obj.get("clock_skew") {
+            Some(n) => n.duration()?.as_secs(),
+            None => defaults.clock_skew_secs,
+        },
+        max_lifetime_secs: obj
+            .get("max_lifetime")
+            .map(|n| n.duration().map(|d| d.as_secs()))
+            .transpose()?,
+    };
 
     let local = obj.get("local_jwks");
     let remote = obj.get("remote_jwks");

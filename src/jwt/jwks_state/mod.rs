@@ -39,7 +39,11 @@ impl FetchState {
     fn encode(&self) -> Vec<u8> {
         format!(
             "v1 {} {} {} {} {}",
-            self.holder, self.lease_until_ms, self.failures, self.next_attempt_ms, self.doc_fetched_at_ms
+            self.holder,
+            self.lease_until_ms,
+            self.failures,
+            self.next_attempt_ms,
+            self.doc_fetched_at_ms
         )
         .into_bytes()
     }
@@ -78,6 +82,8 @@ pub enum FetchResult {
     Response { status: u16, body: Vec<u8> },
     /// No response: connection failure, timeout, reset.
     NoResponse,
+    /// A response whose body the host did not copy because it is larger than `max_bytes`.
+    Oversized { bytes: usize },
 }
 
 /// The result of a fetch, for metrics and logs.
@@ -90,6 +96,7 @@ pub enum FetchOutcome {
 #[derive(Debug)]
 struct ProviderKeys {
     provider: usize,
+    name: String,
     remote: RemoteJwks,
     state_key: String,
     doc_key: String,
@@ -114,9 +121,15 @@ impl JwksCoordinator {
         let providers = policy
             .remote_jwks()
             .map(|(provider, remote)| {
-                let prefix = format!("{}.jwks.{}", policy.name, policy.providers.get(provider).map_or("", |p| p.name.as_str()));
+                let name = policy
+                    .providers
+                    .get(provider)
+                    .map_or("", |p| p.name.as_str())
+                    .to_string();
+                let prefix = format!("{}.jwks.{name}", policy.name);
                 ProviderKeys {
                     provider,
+                    name,
                     remote: remote.clone(),
                     state_key: format!("{prefix}.state"),
                     doc_key: format!("{prefix}.doc"),
@@ -128,11 +141,30 @@ impl JwksCoordinator {
                 }
             })
             .collect();
-        JwksCoordinator { worker_id, providers }
+        JwksCoordinator {
+            worker_id,
+            providers,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.providers.is_empty()
+    }
+
+    /// The most bytes a provider's JWKS response may have (the host copies no more).
+    pub fn max_bytes(&self, provider: usize) -> usize {
+        self.providers
+            .iter()
+            .find(|p| p.provider == provider)
+            .map_or(0, |p| p.remote.max_bytes)
+    }
+
+    /// The provider's name, for logs.
+    pub fn provider_name(&self, provider: usize) -> &str {
+        self.providers
+            .iter()
+            .find(|p| p.provider == provider)
+            .map_or("", |p| p.name.as_str())
     }
 
     /// Creates the shared state records if they do not exist yet, so that later updates can rely on
@@ -192,7 +224,10 @@ impl JwksCoordinator {
                 lease_until_ms: now_ms + p.remote.timeout.as_millis() as u64 + LEASE_MARGIN_MS,
                 ..state
             };
-            if store.set(&p.state_key, &lease.encode(), cas.or(Some(0))).is_ok() {
+            if store
+                .set(&p.state_key, &lease.encode(), cas.or(Some(0)))
+                .is_ok()
+            {
                 p.in_flight = true;
                 orders.push(FetchOrder {
                     provider: p.provider,
@@ -217,15 +252,27 @@ impl JwksCoordinator {
     ) -> FetchOutcome {
         let worker_id = self.worker_id;
         let Some(p) = self.providers.iter_mut().find(|p| p.provider == provider) else {
-            return FetchOutcome::Failed { reason: "no such remote provider".into(), retry_in_ms: 0 };
+            return FetchOutcome::Failed {
+                reason: "no such remote provider".into(),
+                retry_in_ms: 0,
+            };
         };
         p.in_flight = false;
         let parsed = match result {
-            FetchResult::NoResponse => Err("no response (connection failed or timed out)".to_string()),
-            FetchResult::Response { status, .. } if status != 200 => Err(format!("HTTP status {status}")),
-            FetchResult::Response { body, .. } if body.len() > p.remote.max_bytes => {
-                Err(format!("body larger than max_bytes ({})", p.remote.max_bytes))
+            FetchResult::NoResponse => {
+                Err("no response (connection failed or timed out)".to_string())
             }
+            FetchResult::Oversized { bytes } => Err(format!(
+                "body of {bytes} bytes is larger than max_bytes ({})",
+                p.remote.max_bytes
+            )),
+            FetchResult::Response { status, .. } if status != 200 => {
+                Err(format!("HTTP status {status}"))
+            }
+            FetchResult::Response { body, .. } if body.len() > p.remote.max_bytes => Err(format!(
+                "body larger than max_bytes ({})",
+                p.remote.max_bytes
+            )),
             FetchResult::Response { body, .. } => match KeySet::from_jwks(&body) {
                 Ok(keys) if keys.is_empty() => Err("JWKS has no usable key".to_string()),
                 Ok(keys) => Ok((keys, body)),
@@ -247,7 +294,11 @@ impl JwksCoordinator {
                     lease_until_ms: 0,
                     failures: 0,
                     next_attempt_ms: 0,
-                    doc_fetched_at_ms: if published { now_ms } else { s.doc_fetched_at_ms },
+                    doc_fetched_at_ms: if published {
+                        now_ms
+                    } else {
+                        s.doc_fetched_at_ms
+                    },
                 });
                 FetchOutcome::Installed { keys: count }
             }
@@ -264,18 +315,28 @@ impl JwksCoordinator {
                         doc_fetched_at_ms: s.doc_fetched_at_ms,
                     }
                 });
-                FetchOutcome::Failed { reason, retry_in_ms }
+                FetchOutcome::Failed {
+                    reason,
+                    retry_in_ms,
+                }
             }
         }
     }
 }
 
-fn read_state(store: &dyn SharedStore, key: &str) -> Result<(Option<FetchState>, Option<u32>), StoreError> {
+fn read_state(
+    store: &dyn SharedStore,
+    key: &str,
+) -> Result<(Option<FetchState>, Option<u32>), StoreError> {
     let (value, cas) = store.get(key)?;
     Ok((value.as_deref().and_then(FetchState::decode), cas))
 }
 
-fn update_state(store: &dyn SharedStore, key: &str, mut change: impl FnMut(&FetchState) -> FetchState) {
+fn update_state(
+    store: &dyn SharedStore,
+    key: &str,
+    mut change: impl FnMut(&FetchState) -> FetchState,
+) {
     for _ in 0..CAS_ATTEMPTS {
         let Ok((state, cas)) = read_state(store, key) else {
             return;
@@ -299,7 +360,10 @@ fn install_if_newer(p: &mut ProviderKeys, store: &dyn SharedStore, state: &Fetch
         return;
     };
     let (head, body) = doc.split_at(newline);
-    let fetched_at = std::str::from_utf8(head).ok().and_then(|h| h.parse::<u64>().ok()).unwrap_or(0);
+    let fetched_at = std::str::from_utf8(head)
+        .ok()
+        .and_then(|h| h.parse::<u64>().ok())
+        .unwrap_or(0);
     if fetched_at <= p.installed_fetched_at_ms {
         return;
     }

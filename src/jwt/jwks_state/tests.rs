@@ -16,7 +16,10 @@ fn policy() -> Policy {
 }
 
 fn ok() -> FetchResult {
-    FetchResult::Response { status: 200, body: JWKS.as_bytes().to_vec() }
+    FetchResult::Response {
+        status: 200,
+        body: JWKS.as_bytes().to_vec(),
+    }
 }
 
 fn workers(n: u64, store: &MemoryStore) -> Vec<JwksCoordinator> {
@@ -34,16 +37,32 @@ fn workers(n: u64, store: &MemoryStore) -> Vec<JwksCoordinator> {
 fn one_worker_fetches_and_every_other_worker_installs_the_same_keys() {
     let store = MemoryStore::default();
     let mut ws = workers(3, &store);
-    let orders: Vec<_> = ws.iter_mut().map(|w| w.on_tick(&store, T0 + 1_000)).collect();
-    assert_eq!(orders.iter().map(Vec::len).sum::<usize>(), 1, "exactly one worker wins the lease");
+    let orders: Vec<_> = ws
+        .iter_mut()
+        .map(|w| w.on_tick(&store, T0 + 1_000))
+        .collect();
+    assert_eq!(
+        orders.iter().map(Vec::len).sum::<usize>(),
+        1,
+        "exactly one worker wins the lease"
+    );
     assert_eq!(orders[0][0].path, "/keys");
     assert_eq!(orders[0][0].cluster, "jwks");
     assert_eq!(orders[0][0].authority, "idp");
 
-    assert_eq!(ws[0].on_fetch_done(&store, 0, T0 + 1_100, ok()), FetchOutcome::Installed { keys: 1 });
-    assert!(ws[1].keys(0).is_none(), "others learn of it on their next tick");
+    assert_eq!(
+        ws[0].on_fetch_done(&store, 0, T0 + 1_100, ok()),
+        FetchOutcome::Installed { keys: 1 }
+    );
+    assert!(
+        ws[1].keys(0).is_none(),
+        "others learn of it on their next tick"
+    );
     for w in ws.iter_mut() {
-        assert!(w.on_tick(&store, T0 + 2_000).is_empty(), "nobody fetches again while the keys are fresh");
+        assert!(
+            w.on_tick(&store, T0 + 2_000).is_empty(),
+            "nobody fetches again while the keys are fresh"
+        );
         assert!(w.keys(0).is_some());
     }
 }
@@ -70,7 +89,10 @@ fn keys_are_refreshed_before_they_expire_and_the_generation_moves() {
     assert_eq!(orders.len(), 1, "refresh at 80% of cache_duration");
     ws[1].on_fetch_done(&store, 0, T0 + 80_100, ok());
     let _ = ws[0].on_tick(&store, T0 + 80_200);
-    assert!(ws[0].keys(0).unwrap().1 > gen1, "the refreshed keys void older cached verifications");
+    assert!(
+        ws[0].keys(0).unwrap().1 > gen1,
+        "the refreshed keys void older cached verifications"
+    );
 }
 
 #[test]
@@ -93,11 +115,20 @@ fn failures_back_off_exponentially_up_to_the_cap() {
         }
     }
     for pair in delays[..4].windows(2) {
-        assert!(pair[1] * 10 >= pair[0] * 16, "roughly doubling until the cap: {delays:?}");
+        assert!(
+            pair[1] * 10 >= pair[0] * 16,
+            "roughly doubling until the cap: {delays:?}"
+        );
     }
-    assert!(delays[3..].iter().all(|d| (6_400..=8_000).contains(d)), "capped with jitter: {delays:?}");
+    assert!(
+        delays[3..].iter().all(|d| (6_400..=8_000).contains(d)),
+        "capped with jitter: {delays:?}"
+    );
     assert!(delays[0] >= 800 && delays[0] <= 1_000, "{delays:?}");
-    assert!(*delays.last().unwrap() <= 8_000 && *delays.last().unwrap() >= 6_400, "{delays:?}");
+    assert!(
+        *delays.last().unwrap() <= 8_000 && *delays.last().unwrap() >= 6_400,
+        "{delays:?}"
+    );
     assert!(ws[0].keys(0).is_none());
 }
 
@@ -108,17 +139,32 @@ fn bad_answers_are_failures_and_keep_the_last_good_keys() {
     let _ = ws[0].on_tick(&store, T0 + 0);
     ws[0].on_fetch_done(&store, 0, T0 + 0, ok());
     let bad = [
-        FetchResult::Response { status: 503, body: JWKS.as_bytes().to_vec() },
-        FetchResult::Response { status: 200, body: b"<html>".to_vec() },
-        FetchResult::Response { status: 200, body: br#"{"keys":[]}"#.to_vec() },
-        FetchResult::Response { status: 200, body: vec![b' '; 64 * 1024 + 1] },
+        FetchResult::Response {
+            status: 503,
+            body: JWKS.as_bytes().to_vec(),
+        },
+        FetchResult::Response {
+            status: 200,
+            body: b"<html>".to_vec(),
+        },
+        FetchResult::Response {
+            status: 200,
+            body: br#"{"keys":[]}"#.to_vec(),
+        },
+        FetchResult::Response {
+            status: 200,
+            body: vec![b' '; 64 * 1024 + 1],
+        },
     ];
     let mut now = T0 + 80_000;
     for result in bad {
         while ws[0].on_tick(&store, now).is_empty() {
             now += 500;
         }
-        assert!(matches!(ws[0].on_fetch_done(&store, 0, now, result), FetchOutcome::Failed { .. }));
+        assert!(matches!(
+            ws[0].on_fetch_done(&store, 0, now, result),
+            FetchOutcome::Failed { .. }
+        ));
         assert!(ws[0].keys(0).is_some(), "the last good keys stay in use");
     }
 }
@@ -130,7 +176,10 @@ fn an_unknown_kid_refetches_but_not_more_often_than_configured() {
     let _ = ws[0].on_tick(&store, T0 + 0);
     ws[0].on_fetch_done(&store, 0, T0 + 0, ok());
     ws[0].note_unknown_kid(0);
-    assert!(ws[0].on_tick(&store, T0 + 5_000).is_empty(), "within refetch_on_unknown_kid of the last fetch");
+    assert!(
+        ws[0].on_tick(&store, T0 + 5_000).is_empty(),
+        "within refetch_on_unknown_kid of the last fetch"
+    );
     assert_eq!(ws[0].on_tick(&store, T0 + 10_000).len(), 1);
 }
 
@@ -141,14 +190,31 @@ fn a_lease_held_by_a_silent_worker_expires() {
     assert_eq!(ws[0].on_tick(&store, T0 + 0).len(), 1);
     // Worker 0 never reports back.
     assert!(ws[1].on_tick(&store, T0 + 2_999).is_empty());
-    assert_eq!(ws[1].on_tick(&store, T0 + 3_001).len(), 1, "lease = timeout + margin");
+    assert_eq!(
+        ws[1].on_tick(&store, T0 + 3_001).len(),
+        1,
+        "lease = timeout + margin"
+    );
 }
 
 #[test]
 fn the_state_record_round_trips_and_garbage_is_rejected() {
-    let s = FetchState { holder: 7, lease_until_ms: 8, failures: 9, next_attempt_ms: 10, doc_fetched_at_ms: 11 };
+    let s = FetchState {
+        holder: 7,
+        lease_until_ms: 8,
+        failures: 9,
+        next_attempt_ms: 10,
+        doc_fetched_at_ms: 11,
+    };
     assert_eq!(FetchState::decode(&s.encode()), Some(s));
-    for bad in [&b""[..], b"v1", b"v2 1 2 3 4 5", b"v1 1 2 3 4 5 6", b"v1 a 2 3 4 5", b"\xff"] {
+    for bad in [
+        &b""[..],
+        b"v1",
+        b"v2 1 2 3 4 5",
+        b"v1 1 2 3 4 5 6",
+        b"v1 a 2 3 4 5",
+        b"\xff",
+    ] {
         assert_eq!(FetchState::decode(bad), None);
     }
 }

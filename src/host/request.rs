@@ -1,0 +1,54 @@
+//! One request's headers, read from the proxy once (one host call for all of them is cheaper than
+//! one per header when several are needed).
+
+use crate::jwt::extract::TokenSource;
+use crate::pipeline::RequestView;
+
+pub struct HostRequest {
+    headers: Vec<(String, String)>,
+}
+
+impl HostRequest {
+    pub fn new(headers: Vec<(String, String)>) -> Self {
+        HostRequest { headers }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl TokenSource for HostRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+
+    fn query(&self) -> &str {
+        self.path()
+            .split_once('?')
+            .map_or("", |(_, q)| q.split('#').next().unwrap_or(q))
+    }
+}
+
+impl RequestView for HostRequest {
+    fn method(&self) -> &str {
+        self.get(":method").unwrap_or("")
+    }
+
+    fn path(&self) -> &str {
+        self.get(":path").unwrap_or("")
+    }
+
+    fn authority(&self) -> &str {
+        self.get(":authority").unwrap_or("")
+    }
+
+    fn scheme(&self) -> &str {
+        self.get("x-forwarded-proto")
+            .or_else(|| self.get(":scheme"))
+            .unwrap_or("http")
+    }
+}

@@ -1,0 +1,340 @@
+//! `ApiGuardRoot` lives as long as the VM (one per worker, and one on the main thread): it owns the
+//! compiled policy, the worker's token cache and remote-JWKS state, and creates an `ApiGuard` per
+//! request.
+
+use super::metrics::Metrics;
+use super::request::HostRequest;
+use super::store::HostStore;
+use crate::config::Policy;
+use crate::jwt::cache::TokenCache;
+use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
+use crate::jwt::keys::KeySet;
+use crate::pipeline::{decide, original_uri, Event, HeaderChange, KeyLookup};
+use crate::reply::{self, Denial};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often each VM looks at the shared JWKS state (and fetches when it wins the lease).
+const TICK: Duration = Duration::from_millis(500);
+
+/// What one VM keeps between requests.
+struct Worker {
+    policy: Rc<Policy>,
+    metrics: Metrics,
+    cache: TokenCache,
+    jwks: JwksCoordinator,
+}
+
+impl KeyLookup for Worker {
+    fn remote_keys(&mut self, provider: usize) -> Option<(Arc<KeySet>, u64)> {
+        if let Some(found) = self.jwks.keys(provider) {
+            return Some(found);
+        }
+        // Another worker may have fetched them since our last tick.
+        self.jwks.sync(&HostStore, provider);
+        self.jwks.keys(provider)
+    }
+}
+
+#[derive(Default)]
+pub struct ApiGuardRoot {
+    worker: Option<Rc<RefCell<Worker>>>,
+    /// JWKS calls in flight: call token → provider.
+    calls: HashMap<u32, usize>,
+}
+
+impl Context for ApiGuardRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(provider) = self.calls.remove(&token_id) else {
+            return;
+        };
+        let Some(worker) = &self.worker else {
+            return;
+        };
+        let mut worker = worker.borrow_mut();
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        let result = match status {
+            None => FetchResult::NoResponse,
+            Some(_) if body_size > worker.jwks.max_bytes(provider) => {
+                FetchResult::Oversized { bytes: body_size }
+            }
+            Some(status) => {
+                let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                FetchResult::Response { status, body }
+            }
+        };
+        let outcome = worker
+            .jwks
+            .on_fetch_done(&HostStore, provider, super::now_ms(), result);
+        report_fetch(&worker, provider, &outcome);
+    }
+}
+
+impl RootContext for ApiGuardRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::from(&b"{}"[..]),
+            Err(e) => {
+                log::error!("apiguard: cannot read the plugin configuration: {e:?}");
+                return false;
+            }
+        };
+        let policy = match Policy::from_json(&bytes) {
+            Ok(policy) => Rc::new(policy),
+            Err(e) => {
+                // Envoy refuses the filter when on_configure returns false; this line says why.
+                log::error!("apiguard: {e}");
+                return false;
+            }
+        };
+        let jwks = JwksCoordinator::new(&policy, worker_id());
+        if let Err(e) = jwks.ensure_shared_records(&HostStore) {
+            log::warn!(
+                "{}: cannot initialise shared JWKS state: {e:?}",
+                policy.name
+            );
+        }
+        if !jwks.is_empty() {
+            if let Err(e) = hostcalls::set_tick_period(TICK) {
+                log::error!(
+                    "{}: cannot set the tick period, remote JWKS would never be fetched: {e:?}",
+                    policy.name
+                );
+                return false;
+            }
+        }
+        log::info!(
+            "{}: configured: {} rule(s), {} JWT provider(s), mode {:?}",
+            policy.name,
+            policy.rules.len(),
+            policy.providers.len(),
+            policy.mode
+        );
+        let worker = Worker {
+            metrics: Metrics::define(&policy.name),
+            cache: TokenCache::new(policy.jwt_cache_max_entries),
+            jwks,
+            policy,
+        };
+        self.worker = Some(Rc::new(RefCell::new(worker)));
+        self.on_tick();
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(worker) = &self.worker else {
+            return;
+        };
+        let orders = worker
+            .borrow_mut()
+            .jwks
+            .on_tick(&HostStore, super::now_ms());
+        for order in orders {
+            match dispatch(&order) {
+                Ok(token) => {
+                    self.calls.insert(token, order.provider);
+                }
+                Err(e) => {
+                    let mut w = worker.borrow_mut();
+                    log::warn!(
+                        "{}: cannot call cluster {:?} for JWKS: {e:?}",
+                        w.policy.name,
+                        order.cluster
+                    );
+                    let outcome = w.jwks.on_fetch_done(
+                        &HostStore,
+                        order.provider,
+                        super::now_ms(),
+                        FetchResult::NoResponse,
+                    );
+                    report_fetch(&w, order.provider, &outcome);
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let worker = self.worker.as_ref().map(Rc::clone)?;
+        Some(Box::new(ApiGuard { worker }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+fn dispatch(order: &FetchOrder) -> Result<u32, proxy_wasm::types::Status> {
+    hostcalls::dispatch_http_call(
+        &order.cluster,
+        vec![
+            (":method", "GET"),
+            (":path", &order.path),
+            (":authority", &order.authority),
+            ("accept", "application/json"),
+        ],
+        None,
+        vec![],
+        Duration::from_millis(order.timeout_ms),
+    )
+}
+
+fn report_fetch(worker: &Worker, provider: usize, outcome: &FetchOutcome) {
+    let name = &worker.policy.name;
+    let provider_name = worker.jwks.provider_name(provider);
+    match outcome {
+        FetchOutcome::Installed { keys } => {
+            worker.metrics.inc("jwks_fetch_ok");
+            log::info!("{name}: JWKS for provider {provider_name:?} fetched: {keys} key(s)");
+        }
+        FetchOutcome::Failed {
+            reason,
+            retry_in_ms,
+        } => {
+            worker.metrics.inc("jwks_fetch_failed");
+            log::warn!("{name}: JWKS fetch for provider {provider_name:?} failed: {reason}; retry in {retry_in_ms} ms");
+        }
+    }
+}
+
+/// A random identity for this VM, used as the JWKS lease holder.
+fn worker_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        // Without randomness, the clock still differs between VMs started at different instants.
+        Err(_) => super::now_ms(),
+    }
+}
+
+/// One request.
+struct ApiGuard {
+    worker: Rc<RefCell<Worker>>,
+}
+
+impl Context for ApiGuard {}
+
+impl HttpContext for ApiGuard {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let mut worker = self.worker.borrow_mut();
+        let worker = &mut *worker;
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_else(|e| {
+            log::warn!(
+                "{}: cannot read request headers ({e:?}); judging the request without them",
+                worker.policy.name
+            );
+            Vec::new()
+        });
+        let request = HostRequest::new(headers);
+        let policy = Rc::clone(&worker.policy);
+        let mut cache = std::mem::take(&mut worker.cache);
+        let verdict = decide(
+            &policy,
+            &request,
+            worker,
+            &mut cache,
+            super::now_ms() / 1000,
+        );
+        worker.cache = cache;
+
+        worker.metrics.inc("requests");
+        for event in &verdict.events {
+            worker.metrics.record(event);
+            if let Event::UnknownKid { provider } = event {
+                worker.jwks.note_unknown_kid(*provider);
+            }
+        }
+        if let Some(denial) = verdict.denial {
+            let rule = verdict
+                .rule
+                .and_then(|i| policy.rules.get(i))
+                .map_or("-", |r| r.name.as_str());
+            if verdict.enforced {
+                worker.metrics.inc("denied");
+                log::debug!(
+                    "{}: refused {} {} (rule {rule}): {}",
+                    policy.name,
+                    request_method(&request),
+                    denial.name(),
+                    detail(denial)
+                );
+            } else {
+                log::info!(
+                    "{}: report mode, would refuse (rule {rule}): {}",
+                    policy.name,
+                    detail(denial)
+                );
+            }
+        }
+        if verdict.refuses() {
+            if let Some(denial) = verdict.denial {
+                let reply = reply::for_denial(
+                    denial,
+                    &original_uri(&request),
+                    policy.strip_failure_response,
+                );
+                let headers: Vec<(&str, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect();
+                if let Err(e) = hostcalls::send_http_response(
+                    u32::from(reply.status),
+                    headers,
+                    Some(reply.body.as_bytes()),
+                ) {
+                    log::error!(
+                        "{}: cannot send the refusal ({e:?}); resetting the stream",
+                        policy.name
+                    );
+                    let _ = hostcalls::reset_http_request();
+                }
+                return Action::Pause;
+            }
+        }
+        for change in &verdict.headers {
+            let result = match change {
+                HeaderChange::Remove(name) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+                }
+                HeaderChange::Set(name, value) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                }
+            };
+            if let Err(e) = result {
+                log::warn!("{}: cannot change request header: {e:?}", policy.name);
+            }
+        }
+        Action::Continue
+    }
+}
+
+fn request_method(request: &HostRequest) -> &str {
+    use crate::pipeline::RequestView;
+    request.method()
+}
+
+fn detail(denial: Denial) -> &'static str {
+    match denial {
+        Denial::Jwt(status) => status.message(),
+        Denial::NoRuleMatched => "no rule matches",
+    }
+}
