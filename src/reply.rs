@@ -36,7 +36,11 @@ pub fn for_denial(denial: Denial, original_uri: &str, strip_details: bool) -> Re
         Denial::Jwt(status) => jwt_failure(status, original_uri, strip_details),
         Denial::NoRuleMatched => Reply {
             status: 403,
-            body: if strip_details { String::new() } else { "Access denied: no apiguard rule matches this request".into() },
+            body: if strip_details {
+                String::new()
+            } else {
+                "Access denied: no apiguard rule matches this request".into()
+            },
             headers: text_plain(strip_details),
         },
     }
@@ -46,9 +50,17 @@ pub fn for_denial(denial: Denial, original_uri: &str, strip_details: bool) -> Re
 /// `www-authenticate: Bearer realm="<uri>"`, with `, error="invalid_token"` unless the token is missing.
 /// `strip_details` sends the status code alone (Envoy's `strip_failure_response`).
 fn jwt_failure(status: Status, original_uri: &str, strip_details: bool) -> Reply {
-    let code = if status == Status::JwtAudienceNotAllowed { 403 } else { 401 };
+    let code = if status == Status::JwtAudienceNotAllowed {
+        403
+    } else {
+        401
+    };
     if strip_details {
-        return Reply { status: code, body: String::new(), headers: Vec::new() };
+        return Reply {
+            status: code,
+            body: String::new(),
+            headers: Vec::new(),
+        };
     }
     let mut challenge = format!("Bearer realm=\"{}\"", quote_safe(original_uri));
     if status != Status::JwtMissed {
@@ -56,7 +68,11 @@ fn jwt_failure(status: Status, original_uri: &str, strip_details: bool) -> Reply
     }
     let mut headers = text_plain(false);
     headers.push(("www-authenticate", challenge));
-    Reply { status: code, body: status.message().to_string(), headers }
+    Reply {
+        status: code,
+        body: status.message().to_string(),
+        headers,
+    }
 }
 
 fn text_plain(empty: bool) -> Vec<(&'static str, String)> {
@@ -69,7 +85,9 @@ fn text_plain(empty: bool) -> Vec<(&'static str, String)> {
 
 /// A quoted-string must not contain `"` or `\` unescaped, nor control characters.
 fn quote_safe(text: &str) -> String {
-    text.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+    text.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
 }
 
 #[cfg(test)]
@@ -78,30 +96,61 @@ mod tests {
 
     #[test]
     fn a_missing_token_gets_401_with_a_bearer_challenge_without_error() {
-        let r = for_denial(Denial::Jwt(Status::JwtMissed), "http://api.example/orders", false);
+        let r = for_denial(
+            Denial::Jwt(Status::JwtMissed),
+            "http://api.example/orders",
+            false,
+        );
         assert_eq!(r.status, 401);
         assert_eq!(r.body, "Jwt is missing");
-        assert!(r.headers.contains(&("www-authenticate", "Bearer realm=\"http://api.example/orders\"".to_string())));
+        assert!(r.headers.contains(&(
+            "www-authenticate",
+            "Bearer realm=\"http://api.example/orders\"".to_string()
+        )));
     }
 
     #[test]
     fn a_bad_token_gets_invalid_token_and_a_wrong_audience_gets_403() {
         let r = for_denial(Denial::Jwt(Status::JwtExpired), "http://h/p", false);
         assert_eq!((r.status, r.body.as_str()), (401, "Jwt is expired"));
-        assert!(r.headers.contains(&("www-authenticate", "Bearer realm=\"http://h/p\", error=\"invalid_token\"".to_string())));
-        let r = for_denial(Denial::Jwt(Status::JwtAudienceNotAllowed), "http://h/p", false);
-        assert_eq!((r.status, r.body.as_str()), (403, "Audiences in Jwt are not allowed"));
+        assert!(r.headers.contains(&(
+            "www-authenticate",
+            "Bearer realm=\"http://h/p\", error=\"invalid_token\"".to_string()
+        )));
+        let r = for_denial(
+            Denial::Jwt(Status::JwtAudienceNotAllowed),
+            "http://h/p",
+            false,
+        );
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (403, "Audiences in Jwt are not allowed")
+        );
     }
 
     #[test]
     fn stripped_failures_say_nothing_but_the_status() {
         let r = for_denial(Denial::Jwt(Status::JwtVerificationFail), "http://h/p", true);
-        assert_eq!(r, Reply { status: 401, body: String::new(), headers: Vec::new() });
+        assert_eq!(
+            r,
+            Reply {
+                status: 401,
+                body: String::new(),
+                headers: Vec::new()
+            }
+        );
     }
 
     #[test]
     fn the_realm_cannot_be_broken_out_of_by_a_crafted_host() {
-        let r = for_denial(Denial::Jwt(Status::JwtMissed), "http://h\"x\\y\r\n/p", false);
-        assert!(r.headers.contains(&("www-authenticate", "Bearer realm=\"http://hxy/p\"".to_string())));
+        let r = for_denial(
+            Denial::Jwt(Status::JwtMissed),
+            "http://h\"x\\y\r\n/p",
+            false,
+        );
+        assert!(r.headers.contains(&(
+            "www-authenticate",
+            "Bearer realm=\"http://hxy/p\"".to_string()
+        )));
     }
 }

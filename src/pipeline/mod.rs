@@ -45,7 +45,9 @@ pub enum Event {
     /// A refusal that report mode let through.
     ReportOnlyDenied,
     /// A token named a `kid` that the provider's keys lack.
-    UnknownKid { provider: usize },
+    UnknownKid {
+        provider: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +78,12 @@ pub fn decide(
     now: u64,
 ) -> Verdict {
     // Headers the filter owns never come from the client, whatever happens next.
-    let mut headers: Vec<HeaderChange> = policy.owned_headers.iter().cloned().map(HeaderChange::Remove).collect();
+    let mut headers: Vec<HeaderChange> = policy
+        .owned_headers
+        .iter()
+        .cloned()
+        .map(HeaderChange::Remove)
+        .collect();
     let mut events = Vec::new();
     let path = path_only(request.path());
     let Some((rule_index, rule)) = policy.route(request.method(), path, request.authority()) else {
@@ -94,8 +101,14 @@ pub fn decide(
                     return done.status;
                 }
                 let check = match policy.providers.get(p) {
-                    Some(provider) => check_provider(p, provider, request, keys, cache, now, &mut events),
-                    None => ProviderCheck { status: Status::JwtMissed, verified: None, locations: Vec::new() },
+                    Some(provider) => {
+                        check_provider(p, provider, request, keys, cache, now, &mut events)
+                    }
+                    None => ProviderCheck {
+                        status: Status::JwtMissed,
+                        verified: None,
+                        locations: Vec::new(),
+                    },
                 };
                 let status = check.status;
                 if let Some(slot) = checks.get_mut(p) {
@@ -108,7 +121,12 @@ pub fn decide(
         if status == Status::Ok {
             events.push(Event::JwtAllowed);
             for (provider, check) in policy.providers.iter().zip(&checks) {
-                if let Some(ProviderCheck { status: Status::Ok, verified: Some(token), locations }) = check {
+                if let Some(ProviderCheck {
+                    status: Status::Ok,
+                    verified: Some(token),
+                    locations,
+                }) = check
+                {
                     forward_headers(provider, token, locations, &mut headers);
                 }
             }
@@ -131,7 +149,13 @@ fn finish(
     if denial.is_some() && !enforced {
         events.push(Event::ReportOnlyDenied);
     }
-    Verdict { rule, denial, enforced, headers, events }
+    Verdict {
+        rule,
+        denial,
+        enforced,
+        headers,
+        events,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -155,7 +179,11 @@ fn check_provider(
     let found = extract(&provider.locations, request);
     let locations: Vec<usize> = found.iter().map(|f| f.location).collect();
     if found.is_empty() {
-        return ProviderCheck { status: Status::JwtMissed, verified: None, locations };
+        return ProviderCheck {
+            status: Status::JwtMissed,
+            verified: None,
+            locations,
+        };
     }
     let key_set = match &provider.keys {
         KeySource::Local(set) => Some((Arc::clone(set), 0)),
@@ -163,14 +191,32 @@ fn check_provider(
     };
     let mut first = None;
     for token in &found {
-        match verify_token(index, provider, token.token, key_set.as_ref(), cache, now, events) {
+        match verify_token(
+            index,
+            provider,
+            token.token,
+            key_set.as_ref(),
+            cache,
+            now,
+            events,
+        ) {
             Ok(verified) => {
                 first.get_or_insert(verified);
             }
-            Err(status) => return ProviderCheck { status, verified: None, locations },
+            Err(status) => {
+                return ProviderCheck {
+                    status,
+                    verified: None,
+                    locations,
+                }
+            }
         }
     }
-    ProviderCheck { status: Status::Ok, verified: first, locations }
+    ProviderCheck {
+        status: Status::Ok,
+        verified: first,
+        locations,
+    }
 }
 
 fn verify_token(
@@ -207,13 +253,21 @@ fn verify_token(
         payload: jwt.payload,
         payload_b64: jwt.payload_b64.to_string(),
         valid_from: jwt.claims.nbf.map_or(0, |nbf| nbf.saturating_sub(skew)),
-        valid_until: jwt.claims.exp.map_or(u64::MAX, |exp| exp.saturating_add(skew)),
+        valid_until: jwt
+            .claims
+            .exp
+            .map_or(u64::MAX, |exp| exp.saturating_add(skew)),
     });
     cache.insert(token, index, *generation, Arc::clone(&verified), now);
     Ok(verified)
 }
 
-fn forward_headers(provider: &Provider, token: &VerifiedToken, locations: &[usize], headers: &mut Vec<HeaderChange>) {
+fn forward_headers(
+    provider: &Provider,
+    token: &VerifiedToken,
+    locations: &[usize],
+    headers: &mut Vec<HeaderChange>,
+) {
     for claim in &provider.claim_to_headers {
         if let Some(value) = claim_value(&token.payload, &claim.claim_path) {
             headers.push(HeaderChange::Set(claim.header_name.clone(), value));
@@ -256,7 +310,12 @@ fn claim_value(payload: &serde_json::Map<String, Value>, path: &[String]) -> Opt
 
 /// `scheme://host/path` without the query string, at most 256 bytes (as Envoy's `buildOriginalUri`).
 pub fn original_uri(request: &dyn RequestView) -> String {
-    let mut uri = format!("{}://{}{}", request.scheme(), request.authority(), path_only(request.path()));
+    let mut uri = format!(
+        "{}://{}{}",
+        request.scheme(),
+        request.authority(),
+        path_only(request.path())
+    );
     if uri.len() > 256 {
         let mut cut = 256;
         while !uri.is_char_boundary(cut) {

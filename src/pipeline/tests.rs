@@ -21,7 +21,10 @@ fn sign(header: Value, payload: Value) -> String {
         Base64UrlUnpadded::encode_string(payload.to_string().as_bytes())
     );
     let sig = Hs256.sign(&Hs256Key::new(SECRET), input.as_bytes());
-    format!("{input}.{}", Base64UrlUnpadded::encode_string(sig.as_bytes().as_ref()))
+    format!(
+        "{input}.{}",
+        Base64UrlUnpadded::encode_string(sig.as_bytes().as_ref())
+    )
 }
 
 fn token(payload: Value) -> String {
@@ -54,7 +57,9 @@ fn policy(extra_rule: Value) -> Policy {
 }
 
 fn default_policy() -> Policy {
-    policy(json!({"name": "dry", "match": {"prefix": "/dry"}, "mode": "report", "jwt": {"provider": "idp"}}))
+    policy(
+        json!({"name": "dry", "match": {"prefix": "/dry"}, "mode": "report", "jwt": {"provider": "idp"}}),
+    )
 }
 
 struct Request {
@@ -64,10 +69,14 @@ struct Request {
 
 impl Request {
     fn get(path: &'static str) -> Self {
-        Request { path, headers: HashMap::new() }
+        Request {
+            path,
+            headers: HashMap::new(),
+        }
     }
     fn bearer(mut self, token: &str) -> Self {
-        self.headers.insert("authorization".into(), format!("Bearer {token}"));
+        self.headers
+            .insert("authorization".into(), format!("Bearer {token}"));
         self
     }
 }
@@ -111,15 +120,31 @@ fn run(policy: &Policy, request: &Request, cache: &mut TokenCache) -> Verdict {
 fn a_valid_token_passes_and_its_claims_become_headers() {
     let p = default_policy();
     let t = token(good_claims());
-    let v = run(&p, &Request::get("/api/orders").bearer(&t), &mut TokenCache::new(10));
+    let v = run(
+        &p,
+        &Request::get("/api/orders").bearer(&t),
+        &mut TokenCache::new(10),
+    );
     assert!(!v.refuses());
     assert_eq!(v.denial, None);
-    assert!(v.headers.contains(&HeaderChange::Set("x-sub".into(), "alice".into())));
-    assert!(v.headers.contains(&HeaderChange::Set("x-role".into(), "admin".into())));
-    assert!(v.headers.contains(&HeaderChange::Set("x-groups".into(), "a,b".into())));
+    assert!(v
+        .headers
+        .contains(&HeaderChange::Set("x-sub".into(), "alice".into())));
+    assert!(v
+        .headers
+        .contains(&HeaderChange::Set("x-role".into(), "admin".into())));
+    assert!(v
+        .headers
+        .contains(&HeaderChange::Set("x-groups".into(), "a,b".into())));
     let payload_b64 = t.split('.').nth(1).unwrap().to_string();
-    assert!(v.headers.contains(&HeaderChange::Set("x-jwt-payload".into(), payload_b64)));
-    assert!(v.headers.contains(&HeaderChange::Remove("authorization".into())), "token not forwarded by default");
+    assert!(v
+        .headers
+        .contains(&HeaderChange::Set("x-jwt-payload".into(), payload_b64)));
+    assert!(
+        v.headers
+            .contains(&HeaderChange::Remove("authorization".into())),
+        "token not forwarded by default"
+    );
     assert!(v.events.contains(&Event::JwtAllowed));
 }
 
@@ -136,9 +161,21 @@ fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
             HeaderChange::Remove("x-sub".into())
         ]
     );
-    let v = run(&p, &Request::get("/api/x").bearer(&token(good_claims())), &mut TokenCache::new(10));
-    let first_set = v.headers.iter().position(|h| matches!(h, HeaderChange::Set(..))).unwrap();
-    let last_remove_of_owned = v.headers.iter().rposition(|h| *h == HeaderChange::Remove("x-sub".into())).unwrap();
+    let v = run(
+        &p,
+        &Request::get("/api/x").bearer(&token(good_claims())),
+        &mut TokenCache::new(10),
+    );
+    let first_set = v
+        .headers
+        .iter()
+        .position(|h| matches!(h, HeaderChange::Set(..)))
+        .unwrap();
+    let last_remove_of_owned = v
+        .headers
+        .iter()
+        .rposition(|h| *h == HeaderChange::Remove("x-sub".into()))
+        .unwrap();
     assert!(last_remove_of_owned < first_set);
 }
 
@@ -147,10 +184,28 @@ fn each_failure_is_refused_with_envoys_status() {
     let p = default_policy();
     let cases = [
         (None, Status::JwtMissed),
-        (Some(token(json!({"iss": "https://idp", "aud": "api", "exp": NOW - 61}))), Status::JwtExpired),
-        (Some(token(json!({"iss": "https://idp", "aud": "other", "exp": NOW + 60}))), Status::JwtAudienceNotAllowed),
-        (Some(token(json!({"iss": "https://evil", "aud": "api", "exp": NOW + 60}))), Status::JwtUnknownIssuer),
-        (Some(format!("{}x", token(good_claims()))), Status::JwtVerificationFail),
+        (
+            Some(token(
+                json!({"iss": "https://idp", "aud": "api", "exp": NOW - 61}),
+            )),
+            Status::JwtExpired,
+        ),
+        (
+            Some(token(
+                json!({"iss": "https://idp", "aud": "other", "exp": NOW + 60}),
+            )),
+            Status::JwtAudienceNotAllowed,
+        ),
+        (
+            Some(token(
+                json!({"iss": "https://evil", "aud": "api", "exp": NOW + 60}),
+            )),
+            Status::JwtUnknownIssuer,
+        ),
+        (
+            Some(format!("{}x", token(good_claims()))),
+            Status::JwtVerificationFail,
+        ),
         (Some("not-a-jwt".to_string()), Status::JwtBadFormat),
         (Some("a".repeat(9000)), Status::JwtTooLarge),
     ];
@@ -163,7 +218,10 @@ fn each_failure_is_refused_with_envoys_status() {
         assert_eq!(v.denial, Some(Denial::Jwt(expected)), "{t:?}");
         assert!(v.refuses());
         assert!(v.events.contains(&Event::JwtDenied(expected)));
-        assert!(!v.headers.iter().any(|h| matches!(h, HeaderChange::Set(..))), "no claim header on failure");
+        assert!(
+            !v.headers.iter().any(|h| matches!(h, HeaderChange::Set(..))),
+            "no claim header on failure"
+        );
     }
 }
 
@@ -186,8 +244,18 @@ fn a_repeated_token_is_served_from_the_cache_until_it_expires() {
     let second = run(&p, &Request::get("/api/x").bearer(&t), &mut cache);
     assert!(second.events.contains(&Event::CacheHit));
     assert_eq!(first.headers, second.headers);
-    let later = decide(&p, &Request::get("/api/x").bearer(&t), &mut NoRemote, &mut cache, NOW + 71);
-    assert_eq!(later.denial, Some(Denial::Jwt(Status::JwtExpired)), "exp + 60 s skew has passed");
+    let later = decide(
+        &p,
+        &Request::get("/api/x").bearer(&t),
+        &mut NoRemote,
+        &mut cache,
+        NOW + 71,
+    );
+    assert_eq!(
+        later.denial,
+        Some(Denial::Jwt(Status::JwtExpired)),
+        "exp + 60 s skew has passed"
+    );
 }
 
 #[test]
@@ -209,16 +277,27 @@ fn remote_keys_not_yet_fetched_give_jwks_fetch_fail_after_the_claims_checks() {
         "rules": [{"match": {"prefix": "/"}, "jwt": {"provider": "idp"}}]
     }))
     .unwrap();
-    let v = run(&p, &Request::get("/x").bearer(&token(good_claims())), &mut TokenCache::new(1));
+    let v = run(
+        &p,
+        &Request::get("/x").bearer(&token(good_claims())),
+        &mut TokenCache::new(1),
+    );
     assert_eq!(v.denial, Some(Denial::Jwt(Status::JwksFetchFail)));
     let expired = token(json!({"iss": "https://idp", "exp": NOW - 100}));
-    let v = run(&p, &Request::get("/x").bearer(&expired), &mut TokenCache::new(1));
+    let v = run(
+        &p,
+        &Request::get("/x").bearer(&expired),
+        &mut TokenCache::new(1),
+    );
     assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtExpired)));
 }
 
 #[test]
 fn the_original_uri_has_no_query_and_is_bounded() {
-    assert_eq!(original_uri(&Request::get("/api/x?access_token=secret")), "http://api.example/api/x");
+    assert_eq!(
+        original_uri(&Request::get("/api/x?access_token=secret")),
+        "http://api.example/api/x"
+    );
     let long: &'static str = Box::leak(format!("/{}", "é".repeat(300)).into_boxed_str());
     assert!(original_uri(&Request::get(long)).len() <= 256);
 }
