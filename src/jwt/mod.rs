@@ -106,9 +106,15 @@ impl Status {
             Status::JwtPayloadParseErrorExpNotInteger => {
                 "Jwt payload [exp] field is not an integer"
             }
-            Status::JwtPayloadParseErrorIatOutOfRange => "Jwt payload [iat] field is out of range",
-            Status::JwtPayloadParseErrorNbfOutOfRange => "Jwt payload [nbf] field is out of range",
-            Status::JwtPayloadParseErrorExpOutOfRange => "Jwt payload [exp] field is out of range",
+            Status::JwtPayloadParseErrorIatOutOfRange => {
+                "Jwt payload [iat] field is not a positive 64 bit integer"
+            }
+            Status::JwtPayloadParseErrorNbfOutOfRange => {
+                "Jwt payload [nbf] field is not a positive 64 bit integer"
+            }
+            Status::JwtPayloadParseErrorExpOutOfRange => {
+                "Jwt payload [exp] field is not a positive 64 bit integer"
+            }
             Status::JwtSignatureParseErrorBadBase64 => {
                 "Jwt signature is an invalid Base64url encoded"
             }

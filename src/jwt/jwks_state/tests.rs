@@ -71,7 +71,7 @@ fn one_worker_fetches_and_every_other_worker_installs_the_same_keys() {
 fn a_request_can_pull_keys_another_worker_fetched_without_waiting_for_a_tick() {
     let store = MemoryStore::default();
     let mut ws = workers(2, &store);
-    let _ = ws[0].on_tick(&store, T0 + 0);
+    let _ = ws[0].on_tick(&store, T0);
     ws[0].on_fetch_done(&store, 0, T0 + 10, ok());
     ws[1].sync(&store, 0);
     assert!(ws[1].keys(0).is_some());
@@ -81,8 +81,8 @@ fn a_request_can_pull_keys_another_worker_fetched_without_waiting_for_a_tick() {
 fn keys_are_refreshed_before_they_expire_and_the_generation_moves() {
     let store = MemoryStore::default();
     let mut ws = workers(2, &store);
-    let _ = ws[0].on_tick(&store, T0 + 0);
-    ws[0].on_fetch_done(&store, 0, T0 + 0, ok());
+    let _ = ws[0].on_tick(&store, T0);
+    ws[0].on_fetch_done(&store, 0, T0, ok());
     let (_, gen1) = ws[0].keys(0).unwrap();
     assert!(ws[0].on_tick(&store, T0 + 79_999).is_empty());
     let orders = ws[1].on_tick(&store, T0 + 80_000);
@@ -136,8 +136,8 @@ fn failures_back_off_exponentially_up_to_the_cap() {
 fn bad_answers_are_failures_and_keep_the_last_good_keys() {
     let store = MemoryStore::default();
     let mut ws = workers(1, &store);
-    let _ = ws[0].on_tick(&store, T0 + 0);
-    ws[0].on_fetch_done(&store, 0, T0 + 0, ok());
+    let _ = ws[0].on_tick(&store, T0);
+    ws[0].on_fetch_done(&store, 0, T0, ok());
     let bad = [
         FetchResult::Response {
             status: 503,
@@ -173,8 +173,8 @@ fn bad_answers_are_failures_and_keep_the_last_good_keys() {
 fn an_unknown_kid_refetches_but_not_more_often_than_configured() {
     let store = MemoryStore::default();
     let mut ws = workers(1, &store);
-    let _ = ws[0].on_tick(&store, T0 + 0);
-    ws[0].on_fetch_done(&store, 0, T0 + 0, ok());
+    let _ = ws[0].on_tick(&store, T0);
+    ws[0].on_fetch_done(&store, 0, T0, ok());
     ws[0].note_unknown_kid(0);
     assert!(
         ws[0].on_tick(&store, T0 + 5_000).is_empty(),
@@ -187,7 +187,7 @@ fn an_unknown_kid_refetches_but_not_more_often_than_configured() {
 fn a_lease_held_by_a_silent_worker_expires() {
     let store = MemoryStore::default();
     let mut ws = workers(2, &store);
-    assert_eq!(ws[0].on_tick(&store, T0 + 0).len(), 1);
+    assert_eq!(ws[0].on_tick(&store, T0).len(), 1);
     // Worker 0 never reports back.
     assert!(ws[1].on_tick(&store, T0 + 2_999).is_empty());
     assert_eq!(
