@@ -28,7 +28,11 @@ fn check(file: &str, min_blocks: usize) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let markdown = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
     let blocks = json_blocks(&markdown);
-    assert!(blocks.len() >= min_blocks, "{file}: expected at least {min_blocks} json examples, found {}", blocks.len());
+    assert!(
+        blocks.len() >= min_blocks,
+        "{file}: expected at least {min_blocks} json examples, found {}",
+        blocks.len()
+    );
     for (line, text) in blocks {
         if let Err(e) = Policy::from_json(text.as_bytes()) {
             panic!("{file}:{line}: example refused: {e}");

@@ -77,10 +77,12 @@ pub fn decide(
     cache: &mut TokenCache,
     now: u64,
 ) -> Verdict {
-    // Headers the filter owns never come from the client, whatever happens next.
+    // Headers the filter owns never come from the client, whatever happens next. (Only those present:
+    // a removal is a host call, and honest clients send none of them.)
     let mut headers: Vec<HeaderChange> = policy
         .owned_headers
         .iter()
+        .filter(|name| request.header(name).is_some())
         .cloned()
         .map(HeaderChange::Remove)
         .collect();

@@ -151,7 +151,11 @@ fn a_valid_token_passes_and_its_claims_become_headers() {
 #[test]
 fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
     let p = default_policy();
-    let v = run(&p, &Request::get("/public/x"), &mut TokenCache::new(10));
+    let mut spoofed = Request::get("/public/x");
+    for name in ["x-groups", "x-jwt-payload", "x-role", "x-sub"] {
+        spoofed.headers.insert(name.into(), "forged".into());
+    }
+    let v = run(&p, &spoofed, &mut TokenCache::new(10));
     assert_eq!(
         v.headers,
         vec![
@@ -161,11 +165,9 @@ fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
             HeaderChange::Remove("x-sub".into())
         ]
     );
-    let v = run(
-        &p,
-        &Request::get("/api/x").bearer(&token(good_claims())),
-        &mut TokenCache::new(10),
-    );
+    let mut spoofed = Request::get("/api/x").bearer(&token(good_claims()));
+    spoofed.headers.insert("x-sub".into(), "mallory".into());
+    let v = run(&p, &spoofed, &mut TokenCache::new(10));
     let first_set = v
         .headers
         .iter()
@@ -177,6 +179,16 @@ fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
         .rposition(|h| *h == HeaderChange::Remove("x-sub".into()))
         .unwrap();
     assert!(last_remove_of_owned < first_set);
+}
+
+#[test]
+fn owned_headers_the_client_did_not_send_cost_no_removal() {
+    let v = run(
+        &default_policy(),
+        &Request::get("/public/x"),
+        &mut TokenCache::new(10),
+    );
+    assert!(v.headers.is_empty());
 }
 
 #[test]
