@@ -37,6 +37,10 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,EdDSA").split(",")
 OUT = os.environ.get("BENCH_OUT")
+# Compare builds of the filter in the same run: "label=path,label=path" (e.g. opt-levels).
+VARIANTS = [v.split("=", 1) for v in os.environ["BENCH_VARIANTS"].split(",")] if os.environ.get("BENCH_VARIANTS") \
+    else [("", WASM)]
+UNCACHED = os.environ.get("BENCH_UNCACHED", "1") == "1"
 ISSUER, AUDIENCE = "https://issuer.example", "api.example"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -70,7 +74,7 @@ def listener(port, filters):
     }
 
 
-def apiguard_filter(jwks, cache_entries):
+def apiguard_filter(jwks, cache_entries, wasm=WASM):
     config = {
         "jwt_cache": {"max_entries": cache_entries},
         "jwt_providers": {"bench": {"issuer": ISSUER, "audiences": [AUDIENCE],
@@ -82,7 +86,7 @@ def apiguard_filter(jwks, cache_entries):
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {"name": "apiguard", "root_id": "apiguard",
                    "vm_config": {"vm_id": "apiguard", "runtime": "envoy.wasm.runtime.v8",
-                                 "code": {"local": {"filename": WASM}}},
+                                 "code": {"local": {"filename": wasm}}},
                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                      "value": json.dumps(config)}}}}
 
@@ -192,12 +196,13 @@ def main():
     configs = [("none", [], None)]
     for alg in ALGS:
         token = sign("sign", alg, "--iss", ISSUER, "--aud", AUDIENCE, "--exp", "86400")
-        configs += [
-            (f"native-{alg}", [native_filter(jwks, True)], token),
-            (f"apiguard-{alg}", [apiguard_filter(jwks, 1024)], token),
-            (f"native-nocache-{alg}", [native_filter(jwks, False)], token),
-            (f"apiguard-nocache-{alg}", [apiguard_filter(jwks, 0)], token),
-        ]
+        configs.append((f"native-{alg}", [native_filter(jwks, True)], token))
+        for label, wasm in VARIANTS:
+            configs.append((f"apiguard{label}-{alg}", [apiguard_filter(jwks, 1024, wasm)], token))
+        if UNCACHED:
+            configs.append((f"native-nocache-{alg}", [native_filter(jwks, False)], token))
+            for label, wasm in VARIANTS:
+                configs.append((f"apiguard{label}-nocache-{alg}", [apiguard_filter(jwks, 0, wasm)], token))
     results = {name: [] for name, _, _ in configs}
     started = time.monotonic()
     for round_no in range(1, ROUNDS + 1):
@@ -216,7 +221,7 @@ def main():
         f"Command: `make bench` (scripts/bench.py), {ROUNDS} interleaved rounds x {SECONDS} s per configuration, "
         f"wrk -t1 -c{CONNECTIONS}, Envoy --concurrency {CONCURRENCY}, direct_response route, loopback.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
-        f"wasm {os.path.getsize(WASM):,} bytes; run took {elapsed:.0f} s.",
+        f"wasm {', '.join(f'{l or WASM}: {os.path.getsize(w):,}' for l, w in VARIANTS)} bytes; run took {elapsed:.0f} s.",
         "",
         "| configuration | req/s | x none | p50 ms | p99 ms | Envoy CPU us/req | added CPU us/req | RSS MiB | ready ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -228,10 +233,15 @@ def main():
     lines += ["", "| algorithm | apiguard / native req/s (cached) | one verification: native us | one verification: apiguard us | ratio |",
               "|---|---:|---:|---:|---:|"]
     for alg in ALGS:
-        ratio = med(f"apiguard-{alg}", "rps") / med(f"native-{alg}", "rps")
-        native_v = med(f"native-nocache-{alg}", "cpu_us") - med(f"native-{alg}", "cpu_us")
-        ours_v = med(f"apiguard-nocache-{alg}", "cpu_us") - med(f"apiguard-{alg}", "cpu_us")
-        lines.append(f"| {alg} | {ratio:.2f} | {native_v:.0f} | {ours_v:.0f} | {ours_v / native_v if native_v > 0 else float('nan'):.1f}x |")
+        for label, _ in VARIANTS:
+            ratio = med(f"apiguard{label}-{alg}", "rps") / med(f"native-{alg}", "rps")
+            if not UNCACHED:
+                lines.append(f"| {alg}{label} | {ratio:.2f} | | | |")
+                continue
+            native_v = med(f"native-nocache-{alg}", "cpu_us") - med(f"native-{alg}", "cpu_us")
+            ours_v = med(f"apiguard{label}-nocache-{alg}", "cpu_us") - med(f"apiguard{label}-{alg}", "cpu_us")
+            lines.append(f"| {alg}{label} | {ratio:.2f} | {native_v:.0f} | {ours_v:.0f} | "
+                         f"{ours_v / native_v if native_v > 0 else float('nan'):.1f}x |")
     table = "\n".join(lines)
     print("\n" + table)
     if OUT:
