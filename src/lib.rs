@@ -24,9 +24,12 @@
 //! documents longer than `max_jwks_bytes` (default 64 KiB) are refused; the verified-token cache holds at most
 //! `cache.max_entries` tokens per worker.
 
+pub mod apikey;
+pub mod authz;
 pub mod config;
 pub mod jwt;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod reply;
 pub mod route;
 pub mod store;

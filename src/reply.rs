@@ -1,7 +1,11 @@
 //! Every response apiguard itself sends, built in one place: status, body and headers. The list is
 //! documented in `docs/responses.md`.
 
+use crate::apikey::{self, ApiKeyFailure};
+use crate::authz::{self, Insufficient};
+use crate::config::Policy;
 use crate::jwt::Status;
+use crate::ratelimit::{self, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -11,29 +15,46 @@ pub struct Reply {
 }
 
 /// Why a request is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     /// The rule's JWT requirement is not met.
     Jwt(Status),
     /// No rule matched and `on_no_match` is `deny`.
     NoRuleMatched,
+    /// The rule's API key set (index) does not accept the request's key.
+    ApiKey { set: usize, failure: ApiKeyFailure },
+    /// The caller lacks a scope, role or claim the rule's `authz` requires.
+    Authz(Insufficient),
+    /// Over a rate limit, or missing a key part a limit needs.
+    RateLimited(Refusal),
 }
 
 impl Denial {
-    /// A short name for logs and metrics.
-    pub fn name(self) -> &'static str {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
         match self {
             Denial::Jwt(status) => status.metric_name(),
             Denial::NoRuleMatched => "no_rule_match",
+            Denial::ApiKey { failure, .. } => failure.metric_name(),
+            Denial::Authz(_) => "insufficient_privilege",
+            Denial::RateLimited(Refusal::Limited { .. }) => "rate_limited",
+            Denial::RateLimited(Refusal::MissingKey { .. }) => "rate_limit_key_missing",
         }
     }
 }
 
 /// The reply for a denial. `original_uri` is `scheme://host/path` (no query string, so that a token
 /// passed as a query parameter is never echoed back), as Envoy's `jwt_authn` puts it in the realm.
-pub fn for_denial(denial: Denial, original_uri: &str, strip_details: bool) -> Reply {
+/// `rate_headers` are the rate limiter's headers for this request.
+pub fn for_denial(
+    denial: &Denial,
+    policy: &Policy,
+    original_uri: &str,
+    rate_headers: &[(&'static str, String)],
+) -> Reply {
+    let strip_details = policy.strip_failure_response;
     match denial {
-        Denial::Jwt(status) => jwt_failure(status, original_uri, strip_details),
+        Denial::Jwt(status) => jwt_failure(*status, original_uri, strip_details),
         Denial::NoRuleMatched => Reply {
             status: 403,
             body: if strip_details {
@@ -43,6 +64,18 @@ pub fn for_denial(denial: Denial, original_uri: &str, strip_details: bool) -> Re
             },
             headers: text_plain(strip_details),
         },
+        Denial::ApiKey { set, failure } => match policy.api_keys.sets.get(*set) {
+            Some(set) => apikey::reply(*failure, set, strip_details),
+            None => Reply {
+                status: 401,
+                body: failure.message().to_string(),
+                headers: text_plain(strip_details),
+            },
+        },
+        Denial::Authz(insufficient) => authz::reply(insufficient, strip_details),
+        Denial::RateLimited(refusal) => {
+            ratelimit::headers::reply(refusal, &policy.rate_limits, rate_headers, strip_details)
+        }
     }
 }
 
@@ -94,9 +127,17 @@ fn quote_safe(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn policy(strip: bool) -> Policy {
+        Policy::from_value(&serde_json::json!({"strip_failure_response": strip})).unwrap()
+    }
+
+    fn reply_for(denial: Denial, uri: &str, strip: bool) -> Reply {
+        for_denial(&denial, &policy(strip), uri, &[])
+    }
+
     #[test]
     fn a_missing_token_gets_401_with_a_bearer_challenge_without_error() {
-        let r = for_denial(
+        let r = reply_for(
             Denial::Jwt(Status::JwtMissed),
             "http://api.example/orders",
             false,
@@ -111,13 +152,13 @@ mod tests {
 
     #[test]
     fn a_bad_token_gets_invalid_token_and_a_wrong_audience_gets_403() {
-        let r = for_denial(Denial::Jwt(Status::JwtExpired), "http://h/p", false);
+        let r = reply_for(Denial::Jwt(Status::JwtExpired), "http://h/p", false);
         assert_eq!((r.status, r.body.as_str()), (401, "Jwt is expired"));
         assert!(r.headers.contains(&(
             "www-authenticate",
             "Bearer realm=\"http://h/p\", error=\"invalid_token\"".to_string()
         )));
-        let r = for_denial(
+        let r = reply_for(
             Denial::Jwt(Status::JwtAudienceNotAllowed),
             "http://h/p",
             false,
@@ -130,7 +171,7 @@ mod tests {
 
     #[test]
     fn stripped_failures_say_nothing_but_the_status() {
-        let r = for_denial(Denial::Jwt(Status::JwtVerificationFail), "http://h/p", true);
+        let r = reply_for(Denial::Jwt(Status::JwtVerificationFail), "http://h/p", true);
         assert_eq!(
             r,
             Reply {
@@ -143,7 +184,7 @@ mod tests {
 
     #[test]
     fn the_realm_cannot_be_broken_out_of_by_a_crafted_host() {
-        let r = for_denial(
+        let r = reply_for(
             Denial::Jwt(Status::JwtMissed),
             "http://h\"x\\y\r\n/p",
             false,

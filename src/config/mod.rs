@@ -6,10 +6,13 @@
 
 pub mod reader;
 
+use crate::apikey::{self, ApiKeys};
+use crate::authz::{self, Authz};
 use crate::jwt::extract::TokenLocation;
 use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
 use crate::jwt::verify::ClaimRules;
+use crate::ratelimit::{self, RateLimits};
 use crate::route::{compile_template, PathMatch, RouteMatch};
 use reader::{ConfigError, Node, Result};
 use serde_json::Value;
@@ -44,6 +47,8 @@ pub struct Policy {
     pub strip_failure_response: bool,
     pub jwt_cache_max_entries: usize,
     pub providers: Vec<Provider>,
+    pub api_keys: ApiKeys,
+    pub rate_limits: RateLimits,
     pub rules: Vec<Rule>,
     /// Every header any provider writes into requests: always removed from incoming requests first,
     /// so that a client can never supply them itself.
@@ -57,6 +62,13 @@ pub struct Rule {
     /// Overrides the policy's mode for this rule.
     pub mode: Option<Mode>,
     pub jwt: Option<Requirement>,
+    /// Index into the policy's API-key sets.
+    pub api_key: Option<usize>,
+    pub authz: Option<Authz>,
+    /// Indexes into the policy's rate-limit policies.
+    pub rate_limits: Vec<usize>,
+    /// What the rate limiter's `path_template` key part uses: the template, or the rule's name.
+    pub path_label: String,
 }
 
 impl Rule {
@@ -191,10 +203,25 @@ impl Policy {
             }
         }
 
+        let api_keys = obj
+            .get("api_keys")
+            .map(|n| apikey::compile(&n))
+            .transpose()?
+            .unwrap_or_default();
+        let rate_limits = obj
+            .get("rate_limits")
+            .map(|n| ratelimit::compile(&n, &name))
+            .transpose()?
+            .unwrap_or_default();
+        let sections = Sections {
+            providers: &provider_index,
+            api_keys: &api_keys,
+            rate_limits: &rate_limits,
+        };
         let mut rules = Vec::new();
         if let Some(node) = obj.get("rules") {
             for (i, rule_node) in node.array()?.iter().enumerate() {
-                rules.push(parse_rule(i, rule_node, &provider_index)?);
+                rules.push(parse_rule(i, rule_node, &sections)?);
             }
         }
         let mut owned_headers: Vec<String> = providers
@@ -216,6 +243,8 @@ impl Policy {
             strip_failure_response,
             jwt_cache_max_entries,
             providers,
+            api_keys,
+            rate_limits,
             rules,
             owned_headers,
         })
@@ -479,24 +508,75 @@ fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
     })
 }
 
-fn parse_rule(index: usize, node: &Node<'_>, providers: &BTreeMap<String, usize>) -> Result<Rule> {
-    let obj = node.object(&["name", "match", "mode", "jwt"])?;
+/// The named sections a rule may refer to.
+struct Sections<'a> {
+    providers: &'a BTreeMap<String, usize>,
+    api_keys: &'a ApiKeys,
+    rate_limits: &'a RateLimits,
+}
+
+fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<Rule> {
+    let obj = node.object(&[
+        "name",
+        "match",
+        "mode",
+        "jwt",
+        "api_key",
+        "authz",
+        "rate_limits",
+    ])?;
     let name = obj
         .get("name")
         .map(|n| n.non_empty_str().map(str::to_string))
         .transpose()?
         .unwrap_or_else(|| format!("rule{index}"));
-    let matcher = parse_match(&obj.require("match")?)?;
+    let match_node = obj.require("match")?;
+    let matcher = parse_match(&match_node)?;
+    let path_label = match match_node
+        .object(&["prefix", "exact", "template", "methods", "hosts"])?
+        .get("template")
+    {
+        Some(template) => template.str()?.to_string(),
+        None => name.clone(),
+    };
     let mode = obj.get("mode").map(|n| parse_mode(&n)).transpose()?;
     let jwt = obj
         .get("jwt")
-        .map(|n| parse_requirement(&n, providers))
+        .map(|n| parse_requirement(&n, sections.providers))
         .transpose()?;
+    let api_key = match obj.get("api_key") {
+        None => None,
+        Some(n) => {
+            let set = n.non_empty_str()?;
+            Some(sections.api_keys.find(set).ok_or_else(|| {
+                let known: Vec<&str> = sections
+                    .api_keys
+                    .sets
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                n.error(format!(
+                    "no api_keys entry named {set:?} (known: {})",
+                    known.join(", ")
+                ))
+            })?)
+        }
+    };
+    let authz = obj.get("authz").map(|n| authz::compile(&n)).transpose()?;
+    let rate_limits = obj
+        .get("rate_limits")
+        .map(|n| ratelimit::compile_rule_refs(&n, sections.rate_limits))
+        .transpose()?
+        .unwrap_or_default();
     Ok(Rule {
         name,
         matcher,
         mode,
         jwt,
+        api_key,
+        authz,
+        rate_limits,
+        path_label,
     })
 }
 

@@ -2,12 +2,14 @@
 //! `wasmcustom.<name>_<counter>` and in `/stats/prometheus` as `<name>_<counter>` (`<name>` is the
 //! configuration's `name`, `apiguard` by default). The list is documented in `docs/metrics.md`.
 
+use crate::config::Policy;
 use crate::pipeline::Event;
+use crate::ratelimit::LimitEvent;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::collections::HashMap;
 
-/// Every counter name (after the `<name>_` prefix).
+/// Every counter name that does not depend on the configuration (after the `<name>_` prefix).
 pub const COUNTERS: &[&str] = &[
     "requests",
     "no_rule_match",
@@ -30,25 +32,41 @@ pub const COUNTERS: &[&str] = &[
     "jwt_cache_miss",
     "jwks_fetch_ok",
     "jwks_fetch_failed",
+    "api_key_allowed",
+    "api_key_missing",
+    "api_key_invalid",
+    "authz_allowed",
+    "authz_denied",
 ];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    ids: HashMap<&'static str, u32>,
+    ids: HashMap<String, u32>,
+    /// Rate-limit counter ids by policy index, then by `LimitEvent::ALL` position.
+    rate_limits: Vec<Vec<Option<u32>>>,
 }
 
 impl Metrics {
-    pub fn define(prefix: &str) -> Metrics {
+    pub fn define(policy: &Policy) -> Metrics {
+        let prefix = &policy.name;
         let mut ids = HashMap::new();
         for name in COUNTERS {
-            match hostcalls::define_metric(MetricType::Counter, &format!("{prefix}_{name}")) {
-                Ok(id) => {
-                    ids.insert(*name, id);
-                }
-                Err(e) => log::warn!("{prefix}: cannot define metric {name}: {e:?}"),
+            if let Some(id) = define(&format!("{prefix}_{name}")) {
+                ids.insert((*name).to_string(), id);
             }
         }
-        Metrics { ids }
+        let rate_limits = policy
+            .rate_limits
+            .policies
+            .iter()
+            .map(|p| {
+                LimitEvent::ALL
+                    .iter()
+                    .map(|e| define(&format!("{prefix}_rl_{}_{}", p.name, e.metric_name())))
+                    .collect()
+            })
+            .collect();
+        Metrics { ids, rate_limits }
     }
 
     pub fn inc(&self, name: &str) {
@@ -70,6 +88,32 @@ impl Metrics {
             Event::NoRuleMatch => self.inc("no_rule_match"),
             Event::ReportOnlyDenied => self.inc("report_only_denied"),
             Event::UnknownKid { .. } => {}
+            Event::ApiKeyAllowed => self.inc("api_key_allowed"),
+            Event::ApiKeyDenied(failure) => self.inc(failure.metric_name()),
+            Event::AuthzAllowed => self.inc("authz_allowed"),
+            Event::AuthzDenied => self.inc("authz_denied"),
+            Event::RateLimit(policy, event) => {
+                let position = LimitEvent::ALL.iter().position(|e| e == event);
+                let id = self
+                    .rate_limits
+                    .get(*policy)
+                    .and_then(|ids| position.and_then(|i| ids.get(i)))
+                    .copied()
+                    .flatten();
+                if let Some(id) = id {
+                    let _ = hostcalls::increment_metric(id, 1);
+                }
+            }
+        }
+    }
+}
+
+fn define(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            log::warn!("cannot define metric {name}: {e:?}");
+            None
         }
     }
 }

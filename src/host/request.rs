@@ -3,14 +3,20 @@
 
 use crate::jwt::extract::TokenSource;
 use crate::pipeline::RequestView;
+use std::cell::OnceCell;
 
 pub struct HostRequest {
     headers: Vec<(String, String)>,
+    /// `source.address`, read from the host the first time it is asked for.
+    source: OnceCell<Option<String>>,
 }
 
 impl HostRequest {
     pub fn new(headers: Vec<(String, String)>) -> Self {
-        HostRequest { headers }
+        HostRequest {
+            headers,
+            source: OnceCell::new(),
+        }
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -50,5 +56,16 @@ impl RequestView for HostRequest {
         self.get("x-forwarded-proto")
             .or_else(|| self.get(":scheme"))
             .unwrap_or("http")
+    }
+
+    fn source_address(&self) -> Option<&str> {
+        self.source
+            .get_or_init(|| {
+                proxy_wasm::hostcalls::get_property(vec!["source", "address"])
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+            })
+            .as_deref()
     }
 }

@@ -9,7 +9,8 @@ use crate::config::Policy;
 use crate::jwt::cache::TokenCache;
 use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
 use crate::jwt::keys::KeySet;
-use crate::pipeline::{decide, original_uri, Event, HeaderChange, KeyLookup};
+use crate::pipeline::{decide, original_uri, Event, HeaderChange, KeyLookup, WorkerEnv};
+use crate::ratelimit::{self, Seed};
 use crate::reply::{self, Denial};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -29,6 +30,8 @@ struct Worker {
     metrics: Metrics,
     cache: TokenCache,
     jwks: JwksCoordinator,
+    /// The rate limiter's slot seed, agreed by every VM through shared data.
+    seed: Option<Seed>,
 }
 
 impl KeyLookup for Worker {
@@ -122,17 +125,43 @@ impl RootContext for ApiGuardRoot {
                 return false;
             }
         }
+        let seed = if policy.rate_limits.is_empty() {
+            None
+        } else {
+            let mut candidate = [0u8; 16];
+            if let Err(e) = getrandom::getrandom(&mut candidate) {
+                log::error!(
+                    "{}: no randomness for the rate-limit seed: {e}",
+                    policy.name
+                );
+                return false;
+            }
+            match ratelimit::ensure_seed(&HostStore, &policy.name, candidate) {
+                Ok(seed) => Some(seed),
+                Err(e) => {
+                    // Workers with different seeds would give one client two budgets: refuse instead.
+                    log::error!(
+                        "{}: cannot agree on the rate-limit seed in shared data: {e:?}",
+                        policy.name
+                    );
+                    return false;
+                }
+            }
+        };
         log::info!(
-            "{}: configured: {} rule(s), {} JWT provider(s), mode {:?}",
+            "{}: configured: {} rule(s), {} JWT provider(s), {} API-key set(s), {} rate limit(s), mode {:?}",
             policy.name,
             policy.rules.len(),
             policy.providers.len(),
+            policy.api_keys.sets.len(),
+            policy.rate_limits.policies.len(),
             policy.mode
         );
         let worker = Worker {
-            metrics: Metrics::define(&policy.name),
+            metrics: Metrics::define(&policy),
             cache: TokenCache::new(policy.jwt_cache_max_entries),
             jwks,
+            seed,
             policy,
         };
         self.worker = Some(Rc::new(RefCell::new(worker)));
@@ -174,7 +203,11 @@ impl RootContext for ApiGuardRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.as_ref().map(Rc::clone)?;
-        Some(Box::new(ApiGuard { worker }))
+        Some(Box::new(ApiGuard {
+            worker,
+            response_headers: Vec::new(),
+            responded: false,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -228,6 +261,11 @@ fn worker_id() -> u64 {
 /// One request.
 struct ApiGuard {
     worker: Rc<RefCell<Worker>>,
+    /// Headers to add to the upstream's response (rate-limit headers).
+    response_headers: Vec<(&'static str, String)>,
+    /// The filter answered this request itself; its own reply also passes through the response
+    /// callbacks, which must then leave it alone.
+    responded: bool,
 }
 
 impl Context for ApiGuard {}
@@ -246,13 +284,17 @@ impl HttpContext for ApiGuard {
         let request = HostRequest::new(headers);
         let policy = Rc::clone(&worker.policy);
         let mut cache = std::mem::take(&mut worker.cache);
-        let verdict = decide(
-            &policy,
-            &request,
-            worker,
-            &mut cache,
-            super::now_ms() / 1000,
-        );
+        let seed = worker.seed;
+        let verdict = {
+            let mut env = WorkerEnv {
+                keys: worker,
+                cache: &mut cache,
+                store: &HostStore,
+                seed: seed.as_ref(),
+                now_ms: super::now_ms(),
+            };
+            decide(&policy, &request, &mut env)
+        };
         worker.cache = cache;
 
         worker.metrics.inc("requests");
@@ -262,20 +304,14 @@ impl HttpContext for ApiGuard {
                 worker.jwks.note_unknown_kid(*provider);
             }
         }
-        if let Some(denial) = verdict.denial {
+        if let Some(denial) = &verdict.denial {
             let rule = verdict
                 .rule
                 .and_then(|i| policy.rules.get(i))
                 .map_or("-", |r| r.name.as_str());
             if verdict.enforced {
                 worker.metrics.inc("denied");
-                log::debug!(
-                    "{}: refused {} {} (rule {rule}): {}",
-                    policy.name,
-                    request_method(&request),
-                    denial.name(),
-                    detail(denial)
-                );
+                log::debug!("{}: refused (rule {rule}): {}", policy.name, detail(denial));
             } else {
                 log::info!(
                     "{}: report mode, would refuse (rule {rule}): {}",
@@ -283,19 +319,19 @@ impl HttpContext for ApiGuard {
                     detail(denial)
                 );
             }
-        }
-        if verdict.refuses() {
-            if let Some(denial) = verdict.denial {
+            if verdict.enforced {
                 let reply = reply::for_denial(
                     denial,
+                    &policy,
                     &original_uri(&request),
-                    policy.strip_failure_response,
+                    &verdict.response_headers,
                 );
                 let headers: Vec<(&str, &str)> = reply
                     .headers
                     .iter()
                     .map(|(k, v)| (*k, v.as_str()))
                     .collect();
+                self.responded = true;
                 if let Err(e) = hostcalls::send_http_response(
                     u32::from(reply.status),
                     headers,
@@ -323,18 +359,28 @@ impl HttpContext for ApiGuard {
                 log::warn!("{}: cannot change request header: {e:?}", policy.name);
             }
         }
+        self.response_headers = verdict.response_headers;
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if !self.responded {
+            for (name, value) in &self.response_headers {
+                let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
+            }
+        }
         Action::Continue
     }
 }
 
-fn request_method(request: &HostRequest) -> &str {
-    use crate::pipeline::RequestView;
-    request.method()
-}
-
-fn detail(denial: Denial) -> &'static str {
+fn detail(denial: &Denial) -> String {
     match denial {
-        Denial::Jwt(status) => status.message(),
-        Denial::NoRuleMatched => "no rule matches",
+        Denial::Jwt(status) => status.message().to_string(),
+        Denial::NoRuleMatched => "no rule matches".to_string(),
+        Denial::ApiKey { failure, .. } => failure.message().to_string(),
+        Denial::Authz(insufficient) => {
+            format!("insufficient privilege (scopes {:?})", insufficient.scopes)
+        }
+        Denial::RateLimited(_) => denial.name().to_string(),
     }
 }

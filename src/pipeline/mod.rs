@@ -1,15 +1,20 @@
-//! One request's verdict: route → authentication. Pure: the request is read through
-//! [`RequestView`], keys come from a [`KeyLookup`], and the verdict says what to change or send;
-//! the host layer carries it out and turns [`Event`]s into metrics.
+//! One request's verdict: route → authentication (JWT, API key) → authorization → rate limit. A refusal
+//! at one stage skips the later ones. Pure: the request is read through [`RequestView`], per-worker state
+//! comes in a [`WorkerEnv`], and the verdict says what to change or send; the host layer carries it out
+//! and turns [`Event`]s into metrics.
 
-use crate::config::{KeySource, Mode, NoMatch, Policy, Provider};
+use crate::apikey::{ApiKeyFailure, KeyIdentity};
+use crate::authz::Caller;
+use crate::config::{KeySource, Mode, NoMatch, Policy, Provider, Rule};
 use crate::jwt::cache::{TokenCache, VerifiedToken};
 use crate::jwt::extract::{extract, TokenLocation, TokenSource};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{jws, verify, Status};
+use crate::ratelimit::{LimitEvent, RequestFacts, Seed};
 use crate::reply::Denial;
 use crate::route::path_only;
-use serde_json::Value;
+use crate::store::SharedStore;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// What the pipeline reads of a request. `header` (from [`TokenSource`]) takes lower-case names.
@@ -20,12 +25,27 @@ pub trait RequestView: TokenSource {
     fn authority(&self) -> &str;
     /// `http` or `https` as the client used it.
     fn scheme(&self) -> &str;
+    /// The connection's source address (`ip:port`), read only when a rate-limit key needs it.
+    fn source_address(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Keys for providers whose keys are fetched remotely; local keys come from the policy itself.
 pub trait KeyLookup {
     /// The provider's keys and their generation, or `None` while none have been fetched.
     fn remote_keys(&mut self, provider: usize) -> Option<(Arc<KeySet>, u64)>;
+}
+
+/// What a worker lends the pipeline for one request.
+pub struct WorkerEnv<'a> {
+    pub keys: &'a mut dyn KeyLookup,
+    pub cache: &'a mut TokenCache,
+    /// Shared data, for the rate limiter.
+    pub store: &'a dyn SharedStore,
+    /// The rate limiter's slot seed (`None` when the policy has no rate limits).
+    pub seed: Option<&'a Seed>,
+    pub now_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +68,12 @@ pub enum Event {
     UnknownKid {
         provider: usize,
     },
+    ApiKeyAllowed,
+    ApiKeyDenied(ApiKeyFailure),
+    AuthzAllowed,
+    AuthzDenied,
+    /// A rate-limit policy's event (policy index).
+    RateLimit(usize, LimitEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +85,8 @@ pub struct Verdict {
     pub enforced: bool,
     /// Request header changes, applied when the request goes on.
     pub headers: Vec<HeaderChange>,
+    /// Headers for the client: on the refusal, or added to the upstream's response (rate-limit headers).
+    pub response_headers: Vec<(&'static str, String)>,
     pub events: Vec<Event>,
 }
 
@@ -69,95 +97,206 @@ impl Verdict {
     }
 }
 
-/// Decides one request. `now` is Unix seconds.
-pub fn decide(
-    policy: &Policy,
-    request: &dyn RequestView,
-    keys: &mut dyn KeyLookup,
-    cache: &mut TokenCache,
-    now: u64,
-) -> Verdict {
+/// Decides one request.
+pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_>) -> Verdict {
     // Headers the filter owns never come from the client, whatever happens next. (Only those present:
     // a removal is a host call, and honest clients send none of them.)
-    let mut headers: Vec<HeaderChange> = policy
+    let headers: Vec<HeaderChange> = policy
         .owned_headers
         .iter()
         .filter(|name| request.header(name).is_some())
         .cloned()
         .map(HeaderChange::Remove)
         .collect();
-    let mut events = Vec::new();
+    let mut verdict = Verdict {
+        rule: None,
+        denial: None,
+        enforced: policy.mode == Mode::Enforce,
+        headers,
+        response_headers: Vec::new(),
+        events: Vec::new(),
+    };
     let path = path_only(request.path());
     let Some((rule_index, rule)) = policy.route(request.method(), path, request.authority()) else {
-        events.push(Event::NoRuleMatch);
-        let denial = (policy.on_no_match == NoMatch::Deny).then_some(Denial::NoRuleMatched);
-        return finish(policy.mode, None, denial, headers, events);
+        verdict.events.push(Event::NoRuleMatch);
+        if policy.on_no_match == NoMatch::Deny {
+            verdict.denial = Some(Denial::NoRuleMatched);
+        }
+        return finish(verdict);
     };
+    verdict.rule = Some(rule_index);
+    verdict.enforced = rule.mode(policy) == Mode::Enforce;
 
-    let mut denial = None;
-    if let Some(requirement) = &rule.jwt {
-        let mut checks: Vec<Option<ProviderCheck>> = vec![None; policy.providers.len()];
-        let status = requirement.evaluate(
-            &mut |p| {
-                if let Some(done) = checks.get(p).and_then(|c| c.as_ref()) {
-                    return done.status;
-                }
-                let check = match policy.providers.get(p) {
-                    Some(provider) => {
-                        check_provider(p, provider, request, keys, cache, now, &mut events)
-                    }
-                    None => ProviderCheck {
-                        status: Status::JwtMissed,
-                        verified: None,
-                        locations: Vec::new(),
-                    },
-                };
-                let status = check.status;
-                if let Some(slot) = checks.get_mut(p) {
-                    *slot = Some(check);
-                }
-                status
-            },
-            policy.providers.len(),
-        );
-        if status == Status::Ok {
-            events.push(Event::JwtAllowed);
-            for (provider, check) in policy.providers.iter().zip(&checks) {
-                if let Some(ProviderCheck {
-                    status: Status::Ok,
-                    verified: Some(token),
-                    locations,
-                }) = check
-                {
-                    forward_headers(provider, token, locations, &mut headers);
+    // Authentication: the JWT requirement, then the API key.
+    let claims = match &rule.jwt {
+        None => None,
+        Some(requirement) => {
+            match authenticate_jwt(policy, requirement, request, env, &mut verdict) {
+                Ok(claims) => claims,
+                Err(status) => {
+                    verdict.denial = Some(Denial::Jwt(status));
+                    return finish(verdict);
                 }
             }
-        } else {
-            events.push(Event::JwtDenied(status));
-            denial = Some(Denial::Jwt(status));
+        }
+    };
+    let mut api_key: Option<&KeyIdentity> = None;
+    if let Some(set) = rule
+        .api_key
+        .and_then(|i| policy.api_keys.sets.get(i).map(|s| (i, s)))
+    {
+        match set.1.authenticate(request) {
+            Ok(identity) => {
+                verdict.events.push(Event::ApiKeyAllowed);
+                if let Some(header) = set.1.header_to_remove() {
+                    verdict
+                        .headers
+                        .push(HeaderChange::Remove(header.to_string()));
+                }
+                api_key = Some(identity);
+            }
+            Err(failure) => {
+                verdict.events.push(Event::ApiKeyDenied(failure));
+                verdict.denial = Some(Denial::ApiKey {
+                    set: set.0,
+                    failure,
+                });
+                return finish(verdict);
+            }
         }
     }
-    finish(rule.mode(policy), Some(rule_index), denial, headers, events)
+
+    // Authorization.
+    if let Some(authz) = &rule.authz {
+        match authz.evaluate(&Caller {
+            claims: claims.as_ref().map(|t| &t.payload),
+            api_key,
+        }) {
+            Ok(()) => verdict.events.push(Event::AuthzAllowed),
+            Err(insufficient) => {
+                verdict.events.push(Event::AuthzDenied);
+                verdict.denial = Some(Denial::Authz(insufficient));
+                return finish(verdict);
+            }
+        }
+    }
+
+    // Rate limits: only requests that passed everything else spend budget.
+    if let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) {
+        let facts = Facts {
+            request,
+            rule,
+            claims: claims.as_ref().map(|t| &t.payload),
+            api_key,
+        };
+        let decision = policy.rate_limits.check(
+            &rule.rate_limits,
+            &rule.name,
+            &facts,
+            env.store,
+            seed,
+            env.now_ms,
+        );
+        verdict.events.extend(
+            decision
+                .events
+                .iter()
+                .map(|(p, e)| Event::RateLimit(*p, *e)),
+        );
+        verdict.response_headers = decision.headers;
+        if let Some(refusal) = decision.refusal {
+            verdict.denial = Some(Denial::RateLimited(refusal));
+        }
+    }
+    finish(verdict)
 }
 
-fn finish(
-    mode: Mode,
-    rule: Option<usize>,
-    denial: Option<Denial>,
-    headers: Vec<HeaderChange>,
-    mut events: Vec<Event>,
-) -> Verdict {
-    let enforced = mode == Mode::Enforce;
-    if denial.is_some() && !enforced {
-        events.push(Event::ReportOnlyDenied);
+fn finish(mut verdict: Verdict) -> Verdict {
+    if verdict.denial.is_some() && !verdict.enforced {
+        verdict.events.push(Event::ReportOnlyDenied);
     }
-    Verdict {
-        rule,
-        denial,
-        enforced,
-        headers,
-        events,
+    verdict
+}
+
+/// The rate limiter's view of the request.
+struct Facts<'a> {
+    request: &'a dyn RequestView,
+    rule: &'a Rule,
+    claims: Option<&'a Map<String, Value>>,
+    api_key: Option<&'a KeyIdentity>,
+}
+
+impl RequestFacts for Facts<'_> {
+    fn claims(&self) -> Option<&Map<String, Value>> {
+        self.claims
     }
+    fn api_key_name(&self) -> Option<&str> {
+        self.api_key.map(|k| k.name.as_str())
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.request.header(name)
+    }
+    fn source_address(&self) -> Option<&str> {
+        self.request.source_address()
+    }
+    fn path_template(&self) -> &str {
+        &self.rule.path_label
+    }
+    fn method(&self) -> &str {
+        self.request.method()
+    }
+}
+
+/// Evaluates a rule's JWT requirement; on success, the claims of the first provider (in configuration
+/// order) whose token verified, and the header changes of every such provider.
+fn authenticate_jwt(
+    policy: &Policy,
+    requirement: &crate::jwt::requirement::Requirement,
+    request: &dyn RequestView,
+    env: &mut WorkerEnv<'_>,
+    verdict: &mut Verdict,
+) -> Result<Option<Arc<VerifiedToken>>, Status> {
+    let mut checks: Vec<Option<ProviderCheck>> = vec![None; policy.providers.len()];
+    let events = &mut verdict.events;
+    let status = requirement.evaluate(
+        &mut |p| {
+            if let Some(done) = checks.get(p).and_then(|c| c.as_ref()) {
+                return done.status;
+            }
+            let check = match policy.providers.get(p) {
+                Some(provider) => check_provider(p, provider, request, env, events),
+                None => ProviderCheck {
+                    status: Status::JwtMissed,
+                    verified: None,
+                    locations: Vec::new(),
+                },
+            };
+            let status = check.status;
+            if let Some(slot) = checks.get_mut(p) {
+                *slot = Some(check);
+            }
+            status
+        },
+        policy.providers.len(),
+    );
+    if status != Status::Ok {
+        verdict.events.push(Event::JwtDenied(status));
+        return Err(status);
+    }
+    verdict.events.push(Event::JwtAllowed);
+    let mut first = None;
+    for (provider, check) in policy.providers.iter().zip(&checks) {
+        if let Some(ProviderCheck {
+            status: Status::Ok,
+            verified: Some(token),
+            locations,
+        }) = check
+        {
+            forward_headers(provider, token, locations, &mut verdict.headers);
+            first.get_or_insert_with(|| Arc::clone(token));
+        }
+    }
+    Ok(first)
 }
 
 #[derive(Debug, Clone)]
@@ -173,9 +312,7 @@ fn check_provider(
     index: usize,
     provider: &Provider,
     request: &dyn RequestView,
-    keys: &mut dyn KeyLookup,
-    cache: &mut TokenCache,
-    now: u64,
+    env: &mut WorkerEnv<'_>,
     events: &mut Vec<Event>,
 ) -> ProviderCheck {
     let found = extract(&provider.locations, request);
@@ -189,7 +326,7 @@ fn check_provider(
     }
     let key_set = match &provider.keys {
         KeySource::Local(set) => Some((Arc::clone(set), 0)),
-        KeySource::Remote(_) => keys.remote_keys(index),
+        KeySource::Remote(_) => env.keys.remote_keys(index),
     };
     let mut first = None;
     for token in &found {
@@ -198,8 +335,8 @@ fn check_provider(
             provider,
             token.token,
             key_set.as_ref(),
-            cache,
-            now,
+            env.cache,
+            env.now_ms / 1000,
             events,
         ) {
             Ok(verified) => {

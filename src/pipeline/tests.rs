@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Policy;
+use crate::store::fake::MemoryStore;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
@@ -103,6 +104,9 @@ impl RequestView for Request {
     fn scheme(&self) -> &str {
         "http"
     }
+    fn source_address(&self) -> Option<&str> {
+        Some("192.0.2.7:40000")
+    }
 }
 
 struct NoRemote;
@@ -113,7 +117,20 @@ impl KeyLookup for NoRemote {
 }
 
 fn run(policy: &Policy, request: &Request, cache: &mut TokenCache) -> Verdict {
-    decide(policy, request, &mut NoRemote, cache, NOW)
+    run_at(policy, request, cache, NOW)
+}
+
+fn run_at(policy: &Policy, request: &Request, cache: &mut TokenCache, now: u64) -> Verdict {
+    let store = MemoryStore::default();
+    let seed = Seed::from_bytes(&[7; 16]);
+    let mut env = WorkerEnv {
+        keys: &mut NoRemote,
+        cache,
+        store: &store,
+        seed: Some(&seed),
+        now_ms: now * 1000,
+    };
+    decide(policy, request, &mut env)
 }
 
 #[test]
@@ -256,13 +273,7 @@ fn a_repeated_token_is_served_from_the_cache_until_it_expires() {
     let second = run(&p, &Request::get("/api/x").bearer(&t), &mut cache);
     assert!(second.events.contains(&Event::CacheHit));
     assert_eq!(first.headers, second.headers);
-    let later = decide(
-        &p,
-        &Request::get("/api/x").bearer(&t),
-        &mut NoRemote,
-        &mut cache,
-        NOW + 71,
-    );
+    let later = run_at(&p, &Request::get("/api/x").bearer(&t), &mut cache, NOW + 71);
     assert_eq!(
         later.denial,
         Some(Denial::Jwt(Status::JwtExpired)),
