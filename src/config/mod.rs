@@ -148,6 +148,8 @@ impl Policy {
             "strip_failure_response",
             "jwt_cache",
             "jwt_providers",
+            "api_keys",
+            "rate_limits",
             "rules",
         ])?;
         let name = match obj.get("name") {

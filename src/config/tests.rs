@@ -174,3 +174,25 @@ fn oversized_documents_are_refused_before_parsing() {
         .message
         .contains("limit"));
 }
+
+#[test]
+fn rules_refer_to_api_key_sets_rate_limits_and_authz_by_name() {
+    let digest = "a".repeat(64);
+    let policy = Policy::from_value(&json!({
+        "api_keys": {"partners": {"from_header": "x-api-key", "keys": [{"name": "acme", "sha256": digest}]}},
+        "rate_limits": {"global": {"requests": 10, "period": "1s"}, "per_key": {"requests": 1, "period": "1s", "key": [{"api_key": true}]}},
+        "rules": [{"match": {"template": "/orders/{id}"}, "api_key": "partners", "rate_limits": ["per_key", "global"],
+                   "authz": {"scopes": ["orders:read"]}}]
+    }))
+    .unwrap();
+    let rule = &policy.rules[0];
+    assert_eq!(rule.api_key, Some(0));
+    assert_eq!(rule.rate_limits.len(), 2);
+    assert!(rule.authz.is_some());
+    assert_eq!(rule.path_label, "/orders/{id}");
+
+    let e = error_of(json!({"rules": [{"match": {"prefix": "/"}, "api_key": "nope"}]}));
+    assert_eq!(e.path, "rules[0].api_key");
+    let e = error_of(json!({"rules": [{"match": {"prefix": "/"}, "rate_limits": "nope"}]}));
+    assert_eq!(e.path, "rules[0].rate_limits");
+}

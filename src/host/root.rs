@@ -165,7 +165,8 @@ impl RootContext for ApiGuardRoot {
             policy,
         };
         self.worker = Some(Rc::new(RefCell::new(worker)));
-        self.on_tick();
+        // No fetch from here: Envoy also configures short-lived VMs that are destroyed right after,
+        // cancelling their calls; the first tick (every VM that serves traffic ticks) fetches.
         true
     }
 

@@ -1,0 +1,923 @@
+//! The end-to-end harness: the built `apiguard.wasm` inside a real Envoy, with test servers around it.
+//!
+//! - [`e2e_paths`] finds Envoy and the `.wasm` (`APIGUARD_ENVOY`, `APIGUARD_WASM`, else the `make` locations);
+//!   when either is missing a test skips, unless `APIGUARD_E2E_REQUIRED=1` (what `make test` sets).
+//! - [`Envoy`] writes a bootstrap (listener with the wasm filter and the router, `upstream`, `jwks` and
+//!   `collector` clusters), starts Envoy on ports it picks itself (port 0; the harness reads them back from
+//!   the admin endpoint, so parallel tests never collide) and kills it on drop. When a test fails, the tail
+//!   of Envoy's log is printed and its directory kept.
+//! - [`Echo`] is the upstream: it answers 200 with a JSON list of the headers it received.
+//! - [`JwksServer`] serves a JWKS, counts fetches, and can go down, come up, or start late.
+//! - [`Response`] comes from a small blocking HTTP/1.1 client (one request per connection).
+//! - [`token`] signs test tokens with the fixture keys.
+//!
+//! Every wait is bounded; nothing here retries forever.
+
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the shared harness"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test harness: a failed step fails the test loudly"
+)]
+
+pub mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How long Envoy may take to become ready (V8 compiles the module on the main thread: ~0.6 s alone,
+/// more when tests run in parallel on two cores).
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Socket timeouts of the test client.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------------------
+// Locating Envoy and the filter
+
+/// Where the Envoy binary and the filter's `.wasm` are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub envoy: PathBuf,
+    pub wasm: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn find_venv_envoy() -> Option<PathBuf> {
+    let lib = repo_root().join(".venv/lib");
+    let entries = std::fs::read_dir(lib).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file())
+}
+
+/// Envoy and the filter, or `None` (after saying why) when a developer runs a bare `cargo test` without
+/// them. With `APIGUARD_E2E_REQUIRED=1` a missing piece fails the test instead.
+pub fn e2e_paths() -> Option<Paths> {
+    let envoy = std::env::var_os("APIGUARD_ENVOY")
+        .map(PathBuf::from)
+        .or_else(find_venv_envoy);
+    let wasm = std::env::var_os("APIGUARD_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/apiguard.wasm"));
+    let required = std::env::var("APIGUARD_E2E_REQUIRED").is_ok_and(|v| v == "1");
+    let envoy_ok = envoy.as_ref().is_some_and(|p| p.is_file());
+    let wasm_ok = wasm.is_file();
+    if envoy_ok && wasm_ok {
+        return Some(Paths {
+            envoy: envoy.expect("checked"),
+            wasm,
+        });
+    }
+    let missing = match (envoy_ok, wasm_ok) {
+        (false, false) => format!("Envoy (APIGUARD_ENVOY) and the filter ({})", wasm.display()),
+        (false, true) => "Envoy (APIGUARD_ENVOY or .venv from `make envoy`)".to_string(),
+        _ => format!("the filter {} (`make build`)", wasm.display()),
+    };
+    if required {
+        panic!("APIGUARD_E2E_REQUIRED=1 but {missing} is missing");
+    }
+    eprintln!("skipping e2e: {missing} not found; run `make test`");
+    None
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ports
+
+/// A port that was free a moment ago, never handed out twice by this process. Only for servers that must
+/// know their port before they listen (a JWKS server started late); everything else binds port 0.
+pub fn reserve_port() -> u16 {
+    static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let handed_out = HANDED_OUT.get_or_init(Default::default);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("binding 127.0.0.1:0")
+            .port();
+        if handed_out.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HTTP client
+
+/// One HTTP response as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header with this (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// True when the [`Echo`] upstream produced this response (the request passed the filter).
+    pub fn reached_upstream(&self) -> bool {
+        self.header("x-echo") == Some("1")
+    }
+
+    /// The request as the upstream received it (panics when the response did not come from [`Echo`]).
+    pub fn upstream(&self) -> EchoedRequest {
+        assert!(
+            self.reached_upstream(),
+            "response did not come from the upstream: {}",
+            self.describe()
+        );
+        let v: Value = serde_json::from_slice(&self.body).expect("echo JSON");
+        EchoedRequest {
+            method: v["method"].as_str().unwrap_or_default().to_string(),
+            path: v["path"].as_str().unwrap_or_default().to_string(),
+            headers: v["headers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pair| {
+                    (
+                        pair[0].as_str().unwrap_or_default().to_string(),
+                        pair[1].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Status, interesting headers and body on one line, for assertion messages.
+    pub fn describe(&self) -> String {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| !matches!(n.as_str(), "date" | "server" | "content-length"))
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
+        let mut body = self.text();
+        if body.len() > 300 {
+            body.truncate(300);
+            body.push_str("...");
+        }
+        format!("{} [{}] {:?}", self.status, headers.join("; "), body)
+    }
+}
+
+/// A request as the [`Echo`] upstream received it.
+#[derive(Debug, Clone)]
+pub struct EchoedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl EchoedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) to `127.0.0.1:port` and reads the whole response.
+/// `Host` defaults to `api.test`; pass a `host` header to change it.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str("host: api.test\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut reader = BufReader::new(stream);
+    read_response(&mut reader, method == "HEAD")
+}
+
+fn invalid(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(ErrorKind::InvalidData, msg.into())
+}
+
+fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<String>>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return if lines.is_empty() {
+                Ok(None)
+            } else {
+                Err(invalid("connection closed inside the header block"))
+            };
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            return Ok(Some(lines));
+        }
+        lines.push(line);
+    }
+}
+
+fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect()
+}
+
+fn read_body(
+    reader: &mut impl BufRead,
+    headers: &[(String, String)],
+    until_eof: bool,
+) -> std::io::Result<Vec<u8>> {
+    let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line)?;
+            let size_hex = size_line.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| invalid(format!("bad chunk size {size_line:?}")))?;
+            if size == 0 {
+                // Trailers (none expected) end with an empty line.
+                while read_head(reader)?.is_some_and(|t| !t.is_empty()) {}
+                return Ok(body);
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..])?;
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf)?;
+        }
+    }
+    if let Some(len) = get("content-length") {
+        let len: usize = len.parse().map_err(|_| invalid("bad content-length"))?;
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        return Ok(body);
+    }
+    let mut body = Vec::new();
+    if until_eof {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
+    let lines = read_head(reader)?.ok_or_else(|| invalid("empty response"))?;
+    let status_line = lines.first().ok_or_else(|| invalid("no status line"))?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+    let headers = parse_headers(&lines[1..]);
+    // A reply to HEAD describes a body it does not carry; so do 204 and 304.
+    let body = if head_only || status == 204 || status == 304 {
+        Vec::new()
+    } else {
+        read_body(reader, &headers, true)?
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Test servers
+
+/// Accepts connections on `listener` until `stop` is set, handing each to `handle` on its own thread.
+fn serve(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    handle: impl Fn(TcpStream) + Send + Sync + 'static,
+) {
+    let handle = Arc::new(handle);
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(conn) = conn else { continue };
+            let handle = Arc::clone(&handle);
+            thread::spawn(move || handle(conn));
+        }
+    });
+}
+
+/// Unblocks a listener thread parked in `accept` so that it sees its stop flag.
+fn wake(port: u16) {
+    let _ = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200));
+}
+
+/// The upstream: answers every request with 200, header `x-echo: 1` and a JSON body
+/// `{"method", "path", "headers": [[name, value], ...]}` (names lower-cased). Keeps connections alive.
+pub struct Echo {
+    pub port: u16,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Echo {
+    pub fn start() -> Echo {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("echo bind");
+        let port = listener.local_addr().expect("echo addr").port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let counter = Arc::clone(&requests);
+        serve(listener, Arc::clone(&stop), move |conn| {
+            let _ = echo_connection(conn, &counter);
+        });
+        Echo {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    /// Requests the upstream has answered.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        wake(self.port);
+    }
+}
+
+fn echo_connection(conn: TcpStream, counter: &AtomicUsize) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    while let Some(lines) = read_head(&mut reader)? {
+        let request_line = lines.first().cloned().unwrap_or_default();
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let headers = parse_headers(lines.get(1..).unwrap_or_default());
+        let body = read_body(&mut reader, &headers, false)?;
+        counter.fetch_add(1, Ordering::SeqCst);
+        let pairs: Vec<Value> = headers.iter().map(|(n, v)| json!([n, v])).collect();
+        let reply = json!({
+            "method": method,
+            "path": path,
+            "headers": pairs,
+            "body": String::from_utf8_lossy(&body),
+        })
+        .to_string();
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-echo: 1\r\ncontent-length: {}\r\n\r\n{reply}",
+            reply.len()
+        )?;
+        writer.flush()?;
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+/// How the JWKS server answers.
+const JWKS_CLOSED: u16 = 0;
+
+struct JwksShared {
+    body: Mutex<String>,
+    /// HTTP status to answer with, or [`JWKS_CLOSED`]: not listening at all (connection refused).
+    status: AtomicU16,
+    hits: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// A JWKS endpoint at `/jwks.json` (any other path: 404) that counts the requests it receives.
+pub struct JwksServer {
+    pub port: u16,
+    shared: Arc<JwksShared>,
+}
+
+impl JwksServer {
+    /// Listening now, answering 200 with `body`.
+    pub fn start(body: impl Into<String>) -> JwksServer {
+        let server = JwksServer::reserve(body);
+        server.up();
+        server
+    }
+
+    /// Owns a port (for the Envoy bootstrap) but refuses connections until [`JwksServer::up`].
+    pub fn reserve(body: impl Into<String>) -> JwksServer {
+        let port = reserve_port();
+        let shared = Arc::new(JwksShared {
+            body: Mutex::new(body.into()),
+            status: AtomicU16::new(JWKS_CLOSED),
+            hits: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let thread_shared = Arc::clone(&shared);
+        thread::spawn(move || jwks_loop(port, &thread_shared));
+        JwksServer { port, shared }
+    }
+
+    /// Listen and answer 200 with the body.
+    pub fn up(&self) {
+        self.set_status(200);
+    }
+
+    /// Close the socket: connections are refused.
+    pub fn down(&self) {
+        self.shared.status.store(JWKS_CLOSED, Ordering::SeqCst);
+    }
+
+    /// Listen and answer every request with this status (e.g. 503); the body only with 200.
+    pub fn set_status(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
+        if status != JWKS_CLOSED {
+            // Wait (bounded) until the listener is really bound, so callers can rely on it.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    // That probe is not a fetch.
+                    thread::sleep(Duration::from_millis(20));
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            panic!("JWKS server did not start listening on {}", self.port);
+        }
+    }
+
+    pub fn set_body(&self, body: impl Into<String>) {
+        *self.shared.body.lock().unwrap() = body.into();
+    }
+
+    /// Requests for `/jwks.json` received so far (whatever the answer was).
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn jwks_loop(port: u16, shared: &JwksShared) {
+    let mut listener: Option<TcpListener> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let wanted = shared.status.load(Ordering::SeqCst) != JWKS_CLOSED;
+        if wanted && listener.is_none() {
+            listener = TcpListener::bind(("127.0.0.1", port))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .ok();
+        } else if !wanted {
+            listener = None;
+        }
+        let Some(l) = &listener else {
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        match l.accept() {
+            Ok((conn, _)) => {
+                let _ = jwks_connection(conn, shared);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn jwks_connection(conn: TcpStream, shared: &JwksShared) -> std::io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::new(conn);
+    // A readiness probe connects and closes without a request: not a hit.
+    let Some(lines) = read_head(&mut reader)? else {
+        return Ok(());
+    };
+    let path = lines
+        .first()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let (status, body) = if path.split('?').next() == Some("/jwks.json") {
+        shared.hits.fetch_add(1, Ordering::SeqCst);
+        let status = shared.status.load(Ordering::SeqCst);
+        let body = if status == 200 {
+            shared.body.lock().unwrap().clone()
+        } else {
+            "unavailable".to_string()
+        };
+        (status, body)
+    } else {
+        (404, "not found".to_string())
+    };
+    write!(
+        writer,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    writer.flush()?;
+    let _ = writer.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Envoy
+
+/// What surrounds the filter in the bootstrap.
+#[derive(Debug, Clone)]
+pub struct EnvoyOpts {
+    /// Port of the `upstream` cluster (the [`Echo`] server).
+    pub upstream_port: u16,
+    /// Port of the `jwks` cluster; without one the cluster points at a port nobody listens on.
+    pub jwks_port: Option<u16>,
+    /// Port of the `collector` cluster, if any.
+    pub collector_port: Option<u16>,
+    /// False: no wasm filter at all (checks the harness itself).
+    pub with_filter: bool,
+    pub concurrency: u32,
+}
+
+impl EnvoyOpts {
+    pub fn new(upstream: &Echo) -> EnvoyOpts {
+        EnvoyOpts {
+            upstream_port: upstream.port,
+            jwks_port: None,
+            collector_port: None,
+            with_filter: true,
+            concurrency: 2,
+        }
+    }
+
+    pub fn jwks(mut self, server: &JwksServer) -> EnvoyOpts {
+        self.jwks_port = Some(server.port);
+        self
+    }
+
+    pub fn collector(mut self, port: u16) -> EnvoyOpts {
+        self.collector_port = Some(port);
+        self
+    }
+
+    pub fn without_filter(mut self) -> EnvoyOpts {
+        self.with_filter = false;
+        self
+    }
+}
+
+fn static_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+        ]}]}
+    })
+}
+
+/// The bootstrap (JSON, which Envoy reads like YAML). Listener and admin on port 0: Envoy picks free
+/// ports and the harness asks the admin endpoint which.
+pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
+    let mut http_filters = Vec::new();
+    if opts.with_filter {
+        http_filters.push(json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "apiguard",
+                    "root_id": "apiguard",
+                    "vm_config": {
+                        "vm_id": "apiguard",
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": wasm.display().to_string()}}
+                    },
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": plugin_config
+                    }
+                }
+            }
+        }));
+    }
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    }));
+    // Nobody listens on a reserved-then-released port: a missing JWKS server reads as "connection refused".
+    let jwks_port = opts.jwks_port.unwrap_or_else(reserve_port);
+    let mut clusters = vec![
+        static_cluster("upstream", opts.upstream_port),
+        static_cluster("jwks", jwks_port),
+    ];
+    if let Some(port) = opts.collector_port {
+        clusters.push(static_cluster("collector", port));
+    }
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "main",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "codec_type": "AUTO",
+                        "route_config": {"name": "local", "virtual_hosts": [{
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"},
+                                        "route": {"cluster": "upstream", "timeout": "5s"}}]
+                        }]},
+                        "http_filters": http_filters
+                    }
+                }]}]
+            }],
+            "clusters": clusters
+        }
+    })
+}
+
+/// A running Envoy; killed on drop.
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    /// The HTTP listener (the filter is on it).
+    pub port: u16,
+    pub admin_port: u16,
+}
+
+enum Started {
+    Ready { admin_port: u16, port: u16 },
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+impl Envoy {
+    /// Starts Envoy with the filter configured by `plugin_config` (JSON text) and waits until it is ready.
+    /// Panics (with the log's tail) when it exits or is not ready within 15 s.
+    pub fn start(paths: &Paths, plugin_config: &str, opts: &EnvoyOpts) -> Envoy {
+        let (mut envoy, started) = Envoy::spawn(paths, plugin_config, opts);
+        match started {
+            Started::Ready { admin_port, port } => {
+                envoy.admin_port = admin_port;
+                envoy.port = port;
+                envoy
+            }
+            Started::Exited(status) => {
+                let log = envoy.log();
+                panic!(
+                    "Envoy exited ({status}) instead of becoming ready:\n{}",
+                    tail(&log, 40)
+                );
+            }
+            Started::TimedOut => {
+                let log = envoy.log();
+                panic!(
+                    "Envoy not ready within {READY_TIMEOUT:?}:\n{}",
+                    tail(&log, 40)
+                );
+            }
+        }
+    }
+
+    /// Starts Envoy with a configuration the filter must refuse. Returns Envoy's log (and its console
+    /// output) once Envoy has exited or stayed unready for the whole wait; panics if it becomes ready.
+    pub fn start_refused(paths: &Paths, plugin_config: &str, opts: &EnvoyOpts) -> String {
+        let (envoy, started) = Envoy::spawn(paths, plugin_config, opts);
+        if let Started::Ready { .. } = started {
+            panic!(
+                "Envoy became ready although the filter configuration is invalid:\n{}",
+                tail(&envoy.log(), 40)
+            );
+        }
+        envoy.log()
+    }
+
+    fn spawn(paths: &Paths, plugin_config: &str, opts: &EnvoyOpts) -> (Envoy, Started) {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("apiguard-e2e-{}-{seq}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the Envoy directory");
+        let config_path = dir.join("envoy.json");
+        let config = bootstrap(&paths.wasm, plugin_config, opts);
+        std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap())
+            .expect("writing the bootstrap");
+        std::fs::write(dir.join("plugin.json"), plugin_config).expect("writing plugin.json");
+        let admin_path = dir.join("admin.address");
+        // Unique per Envoy in this process and across processes (hot restart is off, so this is a
+        // belt-and-braces measure against shared-memory name clashes).
+        let base_id = (std::process::id() % 40_000) * 100 + (seq as u32 % 100);
+        let console = std::fs::File::create(dir.join("console.log")).expect("console.log");
+        let child = Command::new(&paths.envoy)
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", &opts.concurrency.to_string()])
+            .arg("--disable-hot-restart")
+            .args(["--base-id", &base_id.to_string()])
+            .args(["-l", "info"])
+            .arg("--log-path")
+            .arg(dir.join("envoy.log"))
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().expect("console.log"))
+            .stderr(console)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", paths.envoy.display()));
+        let mut envoy = Envoy {
+            child,
+            dir,
+            port: 0,
+            admin_port: 0,
+        };
+        let started = envoy.wait_ready(&admin_path);
+        (envoy, started)
+    }
+
+    fn wait_ready(&mut self, admin_path: &Path) -> Started {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Started::Exited(status);
+            }
+            let admin_port = std::fs::read_to_string(admin_path)
+                .ok()
+                .and_then(|a| a.trim().rsplit(':').next()?.parse::<u16>().ok());
+            if let Some(admin_port) = admin_port {
+                let ready = http_request(admin_port, "GET", "/ready", &[], b"")
+                    .is_ok_and(|r| r.status == 200);
+                if ready {
+                    if let Some(port) = listener_port(admin_port) {
+                        return Started::Ready { admin_port, port };
+                    }
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Started::TimedOut
+    }
+
+    /// `GET path` through the filter.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers, b"")
+    }
+
+    /// `GET path` with `authorization: Bearer <token>`.
+    pub fn get_bearer(&self, path: &str, token: &str) -> Response {
+        self.get(path, &[("authorization", &format!("Bearer {token}"))])
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        http_request(self.port, method, path, headers, body).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} through Envoy failed: {e}\n{}",
+                tail(&self.log(), 30)
+            )
+        })
+    }
+
+    /// Admin `/stats?filter=<regex>` as name -> value (counters and gauges; histograms left out).
+    pub fn stats(&self, filter: &str) -> HashMap<String, u64> {
+        let path = format!("/stats?filter={filter}");
+        let r = http_request(self.admin_port, "GET", &path, &[], b"").expect("admin /stats");
+        assert_eq!(r.status, 200, "admin {path}: {}", r.describe());
+        r.text()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(n, v)| Some((n.to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    /// The filter's counter `name` (shown by Envoy as `wasmcustom.<name>`); 0 when not defined.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stats(name)
+            .get(&format!("wasmcustom.{name}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Envoy's log so far, followed by its console output.
+    pub fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default();
+        let console = std::fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
+        format!("{log}{console}")
+    }
+
+    /// Waits (bounded) until `check` holds, polling every 100 ms; returns whether it did.
+    pub fn eventually(&self, timeout: Duration, mut check: impl FnMut(&Envoy) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "---- Envoy log ({}), last lines ----\n{}",
+                self.dir.display(),
+                tail(&self.log(), 40)
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The HTTP listener's port, from admin `/listeners?format=json`.
+fn listener_port(admin_port: u16) -> Option<u16> {
+    let r = http_request(admin_port, "GET", "/listeners?format=json", &[], b"").ok()?;
+    let v: Value = serde_json::from_slice(&r.body).ok()?;
+    v["listener_statuses"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == "main")?["local_address"]["socket_address"]["port_value"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|&p| p != 0)
+}
+
+/// The last `n` lines of `text`, leaving out Envoy's start-up inventory (long `[info][main]` lines).
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("][info][main]"))
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
