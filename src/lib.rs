@@ -30,8 +30,10 @@ pub mod config;
 pub mod jwt;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod redact;
 pub mod reply;
 pub mod route;
+pub mod schema;
 pub mod store;
 pub mod time;
 

@@ -1,0 +1,215 @@
+//! Validation throughput: apiguard's compiled validator side by side with the `jsonschema` crate,
+//! on 1 KB and 64 KB bodies of Petstore `Pet` arrays and of a nested order document.
+//!
+//! Both validate the same already-parsed `serde_json::Value` against the same draft 2020-12 schema
+//! with format assertions on (`is_valid`, the fast path a proxy takes for valid bodies). A third
+//! column adds parsing (apiguard's `validate_bytes`: size cap, depth pre-scan, serde_json parse,
+//! validation) to show what a request really costs.
+//!
+//! Run: `cargo bench --bench schema`
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "benchmark code: a panic aborts the run"
+)]
+
+use apiguard::schema::{Draft, Limits, Options, Schema};
+use serde_json::{json, Value};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 7;
+const ROUND_TIME: Duration = Duration::from_millis(150);
+
+fn pet_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "array",
+        "items": {"$ref": "#/$defs/Pet"},
+        "$defs": {
+            "Category": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+            "Tag": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+            "Pet": {
+                "type": "object",
+                "required": ["name", "photoUrls"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "category": {"$ref": "#/$defs/Category"},
+                    "photoUrls": {"type": "array", "items": {"type": "string"}},
+                    "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}},
+                    "status": {"type": "string", "enum": ["available", "pending", "sold"]}
+                }
+            }
+        }
+    })
+}
+
+fn pet(i: usize) -> Value {
+    let status = ["available", "pending", "sold"][i % 3];
+    json!({
+        "id": i, "name": format!("doggie-{i}"), "category": {"id": 1, "name": "Dogs"},
+        "photoUrls": [format!("https://img.example.com/{i}.png")],
+        "tags": [{"id": 1, "name": "good"}, {"id": 2, "name": "boy"}],
+        "status": status
+    })
+}
+
+fn order_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["id", "customer", "lines", "created", "status"],
+        "additionalProperties": false,
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "created": {"type": "string", "format": "date-time"},
+            "status": {"enum": ["new", "paid", "shipped"]},
+            "customer": {
+                "type": "object", "required": ["name", "email", "address"], "additionalProperties": false,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "email": {"type": "string", "format": "email"},
+                    "address": {"$ref": "#/$defs/address"}
+                }
+            },
+            "lines": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"$ref": "#/$defs/line"}},
+            "notes": {"type": ["string", "null"], "maxLength": 1000}
+        },
+        "$defs": {
+            "address": {
+                "type": "object", "required": ["street", "city", "zip", "country"],
+                "properties": {
+                    "street": {"type": "string"}, "city": {"type": "string"},
+                    "zip": {"type": "string", "pattern": "^[0-9]{5}$"},
+                    "country": {"type": "string", "minLength": 2, "maxLength": 2}
+                }
+            },
+            "line": {
+                "type": "object", "required": ["sku", "qty", "price"], "additionalProperties": false,
+                "properties": {
+                    "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
+                    "qty": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "price": {"type": "number", "exclusiveMinimum": 0},
+                    "options": {"type": "array", "uniqueItems": true, "items": {"type": "string"}},
+                    "gift": {"type": "object", "properties": {"wrap": {"type": "boolean"}, "message": {"type": "string", "maxLength": 200}}}
+                }
+            }
+        }
+    })
+}
+
+fn order(lines: usize) -> Value {
+    let lines: Vec<Value> = (0..lines)
+        .map(|i| json!({"sku": format!("ABC-{:04}", i % 10000), "qty": 1 + i % 5, "price": 9.99 + i as f64,
+                        "options": ["red", "xl"], "gift": {"wrap": i % 2 == 0, "message": "hi"}}))
+        .collect();
+    json!({
+        "id": "2eb8aa08-aa98-11ea-b4aa-73b441d16380", "created": "2024-05-01T12:30:00Z", "status": "paid",
+        "customer": {"name": "Ada", "email": "ada@example.com",
+                     "address": {"street": "1 Main St", "city": "Springfield", "zip": "12345", "country": "US"}},
+        "lines": lines, "notes": null
+    })
+}
+
+/// Grows the document until its JSON text reaches `target` bytes.
+fn sized(target: usize, make: impl Fn(usize) -> Value) -> (Value, Vec<u8>) {
+    let mut n = 1;
+    loop {
+        let v = make(n);
+        let bytes = serde_json::to_vec(&v).unwrap();
+        if bytes.len() >= target {
+            return (v, bytes);
+        }
+        n += 1;
+    }
+}
+
+/// Median per-document time over `ROUNDS` rounds.
+fn measure(mut f: impl FnMut() -> bool) -> Duration {
+    assert!(f(), "the benchmark document must be valid");
+    let mut per_doc = Vec::new();
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < ROUND_TIME {
+            for _ in 0..16 {
+                black_box(f());
+            }
+            n += 16;
+        }
+        per_doc.push(start.elapsed() / n);
+    }
+    per_doc.sort();
+    per_doc[ROUNDS / 2]
+}
+
+fn mbs(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+fn main() {
+    type Case = (&'static str, Value, usize, Box<dyn Fn(usize) -> Value>);
+    let cases: Vec<Case> = vec![
+        (
+            "petstore Pet[]",
+            pet_schema(),
+            1024,
+            Box::new(|n| Value::Array((0..n).map(pet).collect())),
+        ),
+        (
+            "petstore Pet[]",
+            pet_schema(),
+            64 * 1024,
+            Box::new(|n| Value::Array((0..n).map(pet).collect())),
+        ),
+        ("nested order", order_schema(), 1024, Box::new(order)),
+        ("nested order", order_schema(), 64 * 1024, Box::new(order)),
+    ];
+    println!(
+        "{:<16} {:>7} | {:>12} {:>9} | {:>12} {:>9} | {:>7} | {:>14} {:>9}",
+        "document",
+        "bytes",
+        "apiguard µs",
+        "MB/s",
+        "jsonschema µs",
+        "MB/s",
+        "ratio",
+        "apiguard+parse",
+        "MB/s"
+    );
+    for (name, schema, target, make) in cases {
+        let (doc, bytes) = sized(target, make);
+        let mut options = Options::new(Draft::Draft2020);
+        options.formats = true;
+        let ours = Schema::compile(&schema, options).unwrap();
+        let theirs = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            max_depth: 32,
+            max_errors: 10,
+        };
+        let a = measure(|| ours.is_valid(black_box(&doc)));
+        let j = measure(|| theirs.is_valid(black_box(&doc)));
+        let ap = measure(|| ours.validate_bytes(black_box(&bytes), &limits).is_ok());
+        println!(
+            "{:<16} {:>7} | {:>12.2} {:>9.1} | {:>12.2} {:>9.1} | {:>6.2}x | {:>14.2} {:>9.1}",
+            name,
+            bytes.len(),
+            a.as_secs_f64() * 1e6,
+            mbs(bytes.len(), a),
+            j.as_secs_f64() * 1e6,
+            mbs(bytes.len(), j),
+            j.as_secs_f64() / a.as_secs_f64(),
+            ap.as_secs_f64() * 1e6,
+            mbs(bytes.len(), ap),
+        );
+    }
+    println!("ratio = jsonschema time / apiguard time (above 1: apiguard is faster)");
+}

@@ -1,0 +1,1065 @@
+//! The single pass over a body's bytes.
+//!
+//! A lexer for the body kind (JSON, form, text) walks the bytes once; inside scannable content
+//! (JSON strings, form values, text) a 256-entry byte table says whether a byte can start a
+//! match, and only at token starts (a byte whose predecessor is not a word byte) are the
+//! detectors for that first byte tried: digits → card, SSN, phone; `A`-`Z` → IBAN, AWS key;
+//! `e` → JWT; `g`/`x`/`s`/`r` → GitHub, GitLab, Slack, Stripe; `@` → email (local part read
+//! backwards); `+`/`(` → phone; `-` → PEM private key. There are no regexes for the built-ins.
+//!
+//! # Windows and determinism
+//! A detector at position `i` reads at most `window` bytes from `i` (and the few bytes before
+//! it). When the scan is not at the end of the body it stops `window` bytes before the end of
+//! what it has, so a streamed body is scanned with exactly the same inputs as a whole one and
+//! gives exactly the same matches and output; all state (lexer, JSON path, partial member
+//! name, dropped region) lives in [`Engine`].
+//!
+//! # Dropped regions
+//! Field-rule values and private-key blocks are not bounded by the window: their bytes are
+//! dropped as they pass (and hashed incrementally for the hash mask) and the mask is written
+//! when they end: at the closing quote, the end of the number, the next `&`, the PEM `END` line,
+//! or the end of the body (a key block that never ends is masked to the end of its JSON string,
+//! form value or body: fail closed).
+
+use super::detectors as d;
+use super::json::JsonCtx;
+use super::rewrite::Writer;
+use super::{BodyKind, Redaction, CARD, CUSTOM_WINDOW, EMAIL, IBAN, JWT, PHONE, PRIVATE_KEY, SSN};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
+/// Bytes kept before the scan position: the longest email local part plus one, and room for
+/// the two bytes of left context other detectors read.
+pub(crate) const LOOKBACK: usize = 72;
+
+// Byte classes of the content tables.
+const PLAIN: u8 = 0; // word byte that starts no detector
+const START: u8 = 1; // word byte that may start a detector at a token start
+const OTHER: u8 = 2; // non-word byte that starts nothing
+const SPECIAL: u8 = 3; // non-word byte that may start something (@ + ( - %)
+const STOP: u8 = 4; // hand back to the lexer
+
+// Const evaluation only: indices are bytes and the table has 256 slots.
+#[allow(clippy::indexing_slicing)]
+const fn table(stops: &[u8], specials: &[u8]) -> [u8; 256] {
+    let mut t = [OTHER; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_digit()
+            || c.is_ascii_uppercase()
+            || c == b'e'
+            || c == b'g'
+            || c == b'x'
+            || c == b's'
+            || c == b'r'
+        {
+            t[b] = START;
+        } else if c.is_ascii_alphanumeric() || c == b'_' {
+            t[b] = PLAIN;
+        }
+        b += 1;
+    }
+    let mut k = 0;
+    while k < specials.len() {
+        t[specials[k] as usize] = SPECIAL;
+        k += 1;
+    }
+    let mut k = 0;
+    while k < stops.len() {
+        t[stops[k] as usize] = STOP;
+        k += 1;
+    }
+    t
+}
+
+const JSON_TABLE: [u8; 256] = table(b"\"\\", b"@+(-");
+const TEXT_TABLE: [u8; 256] = table(b"\n", b"@+(-");
+// In form bodies `+` is a space and `%40` an `@`.
+const FORM_TABLE: [u8; 256] = table(b"&", b"@%(-");
+const FORM_KEY_TABLE: [u8; 256] = table(b"&=", b"@%(-");
+
+#[inline]
+fn class_of(t: &[u8; 256], b: u8) -> u8 {
+    t.get(usize::from(b)).copied().unwrap_or(OTHER)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Text,
+    /// JSON between tokens.
+    JsonValue,
+    JsonString {
+        key: bool,
+    },
+    JsonEscape {
+        key: bool,
+    },
+    JsonUnicode {
+        key: bool,
+        left: u8,
+    },
+    JsonNumber,
+    JsonLiteral,
+    FormKey,
+    FormValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    JsonString,
+    JsonNumber,
+    FormValue,
+    PemEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Json,
+    Text,
+    Form,
+}
+
+struct Skip {
+    class: u16,
+    quote: bool,
+    until: Until,
+    hasher: Option<Sha256>,
+}
+
+/// What was found in a body: a count per class id, never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    counts: Vec<u32>,
+}
+
+impl Findings {
+    fn add(&mut self, class: u16) {
+        let i = usize::from(class);
+        if self.counts.len() <= i {
+            self.counts.resize(i + 1, 0);
+        }
+        if let Some(c) = self.counts.get_mut(i) {
+            *c = c.saturating_add(1);
+        }
+    }
+
+    pub fn count(&self, class: usize) -> u32 {
+        self.counts.get(class).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|c| u64::from(*c)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|c| *c == 0)
+    }
+
+    /// `(class id, count)` for every class found at least once.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i, *c))
+    }
+
+    /// `(class name, count)` for every class found, e.g. `[("card", 2), ("password", 1)]`.
+    pub fn named<'a>(&'a self, policy: &'a Redaction) -> Vec<(&'a str, u32)> {
+        self.iter()
+            .map(|(i, c)| (policy.class_name(i), c))
+            .collect()
+    }
+}
+
+/// The result of [`redact`].
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    /// The body to send: the input itself when nothing changed or the action is not `redact`.
+    pub body: Cow<'a, [u8]>,
+    pub findings: Findings,
+    /// Whether `body` differs from the input.
+    pub changed: bool,
+}
+
+/// Scans (and, with `action: redact`, rewrites) a whole body in one pass.
+pub fn redact<'a>(policy: &Redaction, kind: BodyKind, body: &'a [u8]) -> Outcome<'a> {
+    let mut engine = Engine::new(policy, kind);
+    let mut out = Vec::new();
+    if engine.writer.enabled {
+        out.reserve(body.len() + 64);
+    }
+    engine.run(policy, body, 0, true, &mut out);
+    let changed = engine.writer.changed;
+    Outcome {
+        body: if changed {
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(body)
+        },
+        findings: engine.findings,
+        changed,
+    }
+}
+
+/// The scanner's state: everything needed to resume at `pos` with the next bytes.
+pub(crate) struct Engine {
+    lex: Lex,
+    form: bool,
+    /// Whether the byte before `pos` is a word byte (JSON escapes count as non-word).
+    prev_word: bool,
+    /// No match may start before this absolute offset (start of the current string, line or
+    /// form value, end of an escape sequence, end of the previous match).
+    floor: u64,
+    pub(crate) pos: u64,
+    pub(crate) writer: Writer,
+    json: JsonCtx,
+    form_key: Vec<u8>,
+    form_key_overlong: bool,
+    skip: Option<Skip>,
+    /// Custom-detector matches found ahead in the current unit: (start, end, class).
+    custom_q: VecDeque<(u64, u64, u16)>,
+    /// Where the current unit continues beyond the searched window.
+    custom_more: Option<u64>,
+    custom_next: u64,
+    unit: Unit,
+    new_line: bool,
+    pub(crate) findings: Findings,
+}
+
+fn rel(abs: u64, base: u64) -> usize {
+    usize::try_from(abs.saturating_sub(base)).unwrap_or(usize::MAX)
+}
+
+fn abs(i: usize, base: u64) -> u64 {
+    base.saturating_add(i as u64)
+}
+
+fn window(buf: &[u8], i: usize, w: usize) -> &[u8] {
+    buf.get(i..buf.len().min(i.saturating_add(w)))
+        .unwrap_or(&[])
+}
+
+fn is_number_byte(b: u8) -> bool {
+    b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
+}
+
+impl Engine {
+    pub(crate) fn new(policy: &Redaction, kind: BodyKind) -> Engine {
+        let (lex, unit) = match kind {
+            BodyKind::Json => (Lex::JsonValue, Unit::Json),
+            BodyKind::Form => (Lex::FormKey, Unit::Form),
+            BodyKind::Text | BodyKind::Xml => (Lex::Text, Unit::Text),
+        };
+        Engine {
+            lex,
+            form: kind == BodyKind::Form,
+            prev_word: false,
+            floor: 0,
+            pos: 0,
+            writer: Writer {
+                enabled: policy.rewrites(),
+                ..Writer::default()
+            },
+            json: JsonCtx::default(),
+            form_key: Vec::new(),
+            form_key_overlong: false,
+            skip: None,
+            custom_q: VecDeque::new(),
+            custom_more: None,
+            custom_next: u64::MAX,
+            unit,
+            new_line: true,
+            findings: Findings::default(),
+        }
+    }
+
+    /// Scans `buf` (whose first byte is at absolute offset `base`) from `self.pos`. Unless `end`,
+    /// stops `window` bytes before the end of `buf`; output is produced up to `LOOKBACK` bytes
+    /// before the stop (all of it at the end).
+    pub(crate) fn run(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        end: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let len = buf.len();
+        let limit = if end {
+            len
+        } else {
+            len.saturating_sub(p.window())
+        };
+        let mut i = rel(self.pos, base);
+        while i < limit {
+            i = if self.skip.is_some() {
+                self.skip_run(p, buf, base, i, limit, out)
+            } else {
+                match self.lex {
+                    Lex::Text => self.text(p, buf, base, i, limit, out),
+                    Lex::JsonValue => self.json_value(p, buf, base, i, limit, out),
+                    Lex::JsonString { key } => self.json_string(p, buf, base, i, limit, key, out),
+                    Lex::JsonEscape { .. } | Lex::JsonUnicode { .. } => {
+                        self.json_escape(buf, base, i)
+                    }
+                    Lex::JsonNumber => {
+                        self.skip_while(buf, i, limit, is_number_byte, Lex::JsonValue)
+                    }
+                    Lex::JsonLiteral => {
+                        self.skip_while(buf, i, limit, |b| b.is_ascii_lowercase(), Lex::JsonValue)
+                    }
+                    Lex::FormKey => self.form_key(p, buf, base, i, limit, out),
+                    Lex::FormValue => self.form_value(p, buf, base, i, limit, out),
+                }
+            };
+        }
+        self.pos = abs(i, base);
+        if end {
+            if self.skip.is_some() {
+                self.end_skip(p, base, len, out);
+            }
+            self.writer.copy_to(buf, base, abs(len, base), out);
+        } else if self.skip.is_some() {
+            self.writer.drop_to(self.pos);
+        } else {
+            let to = self.pos.saturating_sub(LOOKBACK as u64);
+            self.writer.copy_to(buf, base, to, out);
+        }
+    }
+
+    fn skip_while(
+        &mut self,
+        buf: &[u8],
+        mut i: usize,
+        limit: usize,
+        keep: impl Fn(u8) -> bool,
+        next: Lex,
+    ) -> usize {
+        while i < limit {
+            match buf.get(i) {
+                Some(&b) if keep(b) => i += 1,
+                _ => {
+                    self.lex = next;
+                    return i;
+                }
+            }
+        }
+        i
+    }
+
+    // ----- matches -------------------------------------------------------------------------
+
+    /// Records a match `[start, end)` (relative) and writes its mask; returns `end`.
+    #[allow(clippy::too_many_arguments)] // policy, buffer, base and output are passed, not stored
+    fn found(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        class: u16,
+        start: usize,
+        end: usize,
+        quote: bool,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        self.findings.add(class);
+        self.writer.replace(
+            buf,
+            base,
+            abs(start, base),
+            abs(end, base),
+            &p.mask_spec(class, quote),
+            out,
+        );
+        self.floor = abs(end, base);
+        self.prev_word = end
+            .checked_sub(1)
+            .and_then(|k| buf.get(k))
+            .is_some_and(|b| d::is_word(*b));
+        end
+    }
+
+    #[allow(clippy::too_many_arguments)] // as for `found`
+    fn begin_skip(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        start: usize,
+        class: u16,
+        quote: bool,
+        until: Until,
+        out: &mut Vec<u8>,
+    ) {
+        self.writer.copy_to(buf, base, abs(start, base), out);
+        self.skip = Some(Skip {
+            class,
+            quote,
+            until,
+            hasher: p.hash_key().map(|k| k.start()),
+        });
+    }
+
+    fn end_skip(&mut self, p: &Redaction, base: u64, end: usize, out: &mut Vec<u8>) {
+        let Some(skip) = self.skip.take() else {
+            return;
+        };
+        self.findings.add(skip.class);
+        let mac = match (skip.hasher, p.hash_key()) {
+            (Some(h), Some(k)) => Some(k.finish(h)),
+            _ => None,
+        };
+        self.writer.close_dropped(
+            abs(end, base),
+            &p.mask_spec(skip.class, skip.quote),
+            mac.as_ref(),
+            out,
+        );
+        self.floor = abs(end, base);
+        self.prev_word = false;
+        if skip.until == Until::JsonNumber {
+            self.lex = Lex::JsonValue;
+        }
+    }
+
+    /// Consumes bytes of a dropped region up to its end (not included) or `limit`.
+    fn skip_run(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        start: usize,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        let Some(until) = self.skip.as_ref().map(|s| s.until) else {
+            return start;
+        };
+        let mut i = start;
+        let mut done = false;
+        while i < limit {
+            let Some(&b) = buf.get(i) else { break };
+            match self.lex {
+                Lex::JsonEscape { key } => {
+                    self.lex = if b == b'u' {
+                        Lex::JsonUnicode { key, left: 4 }
+                    } else {
+                        Lex::JsonString { key }
+                    };
+                    i += 1;
+                    continue;
+                }
+                Lex::JsonUnicode { key, left } if b != b'"' => {
+                    self.lex = if left <= 1 {
+                        Lex::JsonString { key }
+                    } else {
+                        Lex::JsonUnicode {
+                            key,
+                            left: left - 1,
+                        }
+                    };
+                    i += 1;
+                    continue;
+                }
+                Lex::JsonUnicode { key, .. } => {
+                    self.lex = Lex::JsonString { key };
+                }
+                _ => {}
+            }
+            let in_string = matches!(self.lex, Lex::JsonString { .. });
+            let stop = match until {
+                Until::JsonNumber => !is_number_byte(b),
+                Until::FormValue => b == b'&',
+                Until::JsonString => b == b'"',
+                Until::PemEnd => {
+                    (in_string && b == b'"')
+                        || (matches!(self.lex, Lex::FormValue | Lex::FormKey) && b == b'&')
+                        || (self.lex == Lex::FormKey && b == b'=')
+                }
+            };
+            if stop {
+                done = true;
+                break;
+            }
+            if in_string && b == b'\\' {
+                if let Lex::JsonString { key } = self.lex {
+                    self.lex = Lex::JsonEscape { key };
+                }
+                i += 1;
+                continue;
+            }
+            if until == Until::PemEnd && b == b'-' {
+                if let Some(n) = d::pem_end(window(buf, i, p.window())) {
+                    i += n;
+                    done = true;
+                    break;
+                }
+            }
+            i += 1;
+        }
+        if let Some(h) = self.skip.as_mut().and_then(|s| s.hasher.as_mut()) {
+            h.update(buf.get(start..i).unwrap_or(&[]));
+        }
+        if done {
+            self.end_skip(p, base, i, out);
+        }
+        i
+    }
+
+    // ----- content --------------------------------------------------------------------------
+
+    /// Scans content bytes until a `STOP` byte of `t` (returned, not consumed) or `limit`.
+    #[allow(clippy::too_many_arguments)]
+    fn content(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        mut i: usize,
+        limit: usize,
+        t: &[u8; 256],
+        out: &mut Vec<u8>,
+    ) -> usize {
+        let has_custom = !p.custom().is_empty();
+        while i < limit {
+            if has_custom && abs(i, base) >= self.custom_next {
+                if let Some(next) = self.custom_at(p, buf, base, i, out) {
+                    i = next;
+                    continue;
+                }
+            }
+            let Some(&b) = buf.get(i) else { break };
+            match class_of(t, b) {
+                PLAIN | START if self.prev_word => {
+                    i += 1;
+                    let stop = if has_custom {
+                        limit.min(rel(self.custom_next, base))
+                    } else {
+                        limit
+                    };
+                    while i < stop && buf.get(i).is_some_and(|b| class_of(t, *b) <= START) {
+                        i += 1;
+                    }
+                }
+                PLAIN => {
+                    self.prev_word = true;
+                    i += 1;
+                }
+                START => {
+                    if let Some(e) = self.word_start(p, buf, base, i, b, out) {
+                        i = e;
+                        continue;
+                    }
+                    self.prev_word = true;
+                    i += 1;
+                }
+                OTHER => {
+                    self.prev_word = false;
+                    i += 1;
+                }
+                SPECIAL => {
+                    if let Some(e) = self.special(p, buf, base, i, b, out) {
+                        i = e;
+                        if self.skip.is_some() {
+                            return i;
+                        }
+                        continue;
+                    }
+                    self.prev_word = false;
+                    i += 1;
+                }
+                _ => return i,
+            }
+        }
+        i
+    }
+
+    fn before<'b>(&self, buf: &'b [u8], base: u64, i: usize, n: usize) -> &'b [u8] {
+        let lo = i.saturating_sub(n).max(rel(self.floor, base)).min(i);
+        buf.get(lo..i).unwrap_or(&[])
+    }
+
+    /// Detectors for a token starting with the word byte `b` at `i`.
+    fn word_start(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        b: u8,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let w = window(buf, i, p.window());
+        let (class, n) = match b {
+            b'0'..=b'9' => {
+                let before = self.before(buf, base, i, 2);
+                let before6 = self.before(buf, base, i, 6);
+                if let Some(n) = p
+                    .enabled(CARD)
+                    .then(|| d::card(w, before6, self.form))
+                    .flatten()
+                {
+                    (CARD, n)
+                } else if let Some(n) = p
+                    .enabled(SSN)
+                    .then(|| d::ssn(w, before, self.form))
+                    .flatten()
+                {
+                    (SSN, n)
+                } else {
+                    (
+                        PHONE,
+                        p.enabled(PHONE).then(|| d::phone_national(w, before))??,
+                    )
+                }
+            }
+            b'A'..=b'Z' => {
+                if let Some(n) = p.enabled(IBAN).then(|| d::iban(w, self.form)).flatten() {
+                    (IBAN, n)
+                } else if b == b'A' {
+                    secret_class(p, w)?
+                } else {
+                    return None;
+                }
+            }
+            b'e' => (JWT, p.enabled(JWT).then(|| d::jwt(w))??),
+            _ => secret_class(p, w)?,
+        };
+        Some(self.found(p, buf, base, class, i, i + n, false, out))
+    }
+
+    /// Detectors for the non-word byte `b` at `i`.
+    fn special(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        b: u8,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        match b {
+            b'@' if p.enabled(EMAIL) => self.email(p, buf, base, i, 1, out),
+            b'%' if p.enabled(EMAIL) && window(buf, i, 3) == b"%40" => {
+                self.email(p, buf, base, i, 3, out)
+            }
+            b'+' if p.enabled(PHONE) && !self.prev_word => {
+                let n = d::phone_plus(window(buf, i, p.window()))?;
+                Some(self.found(p, buf, base, PHONE, i, i + n, false, out))
+            }
+            b'(' if p.enabled(PHONE) && !self.prev_word => {
+                let before = self.before(buf, base, i, 2);
+                let n = d::phone_national(window(buf, i, p.window()), before)?;
+                Some(self.found(p, buf, base, PHONE, i, i + n, false, out))
+            }
+            b'-' if p.enabled(PRIVATE_KEY) => {
+                let n = d::pem_begin(window(buf, i, p.window()))?;
+                self.begin_skip(p, buf, base, i, PRIVATE_KEY, false, Until::PemEnd, out);
+                // The header line is part of the dropped region; resume there.
+                if let Some(h) = self.skip.as_mut().and_then(|s| s.hasher.as_mut()) {
+                    h.update(buf.get(i..i + n).unwrap_or(&[]));
+                }
+                Some(i + n)
+            }
+            _ => None,
+        }
+    }
+
+    fn email(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        at_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let before = self.before(buf, base, i, d::MAX_LOCAL + 1);
+        let local = d::email_local(before)?;
+        let domain = d::email_domain(window(buf, i + at_len, p.window()))?;
+        let start = i - local;
+        if abs(start, base) < self.writer.out_pos && self.writer.enabled {
+            return None;
+        }
+        Some(self.found(p, buf, base, EMAIL, start, i + at_len + domain, false, out))
+    }
+
+    // ----- custom detectors -------------------------------------------------------------------
+
+    fn start_unit(&mut self, p: &Redaction, buf: &[u8], base: u64, i: usize, unit: Unit) {
+        self.custom_q.clear();
+        self.custom_more = None;
+        self.custom_next = u64::MAX;
+        if p.custom().is_empty() {
+            return;
+        }
+        self.unit = unit;
+        self.search_window(p, buf, base, i);
+    }
+
+    fn end_unit(&mut self) {
+        self.custom_q.clear();
+        self.custom_more = None;
+        self.custom_next = u64::MAX;
+    }
+
+    fn search_window(&mut self, p: &Redaction, buf: &[u8], base: u64, i: usize) {
+        let win = window(buf, i, CUSTOM_WINDOW);
+        let unit_end = match self.unit {
+            Unit::Json => {
+                let mut esc = false;
+                win.iter().position(|b| {
+                    if esc {
+                        esc = false;
+                        false
+                    } else if *b == b'\\' {
+                        esc = true;
+                        false
+                    } else {
+                        *b == b'"'
+                    }
+                })
+            }
+            Unit::Text => win.iter().position(|b| *b == b'\n'),
+            Unit::Form => win.iter().position(|b| *b == b'&'),
+        };
+        let hay = win.get(..unit_end.unwrap_or(win.len())).unwrap_or(&[]);
+        self.custom_more = (unit_end.is_none() && win.len() == CUSTOM_WINDOW)
+            .then(|| abs(i + CUSTOM_WINDOW, base));
+        let mut found: Vec<(u64, u64, u16)> = Vec::new();
+        // regex-lite searches `str`: search each valid UTF-8 piece of the window.
+        let mut piece_at = 0usize;
+        while let Some(rest) = hay.get(piece_at..).filter(|r| !r.is_empty()) {
+            let (text, skip) = match std::str::from_utf8(rest) {
+                Ok(t) => (t, rest.len()),
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    let bad = e.error_len().unwrap_or(rest.len() - valid).max(1);
+                    (
+                        std::str::from_utf8(rest.get(..valid).unwrap_or(&[])).unwrap_or(""),
+                        valid + bad,
+                    )
+                }
+            };
+            for (k, c) in p.custom().iter().enumerate() {
+                for m in c.regex.find_iter(text) {
+                    let matched = m.as_str().as_bytes();
+                    if matched.is_empty()
+                        || (self.unit == Unit::Json
+                            && matched.iter().any(|b| *b == b'"' || *b == b'\\'))
+                    {
+                        continue;
+                    }
+                    found.push((
+                        abs(i + piece_at + m.start(), base),
+                        abs(i + piece_at + m.end(), base),
+                        p.custom_class(k),
+                    ));
+                }
+            }
+            piece_at += skip;
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut last_end = abs(i, base);
+        self.custom_q.clear();
+        for m in found {
+            if m.0 >= last_end {
+                last_end = m.1;
+                self.custom_q.push_back(m);
+            }
+        }
+        self.refresh_custom_next();
+    }
+
+    fn refresh_custom_next(&mut self) {
+        let q = self.custom_q.front().map_or(u64::MAX, |m| m.0);
+        self.custom_next = q.min(self.custom_more.unwrap_or(u64::MAX));
+    }
+
+    fn custom_at(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let here = abs(i, base);
+        if self.custom_more.is_some_and(|m| here >= m) {
+            self.search_window(p, buf, base, i);
+        }
+        let mut hit = None;
+        while let Some(&(s, e, c)) = self.custom_q.front() {
+            if s < here {
+                self.custom_q.pop_front();
+                continue;
+            }
+            if s == here {
+                self.custom_q.pop_front();
+                hit = Some((e, c));
+            }
+            break;
+        }
+        self.refresh_custom_next();
+        let (e, c) = hit?;
+        let end = i + rel(e, here);
+        Some(self.found(p, buf, base, c, i, end, false, out))
+    }
+
+    // ----- lexers -----------------------------------------------------------------------------
+
+    fn text(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        if self.new_line {
+            self.new_line = false;
+            self.start_unit(p, buf, base, i, Unit::Text);
+        }
+        let j = self.content(p, buf, base, i, limit, &TEXT_TABLE, out);
+        if self.skip.is_none() && j < limit && buf.get(j) == Some(&b'\n') {
+            self.prev_word = false;
+            self.floor = abs(j + 1, base);
+            self.new_line = true;
+            self.end_unit();
+            return j + 1;
+        }
+        j
+    }
+
+    fn json_value(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        mut i: usize,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        while i < limit {
+            let Some(&b) = buf.get(i) else { break };
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' | b':' => i += 1,
+                b'{' | b'[' => {
+                    let force = self.json.value_force(p);
+                    self.json.open(b == b'{', force);
+                    i += 1;
+                }
+                b'}' | b']' => {
+                    self.json.close();
+                    i += 1;
+                }
+                b',' => {
+                    self.json.comma();
+                    i += 1;
+                }
+                b'"' => {
+                    i += 1;
+                    self.floor = abs(i, base);
+                    self.prev_word = false;
+                    if self.json.expect_key() {
+                        self.json.begin_key();
+                        self.lex = Lex::JsonString { key: true };
+                    } else {
+                        self.lex = Lex::JsonString { key: false };
+                        if let Some(class) = self.json.value_force(p) {
+                            self.begin_skip(p, buf, base, i, class, false, Until::JsonString, out);
+                            return i;
+                        }
+                    }
+                    self.start_unit(p, buf, base, i, Unit::Json);
+                    return i;
+                }
+                b'-' | b'0'..=b'9' => {
+                    if let Some(class) = self.json.value_force(p) {
+                        self.begin_skip(p, buf, base, i, class, true, Until::JsonNumber, out);
+                        return i;
+                    }
+                    self.lex = Lex::JsonNumber;
+                    if b != b'-' && p.enabled(CARD) {
+                        if let Some(n) = d::card_number_token(window(buf, i, p.window())) {
+                            return self.found(p, buf, base, CARD, i, i + n, true, out);
+                        }
+                    }
+                    return i;
+                }
+                b't' | b'f' | b'n' => {
+                    self.lex = Lex::JsonLiteral;
+                    return i;
+                }
+                _ => {
+                    // Not JSON (any more): scan the rest as text rather than not at all.
+                    self.lex = Lex::Text;
+                    self.unit = Unit::Text;
+                    self.new_line = true;
+                    self.floor = abs(i, base);
+                    self.prev_word = false;
+                    return i;
+                }
+            }
+        }
+        i
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn json_string(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        limit: usize,
+        key: bool,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        let j = self.content(p, buf, base, i, limit, &JSON_TABLE, out);
+        if key {
+            self.json
+                .key_bytes(buf.get(i..j).unwrap_or(&[]), p.has_pointers());
+        }
+        if j >= limit || self.skip.is_some() {
+            return j;
+        }
+        match buf.get(j) {
+            Some(b'"') => {
+                if key {
+                    self.json.end_key(p);
+                }
+                self.lex = Lex::JsonValue;
+                self.end_unit();
+                j + 1
+            }
+            Some(b'\\') => {
+                if key {
+                    self.json.key_bytes(b"\\", p.has_pointers());
+                }
+                self.lex = Lex::JsonEscape { key };
+                j + 1
+            }
+            _ => j,
+        }
+    }
+
+    fn json_escape(&mut self, buf: &[u8], base: u64, i: usize) -> usize {
+        let Some(&b) = buf.get(i) else {
+            return i + 1;
+        };
+        let key = match self.lex {
+            Lex::JsonEscape { key } | Lex::JsonUnicode { key, .. } => key,
+            _ => false,
+        };
+        if key && b != b'"' {
+            self.json.key_bytes(&[b], false);
+        }
+        let next = match self.lex {
+            Lex::JsonEscape { .. } if b == b'u' => Lex::JsonUnicode { key, left: 4 },
+            Lex::JsonUnicode { left, .. } if left > 1 && b != b'"' => Lex::JsonUnicode {
+                key,
+                left: left - 1,
+            },
+            Lex::JsonUnicode { .. } if b == b'"' => {
+                // Malformed escape: let the string lexer see the quote.
+                self.lex = Lex::JsonString { key };
+                return i;
+            }
+            _ => Lex::JsonString { key },
+        };
+        self.lex = next;
+        if matches!(next, Lex::JsonString { .. }) {
+            self.floor = abs(i + 1, base);
+            self.prev_word = false;
+        }
+        i + 1
+    }
+
+    fn form_key(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        // Names are scanned too: a body labelled as a form may hold no `=` at all.
+        let j = self.content(p, buf, base, i, limit, &FORM_KEY_TABLE, out);
+        let name = buf.get(i..j).unwrap_or(&[]);
+        if self.form_key.len() + name.len() <= super::json::MAX_KEY {
+            self.form_key
+                .extend(name.iter().map(u8::to_ascii_lowercase));
+        } else {
+            self.form_key_overlong = true;
+        }
+        if self.skip.is_some() || j >= limit {
+            return j;
+        }
+        match buf.get(j) {
+            Some(b'&') => {
+                self.form_key.clear();
+                self.form_key_overlong = false;
+                self.floor = abs(j + 1, base);
+                self.prev_word = false;
+                j + 1
+            }
+            Some(b'=') => {
+                let i = j + 1;
+                self.lex = Lex::FormValue;
+                self.floor = abs(i, base);
+                self.prev_word = false;
+                let class = if self.form_key_overlong {
+                    None
+                } else {
+                    p.field_class(&self.form_key)
+                };
+                self.form_key.clear();
+                self.form_key_overlong = false;
+                if let Some(class) = class {
+                    self.begin_skip(p, buf, base, i, class, false, Until::FormValue, out);
+                } else {
+                    self.start_unit(p, buf, base, i, Unit::Form);
+                }
+                i
+            }
+            _ => j,
+        }
+    }
+
+    fn form_value(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        let j = self.content(p, buf, base, i, limit, &FORM_TABLE, out);
+        if self.skip.is_none() && j < limit && buf.get(j) == Some(&b'&') {
+            self.lex = Lex::FormKey;
+            self.end_unit();
+            self.prev_word = false;
+            return j + 1;
+        }
+        j
+    }
+}
+
+fn secret_class(p: &Redaction, w: &[u8]) -> Option<(u16, usize)> {
+    let (n, kind) = d::secret(w)?;
+    let class = match kind {
+        d::Secret::AwsKey => super::AWS_KEY,
+        d::Secret::Github => super::GITHUB_TOKEN,
+        d::Secret::Gitlab => super::GITLAB_TOKEN,
+        d::Secret::Slack => super::SLACK_TOKEN,
+        d::Secret::Stripe => super::STRIPE_KEY,
+    };
+    p.enabled(class).then_some((class, n))
+}

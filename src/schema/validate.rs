@@ -1,0 +1,966 @@
+//! One pass over a parsed JSON value against a compiled [`Schema`].
+//!
+//! The common case (a valid body) runs in "probe" mode: the first failing check ends the walk,
+//! and no pointer or message is built. Only an invalid body is walked a second time to collect up
+//! to `max_errors` [`Violation`]s. Violations name the instance location (a JSON pointer), the
+//! keyword and the schema location, never the offending value.
+//!
+//! # Limits
+//! - [`validate_bytes`] refuses a body longer than `max_body_bytes` (413) before reading it, and
+//!   one that nests arrays/objects deeper than `max_depth` (at most [`MAX_DEPTH_LIMIT`] = 128,
+//!   serde_json's own recursion limit) after a linear pre-scan that uses no recursion, before
+//!   serde_json builds any value. Parsed memory is therefore bounded by a small multiple of
+//!   `max_body_bytes`.
+//! - Evaluation recursion is bounded by [`MAX_EVAL_DEPTH`] (instance depth plus `$ref`/`allOf`
+//!   chains); reaching it fails the request with keyword `depth` rather than overflow the stack.
+//!   Compile time already refuses `$ref` loops that never descend into the instance.
+
+use super::compile::{
+    Check, SNode, Schema, T_ARRAY, T_BOOL, T_INTEGER, T_NULL, T_NUMBER, T_OBJECT, T_STRING,
+};
+use super::problem::{Rejection, Violation};
+use serde_json::Value;
+use std::hash::{Hash, Hasher};
+
+/// The deepest `max_depth` a policy may configure (serde_json refuses deeper documents anyway).
+pub const MAX_DEPTH_LIMIT: usize = 128;
+/// Deepest evaluation (instance depth plus in-place applicator chains) before giving up.
+pub const MAX_EVAL_DEPTH: u32 = 512;
+/// Longest JSON pointer put into a violation; longer ones are cut (object keys come from the client).
+pub const MAX_POINTER_LEN: usize = 512;
+
+/// Limits applied to one request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_depth: usize,
+    /// Most violations reported in one problem document.
+    pub max_errors: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body_bytes: 64 * 1024,
+            max_depth: 32,
+            max_errors: 10,
+        }
+    }
+}
+
+impl Schema {
+    /// True when `value` matches. Stops at the first failure.
+    pub fn is_valid(&self, value: &Value) -> bool {
+        let mut e = Eval::new(&self.nodes, false, 0);
+        e.node(self.root, value, &Path::ROOT, "$ref", 0)
+    }
+
+    /// Up to `max_errors` violations (and whether more exist) when `value` does not match.
+    pub fn validate(&self, value: &Value, max_errors: usize) -> Result<(), (Vec<Violation>, bool)> {
+        if self.is_valid(value) {
+            return Ok(());
+        }
+        // Collect one more than asked for, to know whether the list is truncated.
+        let max_errors = max_errors.max(1);
+        let mut e = Eval::new(&self.nodes, true, max_errors + 1);
+        e.node(self.root, value, &Path::ROOT, "$ref", 0);
+        if e.errors.len() > max_errors {
+            e.errors.truncate(max_errors);
+            e.truncated = true;
+        }
+        if e.errors.is_empty() {
+            // Cannot happen for a consistent schema; never report "valid" for an invalid body.
+            e.errors.push(Violation {
+                pointer: String::new(),
+                keyword: "schema",
+                schema_location: "#".into(),
+            });
+        }
+        Err((e.errors, e.truncated))
+    }
+
+    /// Parses and validates a request body under `limits`.
+    pub fn validate_bytes(&self, body: &[u8], limits: &Limits) -> Result<(), Rejection> {
+        let value = parse_body(body, limits)?;
+        self.validate(&value, limits.max_errors)
+            .map_err(|(violations, truncated)| Rejection::SchemaViolation {
+                violations,
+                truncated,
+            })
+    }
+}
+
+/// The size check, the nesting pre-scan and the parse, without a schema.
+pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
+    if body.len() > limits.max_body_bytes {
+        return Err(Rejection::BodyTooLarge {
+            limit: limits.max_body_bytes,
+        });
+    }
+    let max_depth = limits.max_depth.min(MAX_DEPTH_LIMIT);
+    if nesting_depth_exceeds(body, max_depth) {
+        return Err(Rejection::TooDeep { limit: max_depth });
+    }
+    serde_json::from_slice(body).map_err(|e| Rejection::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+/// Linear scan: does any array/object open deeper than `max`? Strings (with escapes) are skipped.
+pub fn nesting_depth_exceeds(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// An instance location, built on the stack as the walk descends; turned into a JSON pointer
+/// only when a violation is recorded.
+#[derive(Clone, Copy)]
+pub(crate) struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    seg: Seg<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Path<'a> {
+    pub(crate) const ROOT: Path<'static> = Path {
+        parent: None,
+        seg: Seg::Root,
+    };
+
+    fn key(&'a self, k: &'a str) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            seg: Seg::Key(k),
+        }
+    }
+
+    fn index(&'a self, i: usize) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            seg: Seg::Index(i),
+        }
+    }
+
+    fn pointer(&self) -> String {
+        let mut segs = Vec::new();
+        let mut p = Some(self);
+        while let Some(path) = p {
+            segs.push(path.seg);
+            p = path.parent;
+        }
+        let mut out = String::new();
+        for seg in segs.iter().rev() {
+            match seg {
+                Seg::Root => {}
+                Seg::Key(k) => {
+                    out.push('/');
+                    out.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                }
+                Seg::Index(i) => {
+                    out.push('/');
+                    out.push_str(&i.to_string());
+                }
+            }
+            if out.len() > MAX_POINTER_LEN {
+                let mut cut = MAX_POINTER_LEN;
+                while !out.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                out.truncate(cut);
+                out.push_str("...");
+                break;
+            }
+        }
+        out
+    }
+}
+
+struct Eval<'s> {
+    nodes: &'s [SNode],
+    collect: bool,
+    max_errors: usize,
+    errors: Vec<Violation>,
+    truncated: bool,
+}
+
+fn is_integer(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
+        _ => false,
+    }
+}
+
+fn type_matches(mask: u8, v: &Value) -> bool {
+    let bit = match v {
+        Value::Null => T_NULL,
+        Value::Bool(_) => T_BOOL,
+        Value::Object(_) => T_OBJECT,
+        Value::Array(_) => T_ARRAY,
+        Value::String(_) => T_STRING,
+        Value::Number(_) => {
+            if mask & T_NUMBER != 0 || (mask & T_INTEGER != 0 && is_integer(v)) {
+                return true;
+            }
+            return false;
+        }
+    };
+    mask & bit != 0
+}
+
+fn multiple_of(v: f64, m: f64) -> bool {
+    if m.fract() == 0.0 && v.fract() == 0.0 && v.abs() < 9.0e15 && m < 9.0e15 {
+        return (v as i64) % (m as i64) == 0;
+    }
+    let q = v / m;
+    if !q.is_finite() {
+        return false;
+    }
+    (q - q.round()).abs() <= 1e-9 * q.abs().max(1.0)
+}
+
+/// JSON equality as JSON Schema defines it: `1` equals `1.0`; object member order is irrelevant.
+pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                x == y
+            } else if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+                x == y
+            } else {
+                x.as_f64() == y.as_f64()
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn hash_value<H: Hasher>(v: &Value, h: &mut H) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, *b).hash(h),
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            let f = if f == 0.0 { 0.0 } else { f };
+            (2u8, f.to_bits()).hash(h);
+        }
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            for item in items {
+                hash_value(item, h);
+            }
+        }
+        Value::Object(map) => {
+            // Order-independent: a sum of member hashes.
+            let mut sum = 0u64;
+            for (k, v) in map {
+                let mut eh = std::collections::hash_map::DefaultHasher::new();
+                k.hash(&mut eh);
+                hash_value(v, &mut eh);
+                sum = sum.wrapping_add(eh.finish());
+            }
+            (5u8, map.len(), sum).hash(h);
+        }
+    }
+}
+
+fn has_duplicates(items: &[Value]) -> bool {
+    if items.len() <= 16 {
+        return items
+            .iter()
+            .enumerate()
+            .any(|(i, a)| items.iter().skip(i + 1).any(|b| json_eq(a, b)));
+    }
+    let mut hashed: Vec<(u64, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            hash_value(v, &mut h);
+            (h.finish(), i)
+        })
+        .collect();
+    hashed.sort_unstable();
+    hashed.windows(2).any(|w| match (w.first(), w.get(1)) {
+        (Some(a), Some(b)) if a.0 == b.0 => {
+            matches!((items.get(a.1), items.get(b.1)), (Some(x), Some(y)) if json_eq(x, y))
+        }
+        _ => false,
+    })
+}
+
+fn char_count_at_least(s: &str, n: u64) -> bool {
+    (s.len() as u64) >= n && (n == 0 || s.chars().count() as u64 >= n)
+}
+
+fn char_count_at_most(s: &str, n: u64) -> bool {
+    (s.len() as u64) <= n || s.chars().count() as u64 <= n
+}
+
+impl<'s> Eval<'s> {
+    fn new(nodes: &'s [SNode], collect: bool, max_errors: usize) -> Eval<'s> {
+        Eval {
+            nodes,
+            collect,
+            max_errors,
+            errors: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.errors.len() >= self.max_errors
+    }
+
+    fn fail(&mut self, path: &Path<'_>, keyword: &'static str, loc: &str, at_keyword: bool) {
+        if !self.collect {
+            return;
+        }
+        if self.full() {
+            self.truncated = true;
+            return;
+        }
+        let schema_location = if at_keyword {
+            format!("{loc}/{keyword}")
+        } else {
+            loc.to_string()
+        };
+        self.errors.push(Violation {
+            pointer: path.pointer(),
+            keyword,
+            schema_location,
+        });
+    }
+
+    /// Validates without recording anything.
+    fn probe(&mut self, idx: usize, v: &Value, path: &Path<'_>, depth: u32) -> bool {
+        let was = std::mem::replace(&mut self.collect, false);
+        let ok = self.node(idx, v, path, "$ref", depth);
+        self.collect = was;
+        ok
+    }
+
+    /// `kw` names the keyword that applied this subschema, reported when the subschema is `false`.
+    fn node(
+        &mut self,
+        idx: usize,
+        v: &Value,
+        path: &Path<'_>,
+        kw: &'static str,
+        depth: u32,
+    ) -> bool {
+        let nodes = self.nodes;
+        let Some(n) = nodes.get(idx) else {
+            return false;
+        };
+        if n.never {
+            self.fail(path, kw, &n.loc, false);
+            return false;
+        }
+        if depth > MAX_EVAL_DEPTH {
+            self.fail(path, "depth", &n.loc, false);
+            return false;
+        }
+        let mut ok = true;
+        for c in &n.checks {
+            if !self.check(c, &n.loc, v, path, depth) {
+                ok = false;
+                if !self.collect || self.full() {
+                    return false;
+                }
+            }
+        }
+        ok
+    }
+
+    fn check(&mut self, c: &Check, loc: &str, v: &Value, path: &Path<'_>, depth: u32) -> bool {
+        let d = depth + 1;
+        let ok = match c {
+            Check::Type(mask) => type_matches(*mask, v),
+            Check::EnumStr(list) => v
+                .as_str()
+                .is_some_and(|s| list.binary_search_by(|e| e.as_ref().cmp(s)).is_ok()),
+            Check::Enum(list) => list.iter().any(|e| json_eq(e, v)),
+            Check::Const(c) => json_eq(c, v),
+            Check::Ref(i) => return self.node(*i, v, path, "$ref", d),
+            Check::Minimum(m) => v.as_f64().is_none_or(|x| x >= *m),
+            Check::Maximum(m) => v.as_f64().is_none_or(|x| x <= *m),
+            Check::ExclusiveMinimum(m) => v.as_f64().is_none_or(|x| x > *m),
+            Check::ExclusiveMaximum(m) => v.as_f64().is_none_or(|x| x < *m),
+            Check::MultipleOf(m) => v.as_f64().is_none_or(|x| multiple_of(x, *m)),
+            Check::MinLength(n) => v.as_str().is_none_or(|s| char_count_at_least(s, *n)),
+            Check::MaxLength(n) => v.as_str().is_none_or(|s| char_count_at_most(s, *n)),
+            Check::Pattern(re) => v.as_str().is_none_or(|s| re.is_match(s)),
+            Check::Format(f) => match v {
+                Value::String(s) => f.is_valid(s),
+                Value::Number(n) => f.number_ok(n),
+                _ => true,
+            },
+            Check::MinItems(n) => v.as_array().is_none_or(|a| a.len() as u64 >= *n),
+            Check::MaxItems(n) => v.as_array().is_none_or(|a| a.len() as u64 <= *n),
+            Check::UniqueItems => v.as_array().is_none_or(|a| !has_duplicates(a)),
+            Check::MinProperties(n) => v.as_object().is_none_or(|o| o.len() as u64 >= *n),
+            Check::MaxProperties(n) => v.as_object().is_none_or(|o| o.len() as u64 <= *n),
+            Check::Items {
+                prefix,
+                prefix_keyword,
+                rest,
+                rest_keyword,
+            } => {
+                let Value::Array(items) = v else {
+                    return true;
+                };
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    let (schema, kw) = match prefix.get(i) {
+                        Some(s) => (*s, *prefix_keyword),
+                        None => match rest {
+                            Some(s) => (*s, *rest_keyword),
+                            None => break,
+                        },
+                    };
+                    if !self.node(schema, item, &path.index(i), kw, d) {
+                        ok = false;
+                        if !self.collect || self.full() {
+                            break;
+                        }
+                    }
+                }
+                return ok;
+            }
+            Check::Contains { schema, min, max } => {
+                let Value::Array(items) = v else {
+                    return true;
+                };
+                let mut count = 0u64;
+                for (i, item) in items.iter().enumerate() {
+                    if self.probe(*schema, item, &path.index(i), d) {
+                        count += 1;
+                        if max.is_none() && count >= *min {
+                            break;
+                        }
+                        if max.is_some_and(|m| count > m) {
+                            break;
+                        }
+                    }
+                }
+                if count < *min {
+                    let kw = if *min == 1 { "contains" } else { "minContains" };
+                    self.fail(path, kw, loc, true);
+                    return false;
+                }
+                if max.is_some_and(|m| count > m) {
+                    self.fail(path, "maxContains", loc, true);
+                    return false;
+                }
+                return true;
+            }
+            Check::Object {
+                props,
+                patterns,
+                additional,
+            } => {
+                let Value::Object(map) = v else {
+                    return true;
+                };
+                let mut ok = true;
+                for (k, item) in map {
+                    let child = path.key(k);
+                    let mut matched = false;
+                    if let Ok(i) = props.binary_search_by(|(name, _)| name.as_ref().cmp(k.as_str()))
+                    {
+                        matched = true;
+                        if let Some((_, s)) = props.get(i) {
+                            ok &= self.node(*s, item, &child, "properties", d);
+                        }
+                    }
+                    for (re, s) in patterns {
+                        if re.is_match(k) {
+                            matched = true;
+                            ok &= self.node(*s, item, &child, "patternProperties", d);
+                        }
+                    }
+                    if !matched {
+                        if let Some(s) = additional {
+                            ok &= self.node(*s, item, &child, "additionalProperties", d);
+                        }
+                    }
+                    if !ok && (!self.collect || self.full()) {
+                        return false;
+                    }
+                }
+                return ok;
+            }
+            Check::Required(names) => {
+                let Value::Object(map) = v else {
+                    return true;
+                };
+                let mut ok = true;
+                for name in names {
+                    if !map.contains_key(name.as_ref()) {
+                        ok = false;
+                        if !self.collect {
+                            return false;
+                        }
+                        self.fail(&path.key(name), "required", loc, true);
+                    }
+                }
+                return ok;
+            }
+            Check::PropertyNames(s) => {
+                let Value::Object(map) = v else {
+                    return true;
+                };
+                let mut ok = true;
+                for k in map.keys() {
+                    let name = Value::String(k.clone());
+                    if !self.node(*s, &name, &path.key(k), "propertyNames", d) {
+                        ok = false;
+                        if !self.collect || self.full() {
+                            return false;
+                        }
+                    }
+                }
+                return ok;
+            }
+            Check::DependentRequired(deps) => {
+                let Value::Object(map) = v else {
+                    return true;
+                };
+                let mut ok = true;
+                for (trigger, names) in deps {
+                    if !map.contains_key(trigger.as_ref()) {
+                        continue;
+                    }
+                    for name in names {
+                        if !map.contains_key(name.as_ref()) {
+                            ok = false;
+                            if !self.collect {
+                                return false;
+                            }
+                            self.fail(&path.key(name), "dependentRequired", loc, true);
+                        }
+                    }
+                }
+                return ok;
+            }
+            Check::DependentSchemas(deps) => {
+                let Value::Object(map) = v else {
+                    return true;
+                };
+                let mut ok = true;
+                for (trigger, s) in deps {
+                    if map.contains_key(trigger.as_ref()) {
+                        ok &= self.node(*s, v, path, "dependentSchemas", d);
+                        if !ok && (!self.collect || self.full()) {
+                            return false;
+                        }
+                    }
+                }
+                return ok;
+            }
+            Check::AllOf(list) => {
+                let mut ok = true;
+                for s in list {
+                    ok &= self.node(*s, v, path, "allOf", d);
+                    if !ok && (!self.collect || self.full()) {
+                        return false;
+                    }
+                }
+                return ok;
+            }
+            Check::AnyOf(list) => list.iter().any(|s| self.probe(*s, v, path, d)),
+            Check::OneOf(list) => {
+                let mut count = 0;
+                for s in list {
+                    if self.probe(*s, v, path, d) {
+                        count += 1;
+                        if count > 1 {
+                            break;
+                        }
+                    }
+                }
+                count == 1
+            }
+            Check::Not(s) => !self.probe(*s, v, path, d),
+            Check::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                let branch = if self.probe(*cond, v, path, d) {
+                    then.map(|t| (t, "then"))
+                } else {
+                    otherwise.map(|e| (e, "else"))
+                };
+                return match branch {
+                    Some((s, kw)) => self.node(s, v, path, kw, d),
+                    None => true,
+                };
+            }
+        };
+        if !ok {
+            self.fail(path, c.keyword(), loc, true);
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::compile::{Draft, Options};
+    use super::*;
+    use serde_json::json;
+
+    fn schema(v: Value) -> Schema {
+        Schema::compile(&v, Options::new(Draft::Draft2020)).unwrap()
+    }
+
+    fn errors(s: &Schema, v: Value) -> Vec<(String, &'static str)> {
+        match s.validate(&v, 100) {
+            Ok(()) => Vec::new(),
+            Err((list, _)) => list.into_iter().map(|e| (e.pointer, e.keyword)).collect(),
+        }
+    }
+
+    fn cases(s: Value, valid: &[Value], invalid: &[Value]) {
+        let s = schema(s);
+        for v in valid {
+            assert!(s.is_valid(v), "should be valid: {v}");
+            assert!(s.validate(v, 10).is_ok());
+        }
+        for v in invalid {
+            assert!(!s.is_valid(v), "should be invalid: {v}");
+            assert!(s.validate(v, 10).is_err());
+        }
+    }
+
+    #[test]
+    fn type_keyword_distinguishes_integers_from_numbers() {
+        cases(
+            json!({"type": "integer"}),
+            &[json!(1), json!(1.0), json!(-5)],
+            &[json!(1.5), json!("1"), json!(null)],
+        );
+        cases(
+            json!({"type": ["string", "null"]}),
+            &[json!("a"), json!(null)],
+            &[json!(1), json!([])],
+        );
+    }
+
+    #[test]
+    fn enum_and_const_compare_numbers_by_value() {
+        cases(
+            json!({"enum": ["a", "b"]}),
+            &[json!("a")],
+            &[json!("c"), json!(1)],
+        );
+        cases(
+            json!({"enum": [1, {"a": 2}]}),
+            &[json!(1.0), json!({"a": 2.0})],
+            &[json!(2), json!({"a": 3})],
+        );
+        cases(
+            json!({"const": [1, 2]}),
+            &[json!([1.0, 2])],
+            &[json!([2, 1])],
+        );
+    }
+
+    #[test]
+    fn numeric_bounds_and_multiple_of() {
+        cases(
+            json!({"minimum": 1, "maximum": 3}),
+            &[json!(1), json!(3), json!("x")],
+            &[json!(0), json!(3.5)],
+        );
+        cases(
+            json!({"exclusiveMinimum": 1, "exclusiveMaximum": 3}),
+            &[json!(2)],
+            &[json!(1), json!(3)],
+        );
+        cases(
+            json!({"multipleOf": 0.01}),
+            &[json!(19.99), json!(4)],
+            &[json!(0.001)],
+        );
+        cases(
+            json!({"multipleOf": 3}),
+            &[json!(9), json!(-3)],
+            &[json!(10)],
+        );
+    }
+
+    #[test]
+    fn string_lengths_count_code_points() {
+        cases(
+            json!({"minLength": 2, "maxLength": 3}),
+            &[json!("éé"), json!("💩💩💩")],
+            &[json!("é"), json!("abcd")],
+        );
+        cases(
+            json!({"pattern": "^[a-z]+$"}),
+            &[json!("abc"), json!(5)],
+            &[json!("ab1")],
+        );
+        cases(json!({"pattern": "b"}), &[json!("abc")], &[json!("xyz")]);
+    }
+
+    #[test]
+    fn arrays_items_prefix_items_contains_and_uniqueness() {
+        cases(
+            json!({"prefixItems": [{"type": "string"}], "items": {"type": "integer"}, "minItems": 1, "maxItems": 3}),
+            &[json!(["a", 1, 2])],
+            &[
+                json!([]),
+                json!([1]),
+                json!(["a", "b"]),
+                json!(["a", 1, 2, 3]),
+            ],
+        );
+        cases(
+            json!({"contains": {"const": 1}, "minContains": 2, "maxContains": 3}),
+            &[json!([1, 1, 2])],
+            &[json!([1]), json!([1, 1, 1, 1])],
+        );
+        let many: Vec<Value> = (0..40).map(|i| json!({"id": i})).collect();
+        let mut dup = many.clone();
+        dup.push(json!({"id": 7.0}));
+        cases(
+            json!({"uniqueItems": true}),
+            &[Value::Array(many), json!([1, "1"])],
+            &[Value::Array(dup), json!([1, 1.0])],
+        );
+    }
+
+    #[test]
+    fn objects_properties_patterns_additional_and_required() {
+        cases(
+            json!({"properties": {"a": {"type": "integer"}}, "patternProperties": {"^x-": {"type": "string"}},
+                   "additionalProperties": false, "required": ["a"], "minProperties": 1, "maxProperties": 2}),
+            &[json!({"a": 1}), json!({"a": 1, "x-y": "s"})],
+            &[
+                json!({}),
+                json!({"a": "1"}),
+                json!({"a": 1, "b": 2}),
+                json!({"a": 1, "x-y": 2}),
+            ],
+        );
+        cases(
+            json!({"propertyNames": {"maxLength": 3}}),
+            &[json!({"abc": 1})],
+            &[json!({"abcd": 1})],
+        );
+        cases(
+            json!({"dependentRequired": {"a": ["b"]}}),
+            &[json!({"b": 1}), json!({"a": 1, "b": 1})],
+            &[json!({"a": 1})],
+        );
+        cases(
+            json!({"dependentSchemas": {"a": {"required": ["b"]}}}),
+            &[json!({"a": 1, "b": 1})],
+            &[json!({"a": 1})],
+        );
+    }
+
+    #[test]
+    fn combinators_and_conditionals() {
+        cases(
+            json!({"allOf": [{"minimum": 1}, {"maximum": 2}]}),
+            &[json!(1)],
+            &[json!(3)],
+        );
+        cases(
+            json!({"anyOf": [{"type": "string"}, {"minimum": 5}]}),
+            &[json!("a"), json!(6)],
+            &[json!(1)],
+        );
+        cases(
+            json!({"oneOf": [{"minimum": 1}, {"maximum": 5}]}),
+            &[json!(0), json!(7)],
+            &[json!(3)],
+        );
+        cases(
+            json!({"not": {"type": "null"}}),
+            &[json!(1)],
+            &[json!(null)],
+        );
+        cases(
+            json!({"if": {"minimum": 10}, "then": {"multipleOf": 2}, "else": {"maximum": 3}}),
+            &[json!(12), json!(2)],
+            &[json!(11), json!(5)],
+        );
+        cases(json!(false), &[], &[json!(1)]);
+        cases(json!(true), &[json!(1)], &[]);
+    }
+
+    #[test]
+    fn refs_and_recursion_validate_nested_trees() {
+        let s = json!({"$defs": {"node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "additionalProperties": false}}, "$ref": "#/$defs/node"});
+        cases(
+            s,
+            &[json!({"kids": [{"kids": []}]})],
+            &[json!({"kids": [{"kid": []}]})],
+        );
+    }
+
+    #[test]
+    fn formats_are_asserted_only_when_enabled() {
+        let mut o = Options::new(Draft::Draft2020);
+        let v = json!({"format": "uuid"});
+        assert!(Schema::compile(&v, o).unwrap().is_valid(&json!("nope")));
+        o.formats = true;
+        let s = Schema::compile(&v, o).unwrap();
+        assert!(!s.is_valid(&json!("nope")));
+        assert!(s.is_valid(&json!("2eb8aa08-aa98-11ea-b4aa-73b441d16380")));
+    }
+
+    #[test]
+    fn nullable_adds_null_in_openapi_3_0() {
+        let s = Schema::compile(
+            &json!({"type": "string", "nullable": true}),
+            Options::new(Draft::OpenApi30),
+        )
+        .unwrap();
+        assert!(s.is_valid(&json!(null)));
+        assert!(!s.is_valid(&json!(1)));
+    }
+
+    #[test]
+    fn violations_give_pointers_and_keywords() {
+        let s = schema(
+            json!({"properties": {"items": {"items": {"properties": {"id": {"type": "integer"}}, "required": ["name"]}}}, "additionalProperties": false}),
+        );
+        let errs = errors(
+            &s,
+            json!({"items": [{"id": "x", "name": "n"}, {"id": 1}], "extra/~": 1}),
+        );
+        assert_eq!(
+            errs,
+            vec![
+                ("/extra~1~0".to_string(), "additionalProperties"),
+                ("/items/0/id".to_string(), "type"),
+                ("/items/1/name".to_string(), "required"),
+            ]
+        );
+    }
+
+    #[test]
+    fn violations_are_capped_and_marked_truncated() {
+        let s = schema(json!({"items": {"type": "string"}}));
+        let (list, truncated) = s.validate(&json!([1, 2, 3, 4, 5]), 2).unwrap_err();
+        assert_eq!(list.len(), 2);
+        assert!(truncated);
+    }
+
+    #[test]
+    fn no_violation_or_problem_text_contains_the_instance_value() {
+        let secret = "s3cr3t-VALUE-4111111111111111";
+        let s = schema(
+            json!({"properties": {"pw": {"type": "integer", "enum": [1], "pattern": "x", "maxLength": 2, "format": "email"}, "n": {"const": 1}}, "additionalProperties": {"type": "integer"}}),
+        );
+        let body = json!({"pw": secret, "n": secret, "k": secret});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let r = s.validate_bytes(&bytes, &Limits::default()).unwrap_err();
+        let text = format!("{r:?} {}", r.problem_body());
+        assert!(!text.contains(secret), "{text}");
+        assert!(!text.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn body_over_the_size_limit_is_413_before_parsing() {
+        let s = schema(json!({}));
+        let limits = Limits {
+            max_body_bytes: 10,
+            ..Limits::default()
+        };
+        assert_eq!(
+            s.validate_bytes(b"[1,2,3,4,5]", &limits)
+                .unwrap_err()
+                .status(),
+            413
+        );
+        assert!(s.validate_bytes(b"[1,2,3,45]", &limits).is_ok());
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_before_parsing() {
+        let s = schema(json!({}));
+        let limits = Limits {
+            max_depth: 3,
+            ..Limits::default()
+        };
+        assert!(s.validate_bytes(b"[[[1]]]", &limits).is_ok());
+        assert_eq!(
+            s.validate_bytes(b"[[[[1]]]]", &limits).unwrap_err(),
+            Rejection::TooDeep { limit: 3 }
+        );
+        // Brackets inside strings do not count.
+        assert!(s.validate_bytes(br#"[["[[[[\"[[["]]"#, &limits).is_ok());
+        // Far deeper than serde_json's own limit: refused by the scan, no recursion.
+        let deep = "[".repeat(100_000);
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        assert_eq!(
+            s.validate_bytes(deep.as_bytes(), &limits)
+                .unwrap_err()
+                .reason(),
+            "too_deep"
+        );
+    }
+
+    #[test]
+    fn unparsable_json_is_reported_by_position_only() {
+        let s = schema(json!({}));
+        let r = s
+            .validate_bytes(b"{\"a\": secretword}", &Limits::default())
+            .unwrap_err();
+        assert!(matches!(r, Rejection::InvalidJson { line: 1, .. }));
+        assert!(!r.problem_body().contains("secretword"));
+    }
+}
