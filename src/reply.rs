@@ -6,6 +6,7 @@ use crate::authz::{self, Insufficient};
 use crate::config::Policy;
 use crate::jwt::Status;
 use crate::ratelimit::{self, Refusal};
+use crate::schema::Rejection;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -27,6 +28,10 @@ pub enum Denial {
     Authz(Insufficient),
     /// Over a rate limit, or missing a key part a limit needs.
     RateLimited(Refusal),
+    /// The request does not match its schema or OpenAPI operation.
+    Schema(Rejection),
+    /// A body holds sensitive data under a `block` redaction policy, or cannot be inspected.
+    SensitiveData { response: bool },
 }
 
 impl Denial {
@@ -39,6 +44,8 @@ impl Denial {
             Denial::Authz(_) => "insufficient_privilege",
             Denial::RateLimited(Refusal::Limited { .. }) => "rate_limited",
             Denial::RateLimited(Refusal::MissingKey { .. }) => "rate_limit_key_missing",
+            Denial::Schema(rejection) => rejection.reason(),
+            Denial::SensitiveData { .. } => "sensitive_data",
         }
     }
 }
@@ -76,6 +83,23 @@ pub fn for_denial(
         Denial::RateLimited(refusal) => {
             ratelimit::headers::reply(refusal, &policy.rate_limits, rate_headers, strip_details)
         }
+        Denial::Schema(rejection) => {
+            let mut headers = rejection.headers();
+            if strip_details {
+                headers.retain(|(name, _)| *name == "allow");
+            }
+            let body = if strip_details {
+                String::new()
+            } else {
+                rejection.problem_body()
+            };
+            Reply {
+                status: rejection.status(),
+                body,
+                headers,
+            }
+        }
+        Denial::SensitiveData { response } => sensitive_data(*response, strip_details),
     }
 }
 
@@ -106,6 +130,39 @@ fn jwt_failure(status: Status, original_uri: &str, strip_details: bool) -> Reply
         body: status.message().to_string(),
         headers,
     }
+}
+
+/// A body withheld by a `block` redaction policy: 502 for a response (the upstream's answer is
+/// not passed on), 403 for a request.
+fn sensitive_data(response: bool, strip_details: bool) -> Reply {
+    let (status, body) = if response {
+        (
+            502,
+            r#"{"error":"response blocked: it contains sensitive data"}"#,
+        )
+    } else {
+        (
+            403,
+            r#"{"error":"request blocked: it contains sensitive data"}"#,
+        )
+    };
+    if strip_details {
+        return Reply {
+            status,
+            body: String::new(),
+            headers: Vec::new(),
+        };
+    }
+    Reply {
+        status,
+        body: body.to_string(),
+        headers: vec![("content-type", "application/json".to_string())],
+    }
+}
+
+/// The body that replaces a blocked response when its headers have already gone to the client.
+pub fn sensitive_data_body() -> &'static [u8] {
+    br#"{"error":"response blocked: it contains sensitive data"}"#
 }
 
 fn text_plain(empty: bool) -> Vec<(&'static str, String)> {

@@ -1,7 +1,10 @@
 //! Every ```json block in the operator documentation is a complete apiguard configuration that loads.
 //! Blocks that are not configurations use another info string (`text`, `yaml`, `jsonc`).
 
-#![allow(clippy::panic, reason = "tests: a refused example fails the test loudly")]
+#![allow(
+    clippy::panic,
+    reason = "tests: a refused example fails the test loudly"
+)]
 
 use apiguard::config::Policy;
 use std::path::Path;

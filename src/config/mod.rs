@@ -13,7 +13,9 @@ use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
 use crate::jwt::verify::ClaimRules;
 use crate::ratelimit::{self, RateLimits};
+use crate::redact::{self, Redaction};
 use crate::route::{compile_template, PathMatch, RouteMatch};
+use crate::schema::{self, SchemaSet};
 use reader::{ConfigError, Node, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -49,6 +51,10 @@ pub struct Policy {
     pub providers: Vec<Provider>,
     pub api_keys: ApiKeys,
     pub rate_limits: RateLimits,
+    pub schemas: SchemaSet,
+    /// Envoy's Wasm filter has `allow_on_headers_stop_iteration: true`, so apiguard may hold headers
+    /// while it reads a body (schema checks, blocking redaction) instead of letting them go ahead.
+    pub allow_on_headers_stop_iteration: bool,
     pub rules: Vec<Rule>,
     /// Every header any provider writes into requests: always removed from incoming requests first,
     /// so that a client can never supply them itself.
@@ -69,6 +75,9 @@ pub struct Rule {
     pub rate_limits: Vec<usize>,
     /// What the rate limiter's `path_template` key part uses: the template, or the rule's name.
     pub path_label: String,
+    /// Index into the policy's schemas.
+    pub schema: Option<usize>,
+    pub redaction: Option<Arc<Redaction>>,
 }
 
 impl Rule {
@@ -150,6 +159,9 @@ impl Policy {
             "jwt_providers",
             "api_keys",
             "rate_limits",
+            "schemas",
+            "redaction",
+            "allow_on_headers_stop_iteration",
             "rules",
         ])?;
         let name = match obj.get("name") {
@@ -215,10 +227,27 @@ impl Policy {
             .map(|n| ratelimit::compile(&n, &name))
             .transpose()?
             .unwrap_or_default();
+        let schemas = obj
+            .get("schemas")
+            .map(|n| schema::compile_section(&n))
+            .transpose()?
+            .unwrap_or_default();
+        let redactions = obj
+            .get("redaction")
+            .map(|n| redact::compile_section(&n))
+            .transpose()?
+            .unwrap_or_default();
+        let allow_on_headers_stop_iteration = obj
+            .get("allow_on_headers_stop_iteration")
+            .map(|n| n.bool())
+            .transpose()?
+            .unwrap_or(false);
         let sections = Sections {
             providers: &provider_index,
             api_keys: &api_keys,
             rate_limits: &rate_limits,
+            schemas: &schemas,
+            redactions: &redactions,
         };
         let mut rules = Vec::new();
         if let Some(node) = obj.get("rules") {
@@ -247,6 +276,8 @@ impl Policy {
             providers,
             api_keys,
             rate_limits,
+            schemas,
+            allow_on_headers_stop_iteration,
             rules,
             owned_headers,
         })
@@ -515,6 +546,8 @@ struct Sections<'a> {
     providers: &'a BTreeMap<String, usize>,
     api_keys: &'a ApiKeys,
     rate_limits: &'a RateLimits,
+    schemas: &'a SchemaSet,
+    redactions: &'a BTreeMap<String, Arc<Redaction>>,
 }
 
 fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<Rule> {
@@ -526,6 +559,8 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         "api_key",
         "authz",
         "rate_limits",
+        "schema",
+        "redaction",
     ])?;
     let name = obj
         .get("name")
@@ -570,6 +605,39 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         .map(|n| ratelimit::compile_rule_refs(&n, sections.rate_limits))
         .transpose()?
         .unwrap_or_default();
+    let schema = match obj.get("schema") {
+        None => None,
+        Some(n) => {
+            let wanted = n.non_empty_str()?;
+            Some(sections.schemas.index_of(wanted).ok_or_else(|| {
+                let known: Vec<&str> = sections
+                    .schemas
+                    .policies
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                n.error(format!(
+                    "no schemas entry named {wanted:?} (known: {})",
+                    known.join(", ")
+                ))
+            })?)
+        }
+    };
+    let redaction = match obj.get("redaction") {
+        None => None,
+        Some(n) => {
+            let wanted = n.non_empty_str()?;
+            Some(Arc::clone(sections.redactions.get(wanted).ok_or_else(
+                || {
+                    let known: Vec<&str> = sections.redactions.keys().map(String::as_str).collect();
+                    n.error(format!(
+                        "no redaction entry named {wanted:?} (known: {})",
+                        known.join(", ")
+                    ))
+                },
+            )?))
+        }
+    };
     Ok(Rule {
         name,
         matcher,
@@ -579,6 +647,8 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         authz,
         rate_limits,
         path_label,
+        schema,
+        redaction,
     })
 }
 

@@ -37,6 +37,21 @@ pub const COUNTERS: &[&str] = &[
     "api_key_invalid",
     "authz_allowed",
     "authz_denied",
+    "schema_validated",
+    "schema_undeclared",
+    "schema_rejected_body_too_large",
+    "schema_rejected_unsupported_media_type",
+    "schema_rejected_missing_body",
+    "schema_rejected_invalid_json",
+    "schema_rejected_too_deep",
+    "schema_rejected_schema_violation",
+    "schema_rejected_invalid_parameters",
+    "schema_rejected_unknown_path",
+    "schema_rejected_method_not_allowed",
+    "redaction_bodies_changed",
+    "redaction_unscanned",
+    "redaction_blocked",
+    "redaction_too_large",
 ];
 
 #[derive(Debug, Default)]
@@ -50,9 +65,24 @@ impl Metrics {
     pub fn define(policy: &Policy) -> Metrics {
         let prefix = &policy.name;
         let mut ids = HashMap::new();
-        for name in COUNTERS {
+        let mut names: Vec<String> = COUNTERS.iter().map(|n| (*n).to_string()).collect();
+        // Values found per redaction policy and data class: `redaction_<policy>_<class>`.
+        for rule in &policy.rules {
+            if let Some(redaction) = &rule.redaction {
+                for class in 0..redaction.class_count() {
+                    names.push(format!(
+                        "redaction_{}_{}",
+                        redaction.name,
+                        redaction.class_name(class)
+                    ));
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        for name in names {
             if let Some(id) = define(&format!("{prefix}_{name}")) {
-                ids.insert((*name).to_string(), id);
+                ids.insert(name, id);
             }
         }
         let rate_limits = policy
@@ -70,9 +100,15 @@ impl Metrics {
     }
 
     pub fn inc(&self, name: &str) {
-        if let Some(id) = self.ids.get(name) {
-            // A failed increment loses one count; nothing else to do about it.
-            let _ = hostcalls::increment_metric(*id, 1);
+        self.add(name, 1);
+    }
+
+    pub fn add(&self, name: &str, count: u64) {
+        if let (Some(id), Ok(count)) = (self.ids.get(name), i64::try_from(count)) {
+            if count > 0 {
+                // A failed increment loses counts; nothing else to do about it.
+                let _ = hostcalls::increment_metric(*id, count);
+            }
         }
     }
 
@@ -92,6 +128,9 @@ impl Metrics {
             Event::ApiKeyDenied(failure) => self.inc(failure.metric_name()),
             Event::AuthzAllowed => self.inc("authz_allowed"),
             Event::AuthzDenied => self.inc("authz_denied"),
+            Event::SchemaValidated => self.inc("schema_validated"),
+            Event::SchemaUndeclared => self.inc("schema_undeclared"),
+            Event::SchemaRejected(reason) => self.inc(&format!("schema_rejected_{reason}")),
             Event::RateLimit(policy, event) => {
                 let position = LimitEvent::ALL.iter().position(|e| e == event);
                 let id = self

@@ -6,6 +6,7 @@
 //! no headers, so a protected route refuses it); a refusal that cannot be sent resets the stream; a
 //! header change that fails is logged; shared-data and metric errors are logged and otherwise ignored.
 
+mod http;
 mod metrics;
 mod request;
 mod root;

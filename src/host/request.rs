@@ -7,16 +7,22 @@ use std::cell::OnceCell;
 
 pub struct HostRequest {
     headers: Vec<(String, String)>,
+    has_body: bool,
     /// `source.address`, read from the host the first time it is asked for.
     source: OnceCell<Option<String>>,
 }
 
 impl HostRequest {
-    pub fn new(headers: Vec<(String, String)>) -> Self {
+    pub fn new(headers: Vec<(String, String)>, has_body: bool) -> Self {
         HostRequest {
             headers,
+            has_body,
             source: OnceCell::new(),
         }
+    }
+
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.get(name)
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -56,6 +62,10 @@ impl RequestView for HostRequest {
         self.get("x-forwarded-proto")
             .or_else(|| self.get(":scheme"))
             .unwrap_or("http")
+    }
+
+    fn has_body(&self) -> bool {
+        self.has_body
     }
 
     fn source_address(&self) -> Option<&str> {

@@ -2,19 +2,18 @@
 //! compiled policy, the worker's token cache and remote-JWKS state, and creates an `ApiGuard` per
 //! request.
 
+use super::http::ApiGuard;
 use super::metrics::Metrics;
-use super::request::HostRequest;
 use super::store::HostStore;
 use crate::config::Policy;
 use crate::jwt::cache::TokenCache;
 use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
 use crate::jwt::keys::KeySet;
-use crate::pipeline::{decide, original_uri, Event, HeaderChange, KeyLookup, WorkerEnv};
+use crate::pipeline::KeyLookup;
 use crate::ratelimit::{self, Seed};
-use crate::reply::{self, Denial};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -25,13 +24,13 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_millis(500);
 
 /// What one VM keeps between requests.
-struct Worker {
-    policy: Rc<Policy>,
-    metrics: Metrics,
-    cache: TokenCache,
-    jwks: JwksCoordinator,
+pub(super) struct Worker {
+    pub(super) policy: Rc<Policy>,
+    pub(super) metrics: Metrics,
+    pub(super) cache: TokenCache,
+    pub(super) jwks: JwksCoordinator,
     /// The rate limiter's slot seed, agreed by every VM through shared data.
-    seed: Option<Seed>,
+    pub(super) seed: Option<Seed>,
 }
 
 impl KeyLookup for Worker {
@@ -204,11 +203,7 @@ impl RootContext for ApiGuardRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.as_ref().map(Rc::clone)?;
-        Some(Box::new(ApiGuard {
-            worker,
-            response_headers: Vec::new(),
-            responded: false,
-        }))
+        Some(Box::new(ApiGuard::new(worker)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -256,132 +251,5 @@ fn worker_id() -> u64 {
         Ok(()) => u64::from_le_bytes(bytes),
         // Without randomness, the clock still differs between VMs started at different instants.
         Err(_) => super::now_ms(),
-    }
-}
-
-/// One request.
-struct ApiGuard {
-    worker: Rc<RefCell<Worker>>,
-    /// Headers to add to the upstream's response (rate-limit headers).
-    response_headers: Vec<(&'static str, String)>,
-    /// The filter answered this request itself; its own reply also passes through the response
-    /// callbacks, which must then leave it alone.
-    responded: bool,
-}
-
-impl Context for ApiGuard {}
-
-impl HttpContext for ApiGuard {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let mut worker = self.worker.borrow_mut();
-        let worker = &mut *worker;
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_else(|e| {
-            log::warn!(
-                "{}: cannot read request headers ({e:?}); judging the request without them",
-                worker.policy.name
-            );
-            Vec::new()
-        });
-        let request = HostRequest::new(headers);
-        let policy = Rc::clone(&worker.policy);
-        let mut cache = std::mem::take(&mut worker.cache);
-        let seed = worker.seed;
-        let verdict = {
-            let mut env = WorkerEnv {
-                keys: worker,
-                cache: &mut cache,
-                store: &HostStore,
-                seed: seed.as_ref(),
-                now_ms: super::now_ms(),
-            };
-            decide(&policy, &request, &mut env)
-        };
-        worker.cache = cache;
-
-        worker.metrics.inc("requests");
-        for event in &verdict.events {
-            worker.metrics.record(event);
-            if let Event::UnknownKid { provider } = event {
-                worker.jwks.note_unknown_kid(*provider);
-            }
-        }
-        if let Some(denial) = &verdict.denial {
-            let rule = verdict
-                .rule
-                .and_then(|i| policy.rules.get(i))
-                .map_or("-", |r| r.name.as_str());
-            if verdict.enforced {
-                worker.metrics.inc("denied");
-                log::debug!("{}: refused (rule {rule}): {}", policy.name, detail(denial));
-            } else {
-                log::info!(
-                    "{}: report mode, would refuse (rule {rule}): {}",
-                    policy.name,
-                    detail(denial)
-                );
-            }
-            if verdict.enforced {
-                let reply = reply::for_denial(
-                    denial,
-                    &policy,
-                    &original_uri(&request),
-                    &verdict.response_headers,
-                );
-                let headers: Vec<(&str, &str)> = reply
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (*k, v.as_str()))
-                    .collect();
-                self.responded = true;
-                if let Err(e) = hostcalls::send_http_response(
-                    u32::from(reply.status),
-                    headers,
-                    Some(reply.body.as_bytes()),
-                ) {
-                    log::error!(
-                        "{}: cannot send the refusal ({e:?}); resetting the stream",
-                        policy.name
-                    );
-                    let _ = hostcalls::reset_http_request();
-                }
-                return Action::Pause;
-            }
-        }
-        for change in &verdict.headers {
-            let result = match change {
-                HeaderChange::Remove(name) => {
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
-                }
-                HeaderChange::Set(name, value) => {
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-                }
-            };
-            if let Err(e) = result {
-                log::warn!("{}: cannot change request header: {e:?}", policy.name);
-            }
-        }
-        self.response_headers = verdict.response_headers;
-        Action::Continue
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if !self.responded {
-            for (name, value) in &self.response_headers {
-                let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
-            }
-        }
-        Action::Continue
-    }
-}
-
-fn detail(denial: &Denial) -> String {
-    match denial {
-        Denial::Jwt(status) => status.message().to_string(),
-        Denial::NoRuleMatched => "no rule matches".to_string(),
-        Denial::ApiKey { failure, .. } => failure.message().to_string(),
-        Denial::Authz(insufficient) => {
-            format!("insufficient privilege (scopes {:?})", insufficient.scopes)
-        }
-        Denial::RateLimited(_) => denial.name().to_string(),
     }
 }

@@ -1,5 +1,6 @@
-//! One request's verdict: route → authentication (JWT, API key) → authorization → rate limit. A refusal
-//! at one stage skips the later ones. Pure: the request is read through [`RequestView`], per-worker state
+//! One request's verdict: route → authentication (JWT, API key) → authorization → rate limit → schema
+//! (headers now, the body once it has arrived: [`check_body`]). A refusal at one stage skips the later
+//! ones. Pure: the request is read through [`RequestView`], per-worker state
 //! comes in a [`WorkerEnv`], and the verdict says what to change or send; the host layer carries it out
 //! and turns [`Event`]s into metrics.
 
@@ -13,6 +14,7 @@ use crate::jwt::{jws, verify, Status};
 use crate::ratelimit::{LimitEvent, RequestFacts, Seed};
 use crate::reply::Denial;
 use crate::route::path_only;
+use crate::schema::{BodyCheck, HeadOutcome, RequestHead};
 use crate::store::SharedStore;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -28,6 +30,10 @@ pub trait RequestView: TokenSource {
     /// The connection's source address (`ip:port`), read only when a rate-limit key needs it.
     fn source_address(&self) -> Option<&str> {
         None
+    }
+    /// A body follows the headers (the headers did not end the stream).
+    fn has_body(&self) -> bool {
+        false
     }
 }
 
@@ -74,6 +80,12 @@ pub enum Event {
     AuthzDenied,
     /// A rate-limit policy's event (policy index).
     RateLimit(usize, LimitEvent),
+    /// A request passed its schema checks (headers, and the body when there is one).
+    SchemaValidated,
+    /// A request failed a schema check (the rejection's reason).
+    SchemaRejected(&'static str),
+    /// An undeclared operation let through under `"undeclared": "report"`.
+    SchemaUndeclared,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +99,8 @@ pub struct Verdict {
     pub headers: Vec<HeaderChange>,
     /// Headers for the client: on the refusal, or added to the upstream's response (rate-limit headers).
     pub response_headers: Vec<(&'static str, String)>,
+    /// The body must be buffered and checked with [`check_body`] (schema index, what to check).
+    pub body_check: Option<(usize, BodyCheck)>,
     pub events: Vec<Event>,
 }
 
@@ -114,6 +128,7 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         enforced: policy.mode == Mode::Enforce,
         headers,
         response_headers: Vec::new(),
+        body_check: None,
         events: Vec::new(),
     };
     let path = path_only(request.path());
@@ -206,9 +221,78 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         verdict.response_headers = decision.headers;
         if let Some(refusal) = decision.refusal {
             verdict.denial = Some(Denial::RateLimited(refusal));
+            return finish(verdict);
+        }
+    }
+
+    // Schema: what the headers tell (operation, parameters, content type, declared length).
+    if let Some((index, schema)) = rule
+        .schema
+        .and_then(|i| policy.schemas.policies.get(i).map(|s| (i, s)))
+    {
+        match schema.check_head(&Head(request), request.has_body()) {
+            HeadOutcome::Pass => verdict.events.push(Event::SchemaValidated),
+            HeadOutcome::NeedBody(check) => verdict.body_check = Some((index, check)),
+            HeadOutcome::Undeclared(_) => verdict.events.push(Event::SchemaUndeclared),
+            HeadOutcome::Reject(rejection) => {
+                verdict
+                    .events
+                    .push(Event::SchemaRejected(rejection.reason()));
+                verdict.denial = Some(Denial::Schema(rejection));
+            }
         }
     }
     finish(verdict)
+}
+
+/// Checks a buffered request body against the schema [`decide`] selected. `Err` carries the refusal
+/// (the caller applies the rule's mode); the event says what to count.
+pub fn check_body(
+    policy: &Policy,
+    schema: usize,
+    check: BodyCheck,
+    body: &[u8],
+) -> (Event, Option<Denial>) {
+    let Some(schema) = policy.schemas.policies.get(schema) else {
+        return (Event::SchemaValidated, None);
+    };
+    if body.len() > schema.limits.max_body_bytes {
+        let rejection = schema.too_large();
+        return (
+            Event::SchemaRejected(rejection.reason()),
+            Some(Denial::Schema(rejection)),
+        );
+    }
+    match schema.check_body(check, body) {
+        Ok(()) => (Event::SchemaValidated, None),
+        Err(rejection) => (
+            Event::SchemaRejected(rejection.reason()),
+            Some(Denial::Schema(rejection)),
+        ),
+    }
+}
+
+/// The most body bytes the schema lets [`check_body`] see; more is refused while buffering.
+pub fn body_limit(policy: &Policy, schema: usize) -> usize {
+    policy
+        .schemas
+        .policies
+        .get(schema)
+        .map_or(0, |s| s.limits.max_body_bytes)
+}
+
+struct Head<'a>(&'a dyn RequestView);
+
+impl RequestHead for Head<'_> {
+    fn method(&self) -> &str {
+        self.0.method()
+    }
+    fn path(&self) -> &str {
+        self.0.path()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.header(name)
+    }
 }
 
 fn finish(mut verdict: Verdict) -> Verdict {

@@ -43,7 +43,7 @@ use serde_json::{json, Value};
 /// more when tests run in parallel on two cores).
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Socket timeouts of the test client.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------------------
 // Locating Envoy and the filter
@@ -170,6 +170,7 @@ impl Response {
                     )
                 })
                 .collect(),
+            body: v["body"].as_str().unwrap_or_default().to_string(),
         }
     }
 
@@ -196,6 +197,8 @@ pub struct EchoedRequest {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The body as the upstream received it (UTF-8, lossy).
+    pub body: String,
 }
 
 impl EchoedRequest {
@@ -310,7 +313,7 @@ fn read_body(
     Ok(body)
 }
 
-fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
+pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
     let lines = read_head(reader)?.ok_or_else(|| invalid("empty response"))?;
     let status_line = lines.first().ok_or_else(|| invalid("no status line"))?;
     let status = status_line
@@ -409,6 +412,39 @@ fn echo_connection(conn: TcpStream, counter: &AtomicUsize) -> std::io::Result<()
         let headers = parse_headers(lines.get(1..).unwrap_or_default());
         let body = read_body(&mut reader, &headers, false)?;
         counter.fetch_add(1, Ordering::SeqCst);
+        // `x-echo-raw: <content-type>`: answer with the request body itself, as that type; with
+        // `x-echo-chunk: N`, chunked in N-byte chunks written separately (so that Envoy sees several).
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(content_type) = find("x-echo-raw") {
+            match find("x-echo-chunk")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+            {
+                Some(size) => {
+                    write!(writer, "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n")?;
+                    writer.flush()?;
+                    for chunk in body.chunks(size) {
+                        write!(writer, "{:x}\r\n", chunk.len())?;
+                        writer.write_all(chunk)?;
+                        write!(writer, "\r\n")?;
+                        writer.flush()?;
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    write!(writer, "0\r\n\r\n")?;
+                }
+                None => {
+                    write!(writer, "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n", body.len())?;
+                    writer.write_all(&body)?;
+                }
+            }
+            writer.flush()?;
+            continue;
+        }
         let pairs: Vec<Value> = headers.iter().map(|(n, v)| json!([n, v])).collect();
         let reply = json!({
             "method": method,
@@ -587,6 +623,8 @@ pub struct EnvoyOpts {
     /// False: no wasm filter at all (checks the harness itself).
     pub with_filter: bool,
     pub concurrency: u32,
+    /// Envoy's `allow_on_headers_stop_iteration` in the Wasm filter config.
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 impl EnvoyOpts {
@@ -597,6 +635,7 @@ impl EnvoyOpts {
             collector_port: None,
             with_filter: true,
             concurrency: 2,
+            allow_on_headers_stop_iteration: false,
         }
     }
 
@@ -639,6 +678,7 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
                 "config": {
                     "name": "apiguard",
                     "root_id": "apiguard",
+                    "allow_on_headers_stop_iteration": opts.allow_on_headers_stop_iteration,
                     "vm_config": {
                         "vm_id": "apiguard",
                         "runtime": "envoy.wasm.runtime.v8",
