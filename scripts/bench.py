@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""`make bench`: apiguard against Envoy alone and Envoy's native jwt_authn, on loopback, with wrk.
+"""`make bench`: apiguard against Envoy alone and Envoy's native filters, on loopback, with wrk.
+
+Suites (BENCH_SUITES, default all, in this order): jwt, limit, redact, pipeline. Each writes its own section of
+docs/benchmarks.md. The jwt suite:
 
 Configurations run one after another, in interleaved rounds (A B C ... A B C ...), each in a fresh Envoy:
   none                    Envoy alone (direct_response route, no filter)
@@ -36,6 +39,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,EdDSA").split(",")
+SUITES = os.environ.get("BENCH_SUITES", "jwt,limit,redact,pipeline").split(",")
 OUT = os.environ.get("BENCH_OUT")
 # Compare builds of the filter in the same run: "label=path,label=path" (e.g. opt-levels).
 VARIANTS = [v.split("=", 1) for v in os.environ["BENCH_VARIANTS"].split(",")] if os.environ.get("BENCH_VARIANTS") \
@@ -57,7 +61,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def listener(port, filters):
+def listener(port, filters, body="ok"):
     return {
         "name": "main",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -66,16 +70,17 @@ def listener(port, filters):
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "bench",
-                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                    {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
+                "route_config": {"max_direct_response_body_size_bytes": 1048576, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                    {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": body}},
+                     "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}]}]},
                 "http_filters": filters + [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
             }}]}],
     }
 
 
-def apiguard_filter(jwks, cache_entries, wasm=WASM):
-    config = {
+def apiguard_filter(jwks, cache_entries, wasm=WASM, config=None):
+    config = config or {
         "jwt_cache": {"max_entries": cache_entries},
         "jwt_providers": {"bench": {"issuer": ISSUER, "audiences": [AUDIENCE],
                                      "local_jwks": {"inline_string": jwks},
@@ -102,17 +107,17 @@ def native_filter(jwks, cache):
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
 
 
-def bootstrap(port, admin, filters):
+def bootstrap(port, admin, filters, body="ok"):
     return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {"listeners": [listener(port, filters)]}}
+            "static_resources": {"listeners": [listener(port, filters, body)]}}
 
 
 class Envoy:
-    def __init__(self, config, workdir, name):
+    def __init__(self, config, workdir, name, body="ok"):
         self.port, self.admin = free_port(), free_port()
         path = os.path.join(workdir, f"{name}.json")
         with open(path, "w") as f:
-            json.dump(bootstrap(self.port, self.admin, config), f)
+            json.dump(bootstrap(self.port, self.admin, config, body), f)
         self.log = open(os.path.join(workdir, f"{name}.log"), "w")
         start = time.monotonic()
         self.proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", str(CONCURRENCY), "--disable-hot-restart",
@@ -153,14 +158,16 @@ class Envoy:
 
 
 def to_ms(text):
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    value, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(port, token, seconds):
+def wrk(port, token, seconds, script=None):
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/api/x"]
     if token:
         cmd[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    if script:
+        cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -170,16 +177,23 @@ def wrk(port, token, seconds):
             "requests": requests, "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
-def run_one(name, filters, token, workdir):
-    envoy = Envoy(filters, workdir, name)
+class Case:
+    """One configuration: the filters, the token wrk sends, the route's body, a wrk Lua script."""
+
+    def __init__(self, name, filters, token=None, body="ok", script=None):
+        self.name, self.filters, self.token, self.body, self.script = name, filters, token, body, script
+
+
+def run_one(case, workdir):
+    envoy = Envoy(case.filters, workdir, case.name, case.body)
     try:
-        if token and wrk(envoy.port, token, 1)["errors"]:
-            raise RuntimeError(f"{name}: the token is refused; see {envoy.log.name}")
+        if wrk(envoy.port, case.token, 1, case.script)["errors"]:
+            raise RuntimeError(f"{case.name}: requests are refused; see {envoy.log.name}")
         cpu0 = envoy.cpu_seconds()
-        result = wrk(envoy.port, token, SECONDS)
+        result = wrk(envoy.port, case.token, SECONDS, case.script)
         cpu = envoy.cpu_seconds() - cpu0
         if result["errors"]:
-            raise RuntimeError(f"{name}: {result['errors']} non-2xx responses")
+            raise RuntimeError(f"{case.name}: {result['errors']} non-2xx responses")
         result["cpu_us"] = cpu / result["requests"] * 1e6
         result["rss"] = envoy.rss_mib()
         result["ready_ms"] = envoy.ready_ms
@@ -188,74 +202,186 @@ def run_one(name, filters, token, workdir):
         envoy.stop()
 
 
-def main():
-    if not shutil.which("wrk"):
-        sys.exit("wrk is missing: apt-get install wrk")
-    workdir = tempfile.mkdtemp(prefix="apiguard-bench-")
-    jwks = sign("jwks")
-    configs = [("none", [], None)]
+def native_ratelimit():
+    """Envoy's local_ratelimit with one shared bucket that never runs dry (the cost of deciding)."""
+    return {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": "bench_rl",
+        "token_bucket": {"max_tokens": 1000000000, "tokens_per_fill": 1000000000, "fill_interval": "1s"},
+        "filter_enabled": {"runtime_key": "rl_enabled", "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "filter_enforced": {"runtime_key": "rl_enforced", "default_value": {"numerator": 100, "denominator": "HUNDRED"}}}}
+
+
+def provider_config(jwks):
+    return {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": jwks},
+            "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]}
+
+
+# A limit that never denies: the cost of the decision and the shared-data update, not of refusals.
+NEVER_DENY = {"requests": 1000000000, "period": "1s"}
+
+PII_RECORD = ('{{"id": {i}, "name": "Customer {i}", "email": "customer{i}@example.com", '
+              '"card": "4111 1111 1111 1111", "phone": "+1 415 555 {i:04d}", "note": "order {i} shipped to '
+              'the usual address, nothing unusual", "iban": "DE89 3704 0044 0532 0130 00"}}')
+
+
+def json_body(size):
+    records, i = [], 0
+    while sum(len(r) + 1 for r in records) < size - 64:
+        records.append(PII_RECORD.format(i=i))
+        i += 1
+    return '{"records": [' + ",".join(records) + "]}"
+
+
+def lua_distinct_keys(workdir, keys):
+    path = os.path.join(workdir, f"keys{keys}.lua")
+    with open(path, "w") as f:
+        f.write("math.randomseed(42)\nrequest = function()\n"
+                f"  return wrk.format(nil, nil, {{[\"x-tenant\"] = \"t\" .. math.random(1, {keys})}})\nend\n")
+    return path
+
+
+def suite_jwt(jwks, workdir):
+    cases = [Case("none", [])]
     for alg in ALGS:
         token = sign("sign", alg, "--iss", ISSUER, "--aud", AUDIENCE, "--exp", "86400")
-        configs.append((f"native-{alg}", [native_filter(jwks, True)], token))
+        cases.append(Case(f"native-{alg}", [native_filter(jwks, True)], token))
         for label, wasm in VARIANTS:
-            configs.append((f"apiguard{label}-{alg}", [apiguard_filter(jwks, 1024, wasm)], token))
+            cases.append(Case(f"apiguard{label}-{alg}", [apiguard_filter(jwks, 1024, wasm)], token))
         if UNCACHED:
-            configs.append((f"native-nocache-{alg}", [native_filter(jwks, False)], token))
+            cases.append(Case(f"native-nocache-{alg}", [native_filter(jwks, False)], token))
             for label, wasm in VARIANTS:
-                configs.append((f"apiguard{label}-nocache-{alg}", [apiguard_filter(jwks, 0, wasm)], token))
-    results = {name: [] for name, _, _ in configs}
+                cases.append(Case(f"apiguard{label}-nocache-{alg}", [apiguard_filter(jwks, 0, wasm)], token))
+
+    def extra(med):
+        lines = ["", "| algorithm | apiguard / native req/s (both cached) | one verification: native us | "
+                     "one verification: apiguard us | ratio |", "|---|---:|---:|---:|---:|"]
+        for alg in ALGS:
+            for label, _ in VARIANTS:
+                ratio = med(f"apiguard{label}-{alg}", "rps") / med(f"native-{alg}", "rps")
+                if not UNCACHED:
+                    lines.append(f"| {alg}{label} | {ratio:.2f} | | | |")
+                    continue
+                native_v = med(f"native-nocache-{alg}", "cpu_us") - med(f"native-{alg}", "cpu_us")
+                ours_v = med(f"apiguard{label}-nocache-{alg}", "cpu_us") - med(f"apiguard{label}-{alg}", "cpu_us")
+                lines.append(f"| {alg}{label} | {ratio:.2f} | {native_v:.0f} | {ours_v:.0f} | "
+                             f"{ours_v / native_v if native_v > 0 else float('nan'):.1f}x |")
+        return lines
+    return cases, extra
+
+
+def suite_limit(jwks, workdir):
+    one = {"rate_limits": {"bench": dict(NEVER_DENY)}, "rules": [{"match": {"prefix": "/"}, "rate_limits": "bench"}]}
+    per_key = {"rate_limits": {"bench": dict(NEVER_DENY, key=[{"header": "x-tenant"}], max_keys=20000)},
+               "rules": [{"match": {"prefix": "/"}, "rate_limits": "bench"}]}
+    script = lua_distinct_keys(workdir, 10000)
+    cases = [Case("none", []), Case("native-local_ratelimit", [native_ratelimit()]),
+             Case("apiguard-limit-1-key", [apiguard_filter(jwks, 0, config=one)]),
+             Case("apiguard-limit-10k-keys", [apiguard_filter(jwks, 0, config=per_key)], script=script)]
+
+    def extra(med):
+        base = med("none", "cpu_us")
+        native = med("native-local_ratelimit", "cpu_us") - base
+        lines = ["", "| limiter | added CPU us/req | x native local_ratelimit's added cost |", "|---|---:|---:|"]
+        for name in ("native-local_ratelimit", "apiguard-limit-1-key", "apiguard-limit-10k-keys"):
+            added = med(name, "cpu_us") - base
+            lines.append(f"| {name} | {added:+.1f} | {added / native if native > 0 else float('nan'):.1f}x |")
+        return lines
+    return cases, extra
+
+
+def suite_redact(jwks, workdir):
+    body = json_body(64 * 1024)
+    config = {"redaction": {"pii": {"action": "redact"}}, "rules": [{"match": {"prefix": "/"}, "redaction": "pii"}]}
+    return [Case("none-64KiB-json", [], body=body),
+            Case("apiguard-redact-64KiB-json", [apiguard_filter(jwks, 0, config=config)], body=body)], None
+
+
+def suite_pipeline(jwks, workdir):
+    token = sign("sign", "ES256", "--iss", ISSUER, "--aud", AUDIENCE, "--exp", "86400")
+    jwt_limit = {"jwt_providers": {"bench": provider_config(jwks)},
+                 "rate_limits": {"per_user": dict(NEVER_DENY, key=[{"jwt_claim": "sub"}])},
+                 "rules": [{"match": {"prefix": "/"}, "jwt": {"provider": "bench"}, "rate_limits": "per_user"}]}
+    everything = {"jwt_providers": {"bench": provider_config(jwks)},
+                  "rate_limits": {"per_user": dict(NEVER_DENY, key=[{"jwt_claim": "sub"}])},
+                  "redaction": {"pii": {"action": "redact"}},
+                  "rules": [{"match": {"prefix": "/"}, "jwt": {"provider": "bench"}, "rate_limits": "per_user",
+                             "authz": {"claim": {"name": "sub", "one_of": ["alice", "bob", "bench"]}},
+                             "redaction": "pii"}]}
+    body = json_body(1024)
+    return [Case("none", [], body=body),
+            Case("native-jwt_authn+local_ratelimit", [native_filter(jwks, True), native_ratelimit()], token, body),
+            Case("apiguard-jwt+limit", [apiguard_filter(jwks, 1024, config=jwt_limit)], token, body),
+            Case("apiguard-everything", [apiguard_filter(jwks, 1024, config=everything)], token, body)], None
+
+
+SUITE_BUILDERS = {"jwt": suite_jwt, "limit": suite_limit, "redact": suite_redact, "pipeline": suite_pipeline}
+
+
+def run_suite(name, cases, extra):
+    results = {c.name: [] for c in cases}
     started = time.monotonic()
     for round_no in range(1, ROUNDS + 1):
-        for name, filters, token in configs:
-            r = run_one(name, filters, token, workdir)
-            results[name].append(r)
-            print(f"round {round_no} {name:24} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
+        for case in cases:
+            r = run_one(case, WORKDIR)
+            results[case.name].append(r)
+            print(f"{name} round {round_no} {case.name:34} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
                   f"p99 {r['p99']:6.2f} ms  cpu {r['cpu_us']:7.1f} us/req", flush=True)
     elapsed = time.monotonic() - started
 
-    def med(name, key):
-        return statistics.median(r[key] for r in results[name])
+    def med(case_name, key):
+        return statistics.median(r[key] for r in results[case_name])
 
-    base_rps, base_cpu = med("none", "rps"), med("none", "cpu_us")
+    base = cases[0].name
+    base_rps, base_cpu = med(base, "rps"), med(base, "cpu_us")
     lines = [
-        f"Command: `make bench` (scripts/bench.py), {ROUNDS} interleaved rounds x {SECONDS} s per configuration, "
-        f"wrk -t1 -c{CONNECTIONS}, Envoy --concurrency {CONCURRENCY}, direct_response route, loopback.",
+        f"Suite `{name}`. Command: `make bench` (scripts/bench.py, BENCH_SUITES={name}), {ROUNDS} interleaved rounds "
+        f"x {SECONDS} s per configuration, wrk -t1 -c{CONNECTIONS}, Envoy --concurrency {CONCURRENCY}, "
+        f"direct_response route, loopback.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
-        f"wasm {', '.join(f'{l or WASM}: {os.path.getsize(w):,}' for l, w in VARIANTS)} bytes; run took {elapsed:.0f} s.",
+        f"wasm {', '.join(f'{l or os.path.basename(w)}: {os.path.getsize(w):,}' for l, w in VARIANTS)} bytes; "
+        f"suite took {elapsed:.0f} s.",
         "",
-        "| configuration | req/s | x none | p50 ms | p99 ms | Envoy CPU us/req | added CPU us/req | RSS MiB | ready ms |",
+        f"| configuration | req/s | x {base} | p50 ms | p99 ms | Envoy CPU us/req | added CPU us/req | RSS MiB | ready ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, _, _ in configs:
-        rps, cpu = med(name, "rps"), med(name, "cpu_us")
-        lines.append(f"| {name} | {rps:,.0f} | {rps / base_rps:.2f} | {med(name, 'p50'):.2f} | {med(name, 'p99'):.2f} "
-                     f"| {cpu:.1f} | {cpu - base_cpu:+.1f} | {med(name, 'rss'):.0f} | {med(name, 'ready_ms'):.0f} |")
-    lines += ["", "| algorithm | apiguard / native req/s (cached) | one verification: native us | one verification: apiguard us | ratio |",
-              "|---|---:|---:|---:|---:|"]
-    for alg in ALGS:
-        for label, _ in VARIANTS:
-            ratio = med(f"apiguard{label}-{alg}", "rps") / med(f"native-{alg}", "rps")
-            if not UNCACHED:
-                lines.append(f"| {alg}{label} | {ratio:.2f} | | | |")
-                continue
-            native_v = med(f"native-nocache-{alg}", "cpu_us") - med(f"native-{alg}", "cpu_us")
-            ours_v = med(f"apiguard{label}-nocache-{alg}", "cpu_us") - med(f"apiguard{label}-{alg}", "cpu_us")
-            lines.append(f"| {alg}{label} | {ratio:.2f} | {native_v:.0f} | {ours_v:.0f} | "
-                         f"{ours_v / native_v if native_v > 0 else float('nan'):.1f}x |")
-    table = "\n".join(lines)
-    print("\n" + table)
-    if OUT:
-        begin, end = "<!-- bench:jwt:begin -->", "<!-- bench:jwt:end -->"
-        text = open(OUT).read() if os.path.exists(OUT) else "# Benchmarks\n\n"
-        section = f"{begin}\n{table}\n{end}"
-        if begin in text and end in text:
-            text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        with open(OUT, "w") as f:
-            f.write(text)
-        print(f"\nwritten to {OUT}")
-    shutil.rmtree(workdir, ignore_errors=True)
+    for case in cases:
+        rps, cpu = med(case.name, "rps"), med(case.name, "cpu_us")
+        lines.append(f"| {case.name} | {rps:,.0f} | {rps / base_rps:.2f} | {med(case.name, 'p50'):.2f} | "
+                     f"{med(case.name, 'p99'):.2f} | {cpu:.1f} | {cpu - base_cpu:+.1f} | {med(case.name, 'rss'):.0f} | "
+                     f"{med(case.name, 'ready_ms'):.0f} |")
+    if extra:
+        lines += extra(med)
+    return "\n".join(lines)
+
+
+def write_section(name, table):
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    text = open(OUT).read() if os.path.exists(OUT) else "# Benchmarks\n\n"
+    section = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    with open(OUT, "w") as f:
+        f.write(text)
+
+
+WORKDIR = tempfile.mkdtemp(prefix="apiguard-bench-")
+
+
+def main():
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install wrk")
+    jwks = sign("jwks")
+    for name in SUITES:
+        cases, extra = SUITE_BUILDERS[name](jwks, WORKDIR)
+        table = run_suite(name, cases, extra)
+        print("\n" + table + "\n", flush=True)
+        if OUT:
+            write_section(name, table)
+            print(f"written to {OUT}")
+    shutil.rmtree(WORKDIR, ignore_errors=True)
 
 
 if __name__ == "__main__":
