@@ -27,6 +27,7 @@
 pub mod apikey;
 pub mod authz;
 pub mod config;
+pub mod discovery;
 pub mod jwt;
 pub mod pipeline;
 pub mod ratelimit;

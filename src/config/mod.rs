@@ -8,6 +8,7 @@ pub mod reader;
 
 use crate::apikey::{self, ApiKeys};
 use crate::authz::{self, Authz};
+use crate::discovery::{self, Discovery};
 use crate::jwt::extract::TokenLocation;
 use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
@@ -55,6 +56,8 @@ pub struct Policy {
     /// Envoy's Wasm filter has `allow_on_headers_stop_iteration: true`, so apiguard may hold headers
     /// while it reads a body (schema checks, blocking redaction) instead of letting them go ahead.
     pub allow_on_headers_stop_iteration: bool,
+    /// API discovery, when configured.
+    pub discovery: Option<Discovery>,
     pub rules: Vec<Rule>,
     /// Every header any provider writes into requests: always removed from incoming requests first,
     /// so that a client can never supply them itself.
@@ -162,6 +165,7 @@ impl Policy {
             "schemas",
             "redaction",
             "allow_on_headers_stop_iteration",
+            "discovery",
             "rules",
         ])?;
         let name = match obj.get("name") {
@@ -237,6 +241,10 @@ impl Policy {
             .map(|n| redact::compile_section(&n))
             .transpose()?
             .unwrap_or_default();
+        let discovery = obj
+            .get("discovery")
+            .map(|n| discovery::compile(&n))
+            .transpose()?;
         let allow_on_headers_stop_iteration = obj
             .get("allow_on_headers_stop_iteration")
             .map(|n| n.bool())
@@ -278,6 +286,7 @@ impl Policy {
             rate_limits,
             schemas,
             allow_on_headers_stop_iteration,
+            discovery,
             rules,
             owned_headers,
         })

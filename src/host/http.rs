@@ -12,6 +12,8 @@ use super::request::HostRequest;
 use super::root::Worker;
 use super::store::HostStore;
 use crate::config::Policy;
+use crate::discovery::observe::{Observation, Side};
+use crate::discovery::HeaderList;
 use crate::pipeline::{self, decide, original_uri, Event, HeaderChange, WorkerEnv};
 use crate::redact::{Action as RedactAction, BodyDecision, Redaction, StreamRedactor};
 use crate::reply::{self, Denial};
@@ -45,6 +47,13 @@ pub(super) struct ApiGuard {
     /// `scheme://host/path`, for refusals sent from body callbacks.
     original_uri: String,
     scratch: Vec<u8>,
+    /// What discovery learns of this request (sampled requests only), recorded in `on_log`.
+    observation: Option<Observation>,
+    /// The first bytes of each body (up to discovery's `max_body_bytes`), gathered across chunks.
+    request_peek: Vec<u8>,
+    response_peek: Vec<u8>,
+    request_body_observed: bool,
+    response_body_observed: bool,
 }
 
 impl ApiGuard {
@@ -62,6 +71,11 @@ impl ApiGuard {
             holding_response: false,
             original_uri: String::new(),
             scratch: Vec::new(),
+            observation: None,
+            request_peek: Vec::new(),
+            response_peek: Vec::new(),
+            request_body_observed: false,
+            response_body_observed: false,
         }
     }
 
@@ -111,13 +125,18 @@ impl ApiGuard {
         None
     }
 
-    fn count_findings(metrics: &Metrics, redactor: &StreamRedactor) {
+    fn count_findings(&mut self, metrics: &Metrics, redactor: &StreamRedactor, side: Side) {
         let policy = redactor.policy();
-        for (class, count) in redactor.findings().named(policy) {
+        let named = redactor.findings().named(policy);
+        for (class, count) in &named {
             metrics.add(
                 &format!("redaction_{}_{}", policy.name, class),
-                u64::from(count),
+                u64::from(*count),
             );
+        }
+        if let Some(observation) = self.observation.as_mut() {
+            let classes: Vec<&str> = named.iter().map(|(class, _)| *class).collect();
+            observation.add_data_classes(side, &classes);
         }
         if redactor.changed() {
             metrics.inc("redaction_bodies_changed");
@@ -127,7 +146,27 @@ impl ApiGuard {
 
 impl Context for ApiGuard {}
 
+impl ApiGuard {
+    /// Records the observation in this VM's discovery table (never dispatches: the next tick sends).
+    fn record_observation(&mut self) {
+        let Some(observation) = self.observation.take() else {
+            return;
+        };
+        let mut worker = self.worker.borrow_mut();
+        let worker = &mut *worker;
+        if let (Some(config), Some(discovery)) =
+            (worker.policy.discovery.as_ref(), worker.discovery.as_mut())
+        {
+            discovery.record(config, observation, super::now_ms());
+        }
+    }
+}
+
 impl HttpContext for ApiGuard {
+    fn on_log(&mut self) {
+        self.record_observation();
+    }
+
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let worker_rc = Rc::clone(&self.worker);
         let mut worker = worker_rc.borrow_mut();
@@ -155,6 +194,13 @@ impl HttpContext for ApiGuard {
         };
         worker.cache = cache;
         self.original_uri = original_uri(&request);
+        if let (Some(config), Some(discovery)) =
+            (policy.discovery.as_ref(), worker.discovery.as_mut())
+        {
+            if discovery.sample(config, request.header_value("x-request-id")) {
+                self.observation = Some(Observation::request(config, &request));
+            }
+        }
         self.enforced = verdict.enforced;
 
         worker.metrics.inc("requests");
@@ -245,6 +291,15 @@ impl HttpContext for ApiGuard {
         let worker_rc = Rc::clone(&self.worker);
         let worker = worker_rc.borrow();
         let policy = Rc::clone(&worker.policy);
+        // Discovery peeks at the first bytes (or, when the body is buffered anyway, reads it whole below).
+        if self.body_check.is_none() && !self.request_body_observed {
+            self.observe_body(
+                &policy,
+                BufferType::HttpRequestBody,
+                body_size,
+                end_of_stream,
+            );
+        }
 
         if let Some((schema, check)) = self.body_check {
             let limit = pipeline::body_limit(&policy, schema);
@@ -256,6 +311,12 @@ impl HttpContext for ApiGuard {
                 BufferType::HttpRequestBody,
                 body_size.min(limit.saturating_add(1)),
             );
+            if let (Some(observation), Some(config)) =
+                (self.observation.as_mut(), policy.discovery.as_ref())
+            {
+                observation.request_body(config, &body, end_of_stream);
+                self.request_body_observed = true;
+            }
             let (event, denial) = pipeline::check_body(&policy, schema, check, &body);
             worker.metrics.record(&event);
             self.body_check = None;
@@ -269,7 +330,7 @@ impl HttpContext for ApiGuard {
                 let body = read_body(BufferType::HttpRequestBody, body_size);
                 self.scratch.clear();
                 redactor.push(&body, true, &mut self.scratch);
-                Self::count_findings(&worker.metrics, &redactor);
+                self.count_findings(&worker.metrics, &redactor, Side::Request);
                 if let Some(action) =
                     self.finish_request_redaction(&policy, &worker.metrics, &redactor, body_size)
                 {
@@ -304,7 +365,7 @@ impl HttpContext for ApiGuard {
         self.scratch.clear();
         redactor.push(&chunk, end_of_stream, &mut self.scratch);
         if end_of_stream {
-            Self::count_findings(&worker.metrics, &redactor);
+            self.count_findings(&worker.metrics, &redactor, Side::Request);
             if let Some(action) =
                 self.finish_request_redaction(&policy, &worker.metrics, &redactor, body_size)
             {
@@ -320,6 +381,14 @@ impl HttpContext for ApiGuard {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(observation) = self.observation.as_mut() {
+            // Also for the filter's own refusals: discovery records refused requests too.
+            let worker = self.worker.borrow();
+            if let Some(config) = worker.policy.discovery.as_ref() {
+                let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+                observation.response(config, &HeaderList::new(headers));
+            }
+        }
         if self.responded {
             return Action::Continue;
         }
@@ -377,12 +446,20 @@ impl HttpContext for ApiGuard {
         if self.responded {
             return Action::Continue;
         }
-        let Some(mut redactor) = self.response_redactor.take() else {
-            return Action::Continue;
-        };
         let worker_rc = Rc::clone(&self.worker);
         let worker = worker_rc.borrow();
         let policy = Rc::clone(&worker.policy);
+        if !self.response_body_observed {
+            self.observe_body(
+                &policy,
+                BufferType::HttpResponseBody,
+                body_size,
+                end_of_stream,
+            );
+        }
+        let Some(mut redactor) = self.response_redactor.take() else {
+            return Action::Continue;
+        };
         let action = redactor.policy().action;
         if action == RedactAction::Block {
             if body_size > redactor.policy().max_buffer_bytes {
@@ -396,7 +473,7 @@ impl HttpContext for ApiGuard {
             let body = read_body(BufferType::HttpResponseBody, body_size);
             self.scratch.clear();
             redactor.push(&body, true, &mut self.scratch);
-            Self::count_findings(&worker.metrics, &redactor);
+            self.count_findings(&worker.metrics, &redactor, Side::Response);
             if !redactor.findings().is_empty() {
                 return self.block_response(&policy, &worker.metrics, body_size);
             }
@@ -413,7 +490,7 @@ impl HttpContext for ApiGuard {
             }
         }
         if end_of_stream {
-            Self::count_findings(&worker.metrics, &redactor);
+            self.count_findings(&worker.metrics, &redactor, Side::Response);
         } else {
             self.response_redactor = Some(redactor);
         }
@@ -422,6 +499,45 @@ impl HttpContext for ApiGuard {
 }
 
 impl ApiGuard {
+    /// Gathers the first bytes of a body (up to discovery's `max_body_bytes`) and hands them to the
+    /// observation once: at the end of the body, or when the cap is reached.
+    fn observe_body(
+        &mut self,
+        policy: &Policy,
+        buffer: BufferType,
+        size: usize,
+        end_of_stream: bool,
+    ) {
+        let (Some(observation), Some(config)) =
+            (self.observation.as_mut(), policy.discovery.as_ref())
+        else {
+            return;
+        };
+        let request = buffer == BufferType::HttpRequestBody;
+        let peek = if request {
+            &mut self.request_peek
+        } else {
+            &mut self.response_peek
+        };
+        let room = config.max_body_bytes.saturating_sub(peek.len());
+        if room > 0 && size > 0 {
+            peek.extend_from_slice(&read_body(buffer, size.min(room)));
+        }
+        let full = peek.len() >= config.max_body_bytes;
+        if !end_of_stream && !full {
+            return;
+        }
+        let complete = end_of_stream && !full;
+        let bytes = std::mem::take(peek);
+        if request {
+            observation.request_body(config, &bytes, complete);
+            self.request_body_observed = true;
+        } else {
+            observation.response_body(config, &bytes, complete);
+            self.response_body_observed = true;
+        }
+    }
+
     /// After the request body's redaction: block it, or forward what the redactor wrote.
     fn finish_request_redaction(
         &mut self,

@@ -3,6 +3,7 @@
 //! configuration's `name`, `apiguard` by default). The list is documented in `docs/metrics.md`.
 
 use crate::config::Policy;
+use crate::discovery::WorkerStats;
 use crate::pipeline::Event;
 use crate::ratelimit::LimitEvent;
 use proxy_wasm::hostcalls;
@@ -52,10 +53,20 @@ pub const COUNTERS: &[&str] = &[
     "redaction_unscanned",
     "redaction_blocked",
     "redaction_too_large",
+    "discovery_observations",
+    "discovery_sampled_out",
+    "discovery_overflowed",
+    "discovery_batches_built",
+    "discovery_batches_sent",
+    "discovery_attempts_failed",
+    "discovery_batches_dropped",
+    "discovery_batches_rejected",
 ];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// `<name>_discovery_endpoints_tracked`: a gauge every VM adds its own change to (so it sums VMs).
+    endpoints_gauge: Option<u32>,
     ids: HashMap<String, u32>,
     /// Rate-limit counter ids by policy index, then by `LimitEvent::ALL` position.
     rate_limits: Vec<Vec<Option<u32>>>,
@@ -96,7 +107,18 @@ impl Metrics {
                     .collect()
             })
             .collect();
-        Metrics { ids, rate_limits }
+        let endpoints_gauge = policy.discovery.as_ref().and_then(|_| {
+            hostcalls::define_metric(
+                MetricType::Gauge,
+                &format!("{prefix}_discovery_endpoints_tracked"),
+            )
+            .ok()
+        });
+        Metrics {
+            endpoints_gauge,
+            ids,
+            rate_limits,
+        }
     }
 
     pub fn inc(&self, name: &str) {
@@ -108,6 +130,52 @@ impl Metrics {
             if count > 0 {
                 // A failed increment loses counts; nothing else to do about it.
                 let _ = hostcalls::increment_metric(*id, count);
+            }
+        }
+    }
+
+    /// Discovery figures of this VM since the last report.
+    pub fn discovery(&self, before: &WorkerStats, now: &WorkerStats) {
+        let delta = |a: u64, b: u64| b.saturating_sub(a);
+        self.add(
+            "discovery_observations",
+            delta(before.observations, now.observations),
+        );
+        self.add(
+            "discovery_sampled_out",
+            delta(before.sampled_out, now.sampled_out),
+        );
+        self.add(
+            "discovery_overflowed",
+            delta(before.overflowed, now.overflowed),
+        );
+        self.add(
+            "discovery_batches_built",
+            delta(before.batches_built, now.batches_built),
+        );
+        let (b, n) = (&before.delivery, &now.delivery);
+        self.add(
+            "discovery_batches_sent",
+            delta(b.batches_sent, n.batches_sent),
+        );
+        self.add(
+            "discovery_attempts_failed",
+            delta(b.attempts_failed, n.attempts_failed),
+        );
+        self.add(
+            "discovery_batches_dropped",
+            delta(b.batches_dropped, n.batches_dropped),
+        );
+        self.add(
+            "discovery_batches_rejected",
+            delta(b.batches_rejected, n.batches_rejected),
+        );
+        if let Some(id) = self.endpoints_gauge {
+            let change = i128::from(now.endpoints_tracked) - i128::from(before.endpoints_tracked);
+            if let Ok(change) = i64::try_from(change) {
+                if change != 0 {
+                    let _ = hostcalls::increment_metric(id, change);
+                }
             }
         }
     }

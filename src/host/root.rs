@@ -6,6 +6,9 @@ use super::http::ApiGuard;
 use super::metrics::Metrics;
 use super::store::HostStore;
 use crate::config::Policy;
+use crate::discovery::delivery::Outcome;
+use crate::discovery::event::Source;
+use crate::discovery::{DiscoveryWorker, WorkerStats};
 use crate::jwt::cache::TokenCache;
 use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
 use crate::jwt::keys::KeySet;
@@ -31,6 +34,10 @@ pub(super) struct Worker {
     pub(super) jwks: JwksCoordinator,
     /// The rate limiter's slot seed, agreed by every VM through shared data.
     pub(super) seed: Option<Seed>,
+    /// This VM's discovery table and collector outbox, when discovery is configured.
+    pub(super) discovery: Option<DiscoveryWorker>,
+    /// Discovery figures already turned into metrics (metrics take deltas).
+    discovery_reported: WorkerStats,
 }
 
 impl KeyLookup for Worker {
@@ -47,8 +54,16 @@ impl KeyLookup for Worker {
 #[derive(Default)]
 pub struct ApiGuardRoot {
     worker: Option<Rc<RefCell<Worker>>>,
-    /// JWKS calls in flight: call token → provider.
-    calls: HashMap<u32, usize>,
+    /// HTTP calls in flight, by token.
+    calls: HashMap<u32, Call>,
+}
+
+/// What an HTTP call in flight is for.
+enum Call {
+    /// A JWKS fetch for this provider.
+    Jwks(usize),
+    /// A discovery batch with this outbox id.
+    Discovery(u64),
 }
 
 impl Context for ApiGuardRoot {
@@ -59,34 +74,81 @@ impl Context for ApiGuardRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some(provider) = self.calls.remove(&token_id) else {
+        let Some(call) = self.calls.remove(&token_id) else {
             return;
         };
-        let Some(worker) = &self.worker else {
+        let Some(worker) = self.worker.as_ref().map(Rc::clone) else {
             return;
         };
-        let mut worker = worker.borrow_mut();
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
             .and_then(|s| s.parse::<u16>().ok());
-        let result = match status {
-            None => FetchResult::NoResponse,
-            Some(_) if body_size > worker.jwks.max_bytes(provider) => {
-                FetchResult::Oversized { bytes: body_size }
+        match call {
+            Call::Jwks(provider) => {
+                let mut worker = worker.borrow_mut();
+                let result = match status {
+                    None => FetchResult::NoResponse,
+                    Some(_) if body_size > worker.jwks.max_bytes(provider) => {
+                        FetchResult::Oversized { bytes: body_size }
+                    }
+                    Some(status) => {
+                        let body =
+                            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                                .ok()
+                                .flatten()
+                                .unwrap_or_default();
+                        FetchResult::Response { status, body }
+                    }
+                };
+                let outcome =
+                    worker
+                        .jwks
+                        .on_fetch_done(&HostStore, provider, super::now_ms(), result);
+                report_fetch(&worker, provider, &outcome);
             }
-            Some(status) => {
-                let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                FetchResult::Response { status, body }
+            Call::Discovery(id) => {
+                let outcome = status.map_or(Outcome::NoResponse, Outcome::Status);
+                let now = super::now_ms();
+                let next = worker.borrow_mut().discovery.as_mut().and_then(|d| {
+                    d.finish_call(id, outcome, now);
+                    d.next_call(now)
+                });
+                if let Some(next) = next {
+                    self.send_discovery(&worker, next);
+                }
             }
+        }
+    }
+}
+
+impl ApiGuardRoot {
+    /// Sends the discovery batch `id`; a call that cannot start is finished as unanswered.
+    fn send_discovery(&mut self, worker: &Rc<RefCell<Worker>>, id: u64) {
+        let mut w = worker.borrow_mut();
+        let w = &mut *w;
+        let (Some(config), Some(discovery)) = (w.policy.discovery.as_ref(), w.discovery.as_mut())
+        else {
+            return;
         };
-        let outcome = worker
-            .jwks
-            .on_fetch_done(&HostStore, provider, super::now_ms(), result);
-        report_fetch(&worker, provider, &outcome);
+        let dispatched = match discovery.callout(config, id) {
+            Some(c) => {
+                hostcalls::dispatch_http_call(c.cluster, c.headers, Some(c.body), vec![], c.timeout)
+            }
+            None => return,
+        };
+        match dispatched {
+            Ok(token) => {
+                self.calls.insert(token, Call::Discovery(id));
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot call the discovery collector: {e:?}",
+                    w.policy.name
+                );
+                discovery.finish_call(id, Outcome::NoResponse, super::now_ms());
+            }
+        }
     }
 }
 
@@ -114,15 +176,6 @@ impl RootContext for ApiGuardRoot {
                 "{}: cannot initialise shared JWKS state: {e:?}",
                 policy.name
             );
-        }
-        if !jwks.is_empty() {
-            if let Err(e) = hostcalls::set_tick_period(TICK) {
-                log::error!(
-                    "{}: cannot set the tick period, remote JWKS would never be fetched: {e:?}",
-                    policy.name
-                );
-                return false;
-            }
         }
         let seed = if policy.rate_limits.is_empty() {
             None
@@ -156,7 +209,24 @@ impl RootContext for ApiGuardRoot {
             policy.rate_limits.policies.len(),
             policy.mode
         );
+        let discovery = policy.discovery.as_ref().map(|d| {
+            let source = Source {
+                plugin: policy.name.clone(),
+                worker: format!("{:016x}", worker_id()),
+                node: hostcalls::get_property(vec!["node", "id"])
+                    .ok()
+                    .flatten()
+                    .and_then(|b| String::from_utf8(b).ok()),
+            };
+            DiscoveryWorker::new(d, source, super::now_ms())
+        });
+        if (!jwks.is_empty() || discovery.is_some()) && hostcalls::set_tick_period(TICK).is_err() {
+            log::error!("{}: cannot set the tick period", policy.name);
+            return false;
+        }
         let worker = Worker {
+            discovery,
+            discovery_reported: WorkerStats::default(),
             metrics: Metrics::define(&policy),
             cache: TokenCache::new(policy.jwt_cache_max_entries),
             jwks,
@@ -170,17 +240,15 @@ impl RootContext for ApiGuardRoot {
     }
 
     fn on_tick(&mut self) {
-        let Some(worker) = &self.worker else {
+        let Some(worker) = self.worker.as_ref().map(Rc::clone) else {
             return;
         };
-        let orders = worker
-            .borrow_mut()
-            .jwks
-            .on_tick(&HostStore, super::now_ms());
+        let now = super::now_ms();
+        let orders = worker.borrow_mut().jwks.on_tick(&HostStore, now);
         for order in orders {
             match dispatch(&order) {
                 Ok(token) => {
-                    self.calls.insert(token, order.provider);
+                    self.calls.insert(token, Call::Jwks(order.provider));
                 }
                 Err(e) => {
                     let mut w = worker.borrow_mut();
@@ -192,12 +260,29 @@ impl RootContext for ApiGuardRoot {
                     let outcome = w.jwks.on_fetch_done(
                         &HostStore,
                         order.provider,
-                        super::now_ms(),
+                        now,
                         FetchResult::NoResponse,
                     );
                     report_fetch(&w, order.provider, &outcome);
                 }
             }
+        }
+        let flush = {
+            let mut w = worker.borrow_mut();
+            let w = &mut *w;
+            match (w.policy.discovery.as_ref(), w.discovery.as_mut()) {
+                (Some(config), Some(discovery)) => {
+                    let call = discovery.tick(config, now);
+                    let stats = discovery.stats();
+                    w.metrics.discovery(&w.discovery_reported, &stats);
+                    w.discovery_reported = stats;
+                    call
+                }
+                _ => None,
+            }
+        };
+        if let Some(id) = flush {
+            self.send_discovery(&worker, id);
         }
     }
 

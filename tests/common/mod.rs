@@ -27,12 +27,14 @@
 
 pub mod token;
 
+pub mod collector;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -247,7 +249,7 @@ fn invalid(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(ErrorKind::InvalidData, msg.into())
 }
 
-fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<String>>> {
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<String>>> {
     let mut lines = Vec::new();
     loop {
         let mut line = String::new();
@@ -266,7 +268,7 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<String>>> 
     }
 }
 
-fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
+pub fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
     lines
         .iter()
         .filter_map(|l| l.split_once(':'))
@@ -274,7 +276,7 @@ fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn read_body(
+pub fn read_body(
     reader: &mut impl BufRead,
     headers: &[(String, String)],
     until_eof: bool,
@@ -339,7 +341,7 @@ pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Res
 // Test servers
 
 /// Accepts connections on `listener` until `stop` is set, handing each to `handle` on its own thread.
-fn serve(
+pub fn serve(
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     handle: impl Fn(TcpStream) + Send + Sync + 'static,
@@ -358,7 +360,7 @@ fn serve(
 }
 
 /// Unblocks a listener thread parked in `accept` so that it sees its stop flag.
-fn wake(port: u16) {
+pub fn wake(port: u16) {
     let _ = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200));
 }
 
@@ -410,6 +412,15 @@ fn echo_connection(conn: TcpStream, counter: &AtomicUsize) -> std::io::Result<()
         let method = parts.next().unwrap_or_default().to_string();
         let path = parts.next().unwrap_or_default().to_string();
         let headers = parse_headers(lines.get(1..).unwrap_or_default());
+        // `x-echo-reset-after: N`: a fault, see [`echo_reset_mid_body`].
+        if let Some(limit) = headers
+            .iter()
+            .find(|(n, _)| n == "x-echo-reset-after")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+        {
+            counter.fetch_add(1, Ordering::SeqCst);
+            return echo_reset_mid_body(writer, reader, limit);
+        }
         let body = read_body(&mut reader, &headers, false)?;
         counter.fetch_add(1, Ordering::SeqCst);
         // `x-echo-raw: <content-type>`: answer with the request body itself, as that type; with
@@ -464,6 +475,46 @@ fn echo_connection(conn: TcpStream, counter: &AtomicUsize) -> std::io::Result<()
     Ok(())
 }
 
+/// One record of the body [`echo_reset_mid_body`] sends: sensitive data a redaction policy masks.
+pub const RESET_RECORD: &str =
+    r#"{"email": "jane.doe@example.com", "card": "4111 1111 1111 1111"},"#;
+
+/// The upstream fault `x-echo-reset-after: N`: answers 200 with a chunked `application/json` body
+/// (`[` then [`RESET_RECORD`] repeated, 256-byte chunks, 5 ms apart) and, once `N` body bytes are out,
+/// closes the connection without the final chunk. The request body is deliberately *not* read: when the
+/// client sent more than the reader's 8 KiB buffer holds, unread bytes remain in the socket and the
+/// kernel answers the close with a TCP RST (send at least 64 KiB for that); with a small or no body the
+/// close is a plain FIN (a premature end of the chunked body).
+fn echo_reset_mid_body(
+    mut writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    limit: usize,
+) -> std::io::Result<()> {
+    // Let Envoy forward the request body, so that it lies unread in the socket.
+    thread::sleep(Duration::from_millis(50));
+    write!(
+        writer,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    )?;
+    let mut body = b"[".to_vec();
+    while body.len() < limit {
+        body.extend_from_slice(RESET_RECORD.as_bytes());
+    }
+    body.truncate(limit);
+    for chunk in body.chunks(256) {
+        write!(writer, "{:x}\r\n", chunk.len())?;
+        writer.write_all(chunk)?;
+        write!(writer, "\r\n")?;
+        writer.flush()?;
+        thread::sleep(Duration::from_millis(5));
+    }
+    thread::sleep(Duration::from_millis(50));
+    // Dropping both halves with unread input makes the kernel send RST instead of FIN.
+    drop(reader);
+    drop(writer);
+    Ok(())
+}
+
 /// How the JWKS server answers.
 const JWKS_CLOSED: u16 = 0;
 
@@ -473,6 +524,10 @@ struct JwksShared {
     status: AtomicU16,
     hits: AtomicUsize,
     stop: AtomicBool,
+    /// Milliseconds to wait before answering (re-read while waiting, so lowering it takes effect).
+    delay_ms: AtomicU64,
+    /// Bytes written instead of an HTTP response (then the connection is closed).
+    raw: Mutex<Option<Vec<u8>>>,
 }
 
 /// A JWKS endpoint at `/jwks.json` (any other path: 404) that counts the requests it receives.
@@ -497,6 +552,8 @@ impl JwksServer {
             status: AtomicU16::new(JWKS_CLOSED),
             hits: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+            raw: Mutex::new(None),
         });
         let thread_shared = Arc::clone(&shared);
         thread::spawn(move || jwks_loop(port, &thread_shared));
@@ -533,6 +590,20 @@ impl JwksServer {
 
     pub fn set_body(&self, body: impl Into<String>) {
         *self.shared.body.lock().unwrap() = body.into();
+    }
+
+    /// Answer each request only after `delay` (a slow identity provider). The wait re-reads the
+    /// delay every 10 ms, so setting it back to zero also releases a request already waiting.
+    /// Requests are served one at a time: while one waits, later ones queue.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Answer every request with these bytes instead of an HTTP response, then close (`None`: back to
+    /// HTTP). For protocol garbage; a 200 with a garbage *body* is [`JwksServer::set_body`].
+    pub fn set_raw(&self, raw: Option<Vec<u8>>) {
+        *self.shared.raw.lock().unwrap() = raw;
     }
 
     /// Requests for `/jwks.json` received so far (whatever the answer was).
@@ -588,6 +659,19 @@ fn jwks_connection(conn: TcpStream, shared: &JwksShared) -> std::io::Result<()> 
         .to_string();
     let (status, body) = if path.split('?').next() == Some("/jwks.json") {
         shared.hits.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        while u128::from(shared.delay_ms.load(Ordering::SeqCst)) > started.elapsed().as_millis()
+            && !shared.stop.load(Ordering::SeqCst)
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let raw = shared.raw.lock().unwrap().clone();
+        if let Some(raw) = raw {
+            writer.write_all(&raw)?;
+            writer.flush()?;
+            let _ = writer.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         let status = shared.status.load(Ordering::SeqCst);
         let body = if status == 200 {
             shared.body.lock().unwrap().clone()
@@ -921,6 +1005,142 @@ impl Envoy {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Envoy's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`; Linux only).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// Whether the Envoy process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// An HTTP/1.1 client that keeps its connection open between requests (for long runs that would
+/// otherwise spend thousands of ephemeral ports). Reconnects when the server closed the connection.
+pub struct KeepAlive {
+    port: u16,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(port: u16) -> KeepAlive {
+        KeepAlive { port, conn: None }
+    }
+
+    /// Sends one request (`Host: api.test` unless given) and reads its response.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            head.push_str("host: api.test\r\n");
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" || method == "PUT" {
+            head.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let reader = match self.conn.take() {
+            Some(reader) => reader,
+            None => {
+                let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+                stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                BufReader::new(stream)
+            }
+        };
+        let mut reader = reader;
+        let stream = reader.get_mut();
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        let response = read_response(&mut reader, method == "HEAD")?;
+        let closing = response
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if !closing {
+            self.conn = Some(reader);
+        }
+        Ok(response)
+    }
+}
+
+/// What [`send_partial`] does after sending part of a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// Close the connection (FIN) without waiting for an answer.
+    Close,
+    /// Close only the writing half and read whatever Envoy answers (at most [`IO_TIMEOUT`]).
+    HalfClose,
+}
+
+/// The client fault "abort mid-body": sends the request head (declaring `content-length:
+/// declared_len`, or `transfer-encoding: chunked` when `declared_len` is `None`), then `sent` (as one
+/// chunk when chunked, without the final chunk), waits `pause`, then aborts as `how` says. Returns
+/// what came back (only with [`Abort::HalfClose`]; `Ok(None)` when nothing did).
+pub fn send_partial(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    declared_len: Option<usize>,
+    sent: &[u8],
+    pause: Duration,
+    how: Abort,
+) -> std::io::Result<Option<Response>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut head = format!("POST {path} HTTP/1.1\r\nhost: api.test\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match declared_len {
+        Some(len) => head.push_str(&format!("content-length: {len}\r\n\r\n")),
+        None => head.push_str("transfer-encoding: chunked\r\n\r\n"),
+    }
+    stream.write_all(head.as_bytes())?;
+    if declared_len.is_some() {
+        stream.write_all(sent)?;
+    } else if !sent.is_empty() {
+        write!(stream, "{:x}\r\n", sent.len())?;
+        stream.write_all(sent)?;
+        stream.write_all(b"\r\n")?;
+    }
+    stream.flush()?;
+    thread::sleep(pause);
+    match how {
+        Abort::Close => {
+            drop(stream);
+            Ok(None)
+        }
+        Abort::HalfClose => {
+            stream.shutdown(Shutdown::Write)?;
+            let mut reader = BufReader::new(stream);
+            match read_response(&mut reader, false) {
+                Ok(r) => Ok(Some(r)),
+                Err(e) if e.kind() == ErrorKind::InvalidData => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
     }
 }
 

@@ -1,0 +1,365 @@
+//! One request's observation, built as its parts go by: request headers (always), request body
+//! (when a small one is at hand), response headers, response body (its first bytes), the data
+//! classes another stage found. It holds names, types, sizes and flags, never values; it is
+//! folded into the worker's [`Inventory`](super::inventory::Inventory) when the stream ends.
+
+use super::auth::{self, AuthSeen};
+use super::classify::{self, media_type, Classification, RequestHead};
+use super::declared::{self, Declaration};
+use super::findings::{self, Exchange, FindingSet, ResponseFacts};
+use super::shape::Shape;
+use super::template::{self, NormalisedPath};
+use super::{Discovery, HeaderView};
+use crate::pipeline::RequestView;
+use serde_json::Value;
+
+/// Query parameter names kept per request (and per endpoint).
+pub const MAX_QUERY_PARAMS: usize = 16;
+/// Longest query parameter name kept; longer or unusual names are `{other}`.
+pub const MAX_PARAM_NAME_BYTES: usize = 64;
+/// Longest host kept (as DNS allows).
+pub const MAX_HOST_BYTES: usize = 255;
+/// Longest media type kept; longer or unusual ones are `other`.
+pub const MAX_MEDIA_TYPE_BYTES: usize = 64;
+/// Data classes kept per direction, and the longest class name.
+pub const MAX_DATA_CLASSES: usize = 16;
+pub const MAX_CLASS_NAME_BYTES: usize = 32;
+/// Bytes of an error body scanned for stack traces and SQL errors.
+pub const ERROR_SCAN_BYTES: usize = 8 * 1024;
+
+/// Where an endpoint's template came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TemplateSource {
+    /// A path template of the declared OpenAPI document.
+    Declared,
+    /// Inferred from the path: value-like segments replaced by placeholders.
+    Inferred,
+    /// The normalised path as it is (gRPC: service and method names).
+    Literal,
+}
+
+impl TemplateSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateSource::Declared => "declared",
+            TemplateSource::Inferred => "inferred",
+            TemplateSource::Literal => "literal",
+        }
+    }
+}
+
+/// Which side of the exchange a data class or a body belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub method: String,
+    pub host: String,
+    pub https: bool,
+    pub template: String,
+    pub template_source: TemplateSource,
+    pub declaration: Declaration,
+    pub query_params: Vec<String>,
+    pub request_content_type: Option<String>,
+    pub response_content_type: Option<String>,
+    pub classification: Classification,
+    pub auth: AuthSeen,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub response: ResponseFacts,
+    /// Findings from bodies (error patterns); header findings are added by [`Observation::findings`].
+    pub body_findings: FindingSet,
+    pub request_classes: Vec<String>,
+    pub response_classes: Vec<String>,
+    pub request_shape: Option<Shape>,
+    pub response_shape: Option<Shape>,
+    session_in_path: bool,
+    /// The request `Origin`, kept only to judge CORS reflection; never reported.
+    origin: Option<String>,
+    authority: String,
+}
+
+fn content_length(v: Option<&str>) -> u64 {
+    v.and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+fn clean_media(ct: &str) -> String {
+    let m = media_type(ct);
+    if m.is_empty()
+        || m.len() > MAX_MEDIA_TYPE_BYTES
+        || !m
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b))
+    {
+        "other".into()
+    } else {
+        m
+    }
+}
+
+fn is_json_media(media: Option<&str>) -> bool {
+    media.is_none_or(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+/// Lower-case host, default port removed, at most [`MAX_HOST_BYTES`].
+fn clean_host(authority: &str, https: bool) -> String {
+    let lower = authority.trim().to_ascii_lowercase();
+    let default_port = if https { ":443" } else { ":80" };
+    let host = lower.strip_suffix(default_port).unwrap_or(&lower);
+    let host = host.trim_end_matches('.');
+    if host.is_empty() {
+        return "{none}".into();
+    }
+    if host.len() > MAX_HOST_BYTES
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+    {
+        return "{invalid}".into();
+    }
+    host.to_string()
+}
+
+fn clean_method(method: &str) -> String {
+    if method.is_empty()
+        || method.len() > 16
+        || !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+    {
+        return "OTHER".into();
+    }
+    method.to_ascii_uppercase()
+}
+
+fn param_names(query: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for pair in query.split('&') {
+        let raw = pair.split('=').next().unwrap_or(pair);
+        if raw.is_empty() {
+            continue;
+        }
+        let decoded = template::decode_component(raw, MAX_PARAM_NAME_BYTES + 1);
+        let name = if decoded.len() > MAX_PARAM_NAME_BYTES
+            || !decoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-[]$:".contains(&b))
+        {
+            "{other}".to_string()
+        } else if let Some(p) = template::placeholder(&decoded) {
+            p.to_string()
+        } else {
+            decoded
+        };
+        if !names.contains(&name) {
+            if names.len() >= MAX_QUERY_PARAMS {
+                break;
+            }
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
+}
+
+impl Observation {
+    /// Observes the request headers: path template, declared verdict, query names, content type,
+    /// credentials and the header-borne API type. Reads nothing of the body.
+    pub fn request(d: &Discovery, request: &dyn RequestView) -> Observation {
+        let raw_path = request.path();
+        let path: NormalisedPath = template::normalise(raw_path);
+        let method = clean_method(request.method());
+        let https = request.scheme().eq_ignore_ascii_case("https");
+        let content_type = request.header("content-type");
+        let head = RequestHead {
+            method: &method,
+            path: template::path_part(raw_path),
+            query: template::query_part(raw_path),
+            content_type,
+            soap_action: request.header("soapaction"),
+            upgrade: request.header("upgrade"),
+            protocol: request.header(":protocol"),
+        };
+        let classification = classify::from_head(&head);
+        let found = d
+            .declared
+            .as_ref()
+            .and_then(|api| api.lookup(&method, &path));
+        let declaration = declared::verdict(d.declared.as_ref(), &d.retired, &path, found.as_ref());
+        let (template, template_source) = match (&found, classification.api_type) {
+            (_, classify::ApiType::Grpc | classify::ApiType::GrpcWeb) => {
+                (template::literal(&path), TemplateSource::Literal)
+            }
+            (Some(m), _) => (m.template.clone(), TemplateSource::Declared),
+            (None, _) => (template::infer(&path), TemplateSource::Inferred),
+        };
+        let mut auth = auth::detect(&d.auth_names, request);
+        auth.credentials_in_query |= path.session_in_path;
+        Observation {
+            host: clean_host(request.authority(), https),
+            https,
+            template,
+            template_source,
+            declaration,
+            query_params: param_names(head.query),
+            request_content_type: content_type.map(clean_media),
+            response_content_type: None,
+            classification,
+            auth,
+            request_bytes: content_length(request.header("content-length")),
+            response_bytes: 0,
+            response: ResponseFacts::default(),
+            body_findings: FindingSet::default(),
+            request_classes: Vec::new(),
+            response_classes: Vec::new(),
+            request_shape: None,
+            response_shape: None,
+            session_in_path: path.session_in_path,
+            origin: request.header("origin").map(str::to_string),
+            authority: request.authority().to_string(),
+            method,
+        }
+    }
+
+    /// Observes a request body: all of it (`complete`), or its first bytes. Bodies longer than the
+    /// configured `max_body_bytes` are read only up to it, and JSON is only parsed when complete.
+    pub fn request_body(&mut self, d: &Discovery, body: &[u8], complete: bool) {
+        self.request_bytes = self.request_bytes.max(body.len() as u64);
+        let (body, complete) = bounded(body, complete, d.max_body_bytes);
+        if is_json_media(self.request_content_type.as_deref()) {
+            if let Some(value) = complete
+                .then(|| serde_json::from_slice::<Value>(body).ok())
+                .flatten()
+            {
+                classify::refine_with_json(&mut self.classification, &value);
+                add_shape(&mut self.request_shape, &value, d);
+            }
+        } else {
+            classify::refine_with_body(
+                &mut self.classification,
+                self.request_content_type.as_deref(),
+                body,
+                complete,
+            );
+        }
+    }
+
+    /// Observes the response headers.
+    pub fn response(&mut self, d: &Discovery, response: &dyn HeaderView) {
+        let _ = d;
+        let status = response
+            .header(":status")
+            .and_then(|s| s.trim().parse::<u16>().ok());
+        let content_type = response.header("content-type");
+        classify::refine_with_response(&mut self.classification, content_type);
+        self.response_content_type = content_type.map(clean_media);
+        self.response_bytes = self
+            .response_bytes
+            .max(content_length(response.header("content-length")));
+        let banner = |name: &str| response.header(name).is_some_and(findings::names_a_version);
+        self.response = ResponseFacts {
+            status,
+            hsts: response.header("strict-transport-security").is_some(),
+            nosniff: response
+                .header("x-content-type-options")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("nosniff")),
+            no_store: response
+                .header("cache-control")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("no-store")),
+            version_banner: banner("server")
+                || banner("x-powered-by")
+                || response.header("x-aspnet-version").is_some()
+                || response.header("x-aspnetmvc-version").is_some(),
+            allow_origin: response
+                .header("access-control-allow-origin")
+                .map(|v| v.trim().to_string()),
+            allow_credentials: response
+                .header("access-control-allow-credentials")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        };
+    }
+
+    /// Observes a response body (or its first bytes): error bodies are scanned for stack traces and
+    /// SQL errors; complete small JSON bodies give the response shape.
+    pub fn response_body(&mut self, d: &Discovery, body: &[u8], complete: bool) {
+        self.response_bytes = self.response_bytes.max(body.len() as u64);
+        if self.response.status.is_some_and(|s| s >= 400) {
+            let head = body.get(..ERROR_SCAN_BYTES.min(body.len())).unwrap_or(body);
+            d.errors
+                .scan(&String::from_utf8_lossy(head), &mut self.body_findings);
+        }
+        let (body, complete) = bounded(body, complete, d.max_body_bytes);
+        if complete && is_json_media(self.response_content_type.as_deref()) && !body.is_empty() {
+            if let Ok(value) = serde_json::from_slice::<Value>(body) {
+                add_shape(&mut self.response_shape, &value, d);
+            }
+        }
+    }
+
+    /// Data classes (names such as `email`, `credit_card`) another stage found in this exchange.
+    pub fn add_data_classes(&mut self, side: Side, classes: &[&str]) {
+        let list = match side {
+            Side::Request => &mut self.request_classes,
+            Side::Response => &mut self.response_classes,
+        };
+        for class in classes {
+            if class.is_empty()
+                || class.len() > MAX_CLASS_NAME_BYTES
+                || !class
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+                || list.iter().any(|c| c == class)
+            {
+                continue;
+            }
+            if list.len() >= MAX_DATA_CLASSES {
+                break;
+            }
+            list.push((*class).to_string());
+        }
+        list.sort();
+    }
+
+    /// Exact sizes, when the host knows them (e.g. from `request.total_size` at the end of the stream).
+    pub fn set_sizes(&mut self, request_bytes: Option<u64>, response_bytes: Option<u64>) {
+        if let Some(n) = request_bytes {
+            self.request_bytes = n;
+        }
+        if let Some(n) = response_bytes {
+            self.response_bytes = n;
+        }
+    }
+
+    /// Every finding of this exchange.
+    pub fn findings(&self) -> FindingSet {
+        let mut found = findings::assess(&Exchange {
+            method: &self.method,
+            https: self.https,
+            authority: &self.authority,
+            origin: self.origin.as_deref(),
+            auth: self.auth.kinds,
+            credentials_in_url: self.auth.credentials_in_query || self.session_in_path,
+            response: &self.response,
+            sensitive_response: !self.response_classes.is_empty(),
+        });
+        found.union(self.body_findings);
+        found
+    }
+}
+
+fn bounded(body: &[u8], complete: bool, max: usize) -> (&[u8], bool) {
+    if body.len() > max {
+        (body.get(..max).unwrap_or(body), false)
+    } else {
+        (body, complete)
+    }
+}
+
+fn add_shape(slot: &mut Option<Shape>, value: &Value, d: &Discovery) {
+    match slot {
+        Some(shape) => shape.add(value, d.shape),
+        None => *slot = Some(Shape::of(value, d.shape)),
+    }
+}
