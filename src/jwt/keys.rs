@@ -15,8 +15,8 @@
 //! Deliberate differences, each stricter:
 //! - RSA moduli shorter than 2048 bits are refused (`JwksRsaParseError`). Every RSA key in the conformance
 //!   vectors (RFC 7515, the JOSE cookbook, Envoy's and jwt_verify_lib's tests) is 2048 bits, so this floor costs
-//!   no vector. Moduli longer than 4096 bits are refused too (the `rsa` crate's limit). The public exponent must
-//!   be 3 or 65537, as in jwt_verify_lib.
+//!   no vector. Moduli longer than 4096 bits are refused too (as the `rsa` crate, used before `rsa_verify`,
+//!   refused them). The public exponent must be 3 or 65537, as in jwt_verify_lib.
 //! - P-521 (`ES512`) keys are not supported: such a JWK is skipped as `JwksECKeyAlgOrCrvUnsupported`, such a
 //!   PEM key is `JwksPemNotImplementedKty`.
 //! - An `oct` key with an empty secret is refused (`JwksOctBadBase64`).
@@ -28,20 +28,21 @@ use std::fmt;
 
 use base64ct::{Base64, Encoding};
 use jwt_compact::alg::{
-    Ed25519, Es256, Hs256, Hs256Key, Hs256Signature, Hs384, Hs384Key, Hs384Signature, Hs512,
-    Hs512Key, Hs512Signature, Rsa, RsaPublicKey, RsaSignature,
+    Es256, Hs256, Hs256Key, Hs256Signature, Hs384, Hs384Key, Hs384Signature, Hs512, Hs512Key,
+    Hs512Signature,
 };
-use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::{Map, Value};
 
 use super::alg::{Alg, Family};
 use super::jws::decode_base64url_lenient as decode_base64url;
+use super::rsa_verify::{self, Hash, Padding, RsaKey};
 
 type P256Key = <Es256 as Algorithm>::VerifyingKey;
 type P256Signature = <Es256 as Algorithm>::Signature;
-type Ed25519Key = <Ed25519 as Algorithm>::VerifyingKey;
-type Ed25519Signature = <Ed25519 as Algorithm>::Signature;
+/// An Ed25519 public key: the point decoded at parse time, or None for 32 bytes that are not a point
+/// (accepted as a key, as before, but never verifying anything).
+type Ed25519Key = Option<ed25519_dalek::VerifyingKey>;
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -64,7 +65,7 @@ pub struct Key {
 enum Material {
     /// HMAC secret (`kty: oct`).
     Oct(Vec<u8>),
-    Rsa(Box<RsaPublicKey>),
+    Rsa(Box<RsaKey>),
     P256(Box<P256Key>),
     P384(Box<p384::ecdsa::VerifyingKey>),
     Ed25519(Box<Ed25519Key>),
@@ -268,19 +269,16 @@ impl Key {
                 hmac_verify::<Hs512>(Hs512, Hs512Key::new(secret), message, signature)
             }
             (Material::Rsa(key), _) => {
-                let rsa = match alg {
-                    Alg::RS256 => Rsa::rs256(),
-                    Alg::RS384 => Rsa::rs384(),
-                    Alg::RS512 => Rsa::rs512(),
-                    Alg::PS256 => Rsa::ps256(),
-                    Alg::PS384 => Rsa::ps384(),
-                    Alg::PS512 => Rsa::ps512(),
+                let (hash, padding) = match alg {
+                    Alg::RS256 => (Hash::Sha256, Padding::Pkcs1v15),
+                    Alg::RS384 => (Hash::Sha384, Padding::Pkcs1v15),
+                    Alg::RS512 => (Hash::Sha512, Padding::Pkcs1v15),
+                    Alg::PS256 => (Hash::Sha256, Padding::Pss),
+                    Alg::PS384 => (Hash::Sha384, Padding::Pss),
+                    Alg::PS512 => (Hash::Sha512, Padding::Pss),
                     _ => return false,
                 };
-                match RsaSignature::try_from_slice(signature) {
-                    Ok(sig) => rsa.verify_signature(&sig, key, message),
-                    Err(_) => false,
-                }
+                key.verify(hash, padding, message, signature)
             }
             (Material::P256(key), Alg::ES256) => {
                 if signature.len() != 64 {
@@ -302,13 +300,14 @@ impl Key {
                 }
             }
             (Material::Ed25519(key), Alg::EdDSA) => {
-                if signature.len() != 64 {
+                // ed25519-dalek's `verify`: canonical `s` required, cofactorless equation, as BoringSSL's
+                // ED25519_verify (behind Envoy's jwt_authn) checks it.
+                let (Some(key), Ok(sig)) = (key.as_ref(), <[u8; 64]>::try_from(signature)) else {
                     return false;
-                }
-                match Ed25519Signature::try_from_slice(signature) {
-                    Ok(sig) => Ed25519.verify_signature(&sig, key, message),
-                    Err(_) => false,
-                }
+                };
+                use ed25519_dalek::Verifier;
+                key.verify(message, &ed25519_dalek::Signature::from_bytes(&sig))
+                    .is_ok()
             }
             _ => false,
         }
@@ -537,14 +536,14 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<Material, &'static str> {
     if bit_length(n) < MIN_RSA_BITS {
         return Err("modulus is shorter than 2048 bits");
     }
-    let jwk = JsonWebKey::Rsa {
-        modulus: Cow::Borrowed(n),
-        public_exponent: Cow::Borrowed(e),
-        private_parts: None,
-    };
-    RsaPublicKey::try_from(&jwk)
-        .map(|k| Material::Rsa(Box::new(k)))
-        .map_err(|_| "modulus or exponent is not a valid RSA public key")
+    match RsaKey::new(n, e) {
+        Ok(key) => Ok(Material::Rsa(Box::new(key))),
+        Err(rsa_verify::KeyError::Exponent) => Err("public exponent is not 3 or 65537"),
+        Err(rsa_verify::KeyError::TooLarge) => Err("modulus is longer than 4096 bits"),
+        Err(rsa_verify::KeyError::Modulus) => {
+            Err("modulus or exponent is not a valid RSA public key")
+        }
+    }
 }
 
 fn strip_zeros(bytes: &[u8]) -> &[u8] {
@@ -599,9 +598,9 @@ fn parse_okp(jwk: &Map<String, Value>, alg: Option<&str>) -> Result<Material, Jw
 }
 
 fn ed25519_key(raw: &[u8]) -> Option<Material> {
-    <Ed25519Key as jwt_compact::alg::VerifyingKey<Ed25519>>::from_slice(raw)
-        .ok()
-        .map(|k| Material::Ed25519(Box::new(k)))
+    let raw = <[u8; 32]>::try_from(raw).ok()?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&raw).ok();
+    Some(Material::Ed25519(Box::new(key)))
 }
 
 const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";

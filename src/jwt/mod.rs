@@ -17,6 +17,7 @@ pub mod jwks_state;
 pub mod jws;
 pub mod keys;
 pub mod requirement;
+mod rsa_verify;
 pub mod verify;
 
 /// Every outcome of verifying a request's token, named as in Envoy's `jwt_verify_lib::Status` where Envoy
