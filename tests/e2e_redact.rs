@@ -29,13 +29,15 @@ fn config() -> Value {
     json!({
         "redaction": {
             "pii": {"fields": ["password"], "action": "redact"},
-            "blocker": {"action": "block"},
+                        "blocker": {"action": "block"},
+            "small_blocker": {"action": "block", "max_buffer_bytes": 1024},
             "watcher": {"action": "report"},
             "both": {"bodies": ["request", "response"]}
         },
         "rules": [
             {"name": "redact", "match": {"prefix": "/r/"}, "redaction": "pii"},
-            {"name": "block", "match": {"prefix": "/b/"}, "redaction": "blocker"},
+                        {"name": "block", "match": {"prefix": "/b/"}, "redaction": "blocker"},
+            {"name": "small", "match": {"prefix": "/s/"}, "redaction": "small_blocker"},
             {"name": "report", "match": {"prefix": "/w/"}, "redaction": "watcher"},
             {"name": "both", "match": {"prefix": "/q/"}, "redaction": "both"}
         ]
@@ -205,4 +207,28 @@ fn request_bodies_are_redacted_before_the_upstream_sees_them() {
     assert_eq!(upstream.body, r#"{"card": "[REDACTED:card]"}"#);
     // The echo's JSON reply carries the (already redacted) body; nothing else to redact.
     assert!(!String::from_utf8_lossy(&r.body).contains("5555555555554444"));
+}
+
+#[test]
+fn a_blocked_body_too_large_to_inspect_never_reaches_the_client_in_part() {
+    let Some((envoy, _echo)) = start() else {
+        return;
+    };
+    let mut body = b"{\"filler\": \"".to_vec();
+    body.resize(4000, b'x');
+    body.extend_from_slice(b"\", \"card\": \"4111 1111 1111 1111\"}");
+    let r = reply_of(&envoy, "/s/x", &body, 512);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        !text.contains("4111"),
+        "no byte past the cap leaks: {}",
+        r.describe()
+    );
+    assert!(
+        !text.contains("xxxxxxxx"),
+        "nor any of the upstream body: {}",
+        r.describe()
+    );
+    assert!(text.contains("response blocked"), "{}", r.describe());
+    assert_eq!(envoy.counter(&format!("{P}_redaction_too_large")), 1);
 }

@@ -44,6 +44,8 @@ pub(super) struct ApiGuard {
     holding_request: bool,
     /// Response headers are held until the body's verdict (blocking redaction).
     holding_response: bool,
+    /// The response was blocked after its headers had gone: every further body byte is dropped.
+    response_blocked: bool,
     /// `scheme://host/path`, for refusals sent from body callbacks.
     original_uri: String,
     scratch: Vec<u8>,
@@ -69,6 +71,7 @@ impl ApiGuard {
             response_redactor: None,
             holding_request: false,
             holding_response: false,
+            response_blocked: false,
             original_uri: String::new(),
             scratch: Vec::new(),
             observation: None,
@@ -326,10 +329,23 @@ impl HttpContext for ApiGuard {
                 }
             }
             if let Some(mut redactor) = self.request_redactor.take() {
-                // The whole body is buffered here: redact it in one go.
+                // Everything buffered so far goes through the redactor at once; if the body goes on
+                // (a report-mode schema let an oversized body through), the redactor stays for the rest.
                 let body = read_body(BufferType::HttpRequestBody, body_size);
                 self.scratch.clear();
-                redactor.push(&body, true, &mut self.scratch);
+                redactor.push(&body, end_of_stream, &mut self.scratch);
+                if !end_of_stream {
+                    if redactor.policy().action == RedactAction::Redact {
+                        let _ = hostcalls::set_buffer(
+                            BufferType::HttpRequestBody,
+                            0,
+                            body_size,
+                            &self.scratch,
+                        );
+                    }
+                    self.request_redactor = Some(redactor);
+                    return Action::Continue;
+                }
                 self.count_findings(&worker.metrics, &redactor, Side::Request);
                 if let Some(action) =
                     self.finish_request_redaction(&policy, &worker.metrics, &redactor, body_size)
@@ -449,6 +465,10 @@ impl HttpContext for ApiGuard {
         let worker_rc = Rc::clone(&self.worker);
         let worker = worker_rc.borrow();
         let policy = Rc::clone(&worker.policy);
+        if self.response_blocked {
+            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &[]);
+            return Action::Continue;
+        }
         if !self.response_body_observed {
             self.observe_body(
                 &policy,
@@ -576,6 +596,8 @@ impl ApiGuard {
                 &[],
             );
         }
+        metrics.inc("denied");
+        self.response_blocked = true;
         let _ = hostcalls::set_buffer(
             BufferType::HttpResponseBody,
             0,
