@@ -39,7 +39,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,EdDSA").split(",")
-SUITES = os.environ.get("BENCH_SUITES", "jwt,limit,redact,pipeline").split(",")
+SUITES = os.environ.get("BENCH_SUITES", "jwt,limit,schema,redact,discovery,pipeline").split(",")
 OUT = os.environ.get("BENCH_OUT")
 # Compare builds of the filter in the same run: "label=path,label=path" (e.g. opt-levels).
 VARIANTS = [v.split("=", 1) for v in os.environ["BENCH_VARIANTS"].split(",")] if os.environ.get("BENCH_VARIANTS") \
@@ -61,7 +61,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def listener(port, filters, body="ok"):
+def listener(port, filters, body="ok", upstream=None):
+    # With an upstream port, the route proxies to it (the request body then really flows through the
+    # filter); without, Envoy answers itself (direct_response).
+    if upstream:
+        action = {"route": {"cluster": "upstream", "timeout": "5s"}}
+    else:
+        action = {"direct_response": {"status": 200, "body": {"inline_string": body}},
+                  "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}
     return {
         "name": "main",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -71,8 +78,7 @@ def listener(port, filters, body="ok"):
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "bench",
                 "route_config": {"max_direct_response_body_size_bytes": 1048576, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                    {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": body}},
-                     "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}]}]},
+                    dict({"match": {"prefix": "/"}}, **action)]}]},
                 "http_filters": filters + [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
             }}]}],
@@ -107,17 +113,28 @@ def native_filter(jwks, cache):
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
 
 
-def bootstrap(port, admin, filters, body="ok"):
+def static_cluster(name, port):
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
+
+
+def bootstrap(port, admin, filters, body="ok", upstream=None, collector=None):
+    clusters = []
+    if upstream:
+        clusters.append(static_cluster("upstream", upstream))
+    if collector:
+        clusters.append(static_cluster("collector", collector))
     return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {"listeners": [listener(port, filters, body)]}}
+            "static_resources": {"listeners": [listener(port, filters, body, upstream)], "clusters": clusters}}
 
 
 class Envoy:
-    def __init__(self, config, workdir, name, body="ok"):
+    def __init__(self, config, workdir, name, body="ok", upstream=None, collector=None):
         self.port, self.admin = free_port(), free_port()
         path = os.path.join(workdir, f"{name}.json")
         with open(path, "w") as f:
-            json.dump(bootstrap(self.port, self.admin, config, body), f)
+            json.dump(bootstrap(self.port, self.admin, config, body, upstream, collector), f)
         self.log = open(os.path.join(workdir, f"{name}.log"), "w")
         start = time.monotonic()
         self.proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", str(CONCURRENCY), "--disable-hot-restart",
@@ -178,14 +195,31 @@ def wrk(port, token, seconds, script=None):
 
 
 class Case:
-    """One configuration: the filters, the token wrk sends, the route's body, a wrk Lua script."""
+    """One configuration: the filters, the token wrk sends, the route's body, a wrk Lua script, whether the
+    route proxies to an upstream Envoy (else Envoy answers itself) and whether a collector is needed."""
 
-    def __init__(self, name, filters, token=None, body="ok", script=None):
+    def __init__(self, name, filters, token=None, body="ok", script=None, upstream=False, collector=False):
         self.name, self.filters, self.token, self.body, self.script = name, filters, token, body, script
+        self.upstream, self.collector = upstream, collector
 
 
 def run_one(case, workdir):
-    envoy = Envoy(case.filters, workdir, case.name, case.body)
+    upstream = Envoy([], workdir, case.name + "-upstream", case.body) if case.upstream else None
+    collector = Collector() if case.collector else None
+    try:
+        result = measure(case, workdir, upstream.port if upstream else None, collector.port if collector else None)
+        if collector:
+            result["collector_batches"] = collector.batches
+        return result
+    finally:
+        if upstream:
+            upstream.stop()
+        if collector:
+            collector.stop()
+
+
+def measure(case, workdir, upstream_port, collector_port):
+    envoy = Envoy(case.filters, workdir, case.name, case.body, upstream_port, collector_port)
     try:
         if wrk(envoy.port, case.token, 1, case.script)["errors"]:
             raise RuntimeError(f"{case.name}: requests are refused; see {envoy.log.name}")
@@ -200,6 +234,51 @@ def run_one(case, workdir):
         return result
     finally:
         envoy.stop()
+
+
+class Collector:
+    """A discovery collector: counts the batches POSTed to it."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        owner = self
+        self.batches = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                owner.batches += 1
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def lua_post(workdir, name, body):
+    path = os.path.join(workdir, f"{name}.lua")
+    with open(path, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n'
+                f"wrk.body = {json.dumps(body)}\n")
+    return path
+
+
+def lua_paths(workdir, count):
+    path = os.path.join(workdir, f"paths{count}.lua")
+    with open(path, "w") as f:
+        f.write("math.randomseed(7)\nrequest = function()\n"
+                f"  return wrk.format(nil, \"/api/resource\" .. math.random(1, {count}) .. \"/items\")\nend\n")
+    return path
 
 
 def native_ratelimit():
@@ -315,7 +394,70 @@ def suite_pipeline(jwks, workdir):
             Case("apiguard-everything", [apiguard_filter(jwks, 1024, config=everything)], token, body)], None
 
 
-SUITE_BUILDERS = {"jwt": suite_jwt, "limit": suite_limit, "redact": suite_redact, "pipeline": suite_pipeline}
+ORDER_SCHEMA = {"type": "object", "required": ["records"], "properties": {"records": {"type": "array", "items": {
+    "type": "object", "required": ["id", "name", "email"], "additionalProperties": False,
+    "properties": {"id": {"type": "integer", "minimum": 0}, "name": {"type": "string", "maxLength": 64},
+                   "email": {"type": "string", "format": "email"}, "card": {"type": "string"},
+                   "phone": {"type": "string"}, "note": {"type": "string", "maxLength": 256},
+                   "iban": {"type": "string"}}}}}}
+
+
+def suite_schema(jwks, workdir):
+    body = json_body(1024)
+    script = lua_post(workdir, "post1k", body)
+    passing = {"rules": [{"match": {"prefix": "/"}}]}
+    enforcing = {"schemas": {"order": {"json_schema": ORDER_SCHEMA}},
+                 "rules": [{"match": {"prefix": "/"}, "schema": "order"}]}
+    return [Case("none-1KiB-post", [], script=script, upstream=True),
+            Case("apiguard-passing", [apiguard_filter(jwks, 0, config=passing)], script=script, upstream=True),
+            Case("apiguard-enforcing", [apiguard_filter(jwks, 0, config=enforcing)], script=script, upstream=True)], None
+
+
+def suite_discovery(jwks, workdir):
+    script = lua_paths(workdir, 100)
+    config = {"discovery": {"collector": {"cluster": "collector", "uri": "http://collector/v1/apiguard"},
+                            "flush_interval": "5s"},
+              "rules": [{"match": {"prefix": "/"}}]}
+    cases = [Case("none-100-paths", [], script=script),
+             Case("apiguard-discovery", [apiguard_filter(jwks, 0, config=config)], script=script, collector=True)]
+
+    def extra(med):
+        batches = med("apiguard-discovery", "collector_batches")
+        return ["", f"Collector: {batches:.0f} batches received per {SECONDS} s run (flush every 5 s per worker)."]
+    return cases, extra
+
+
+def limiter_memory(jwks):
+    """Shared-data memory per tracked key: RSS growth of one Envoy while distinct keys fill a limit's table."""
+    keys = int(os.environ.get("BENCH_MEMORY_KEYS", "100000"))
+    config = {"rate_limits": {"mem": dict(NEVER_DENY, key=[{"header": "x-tenant"}], max_keys=keys)},
+              "rules": [{"match": {"prefix": "/"}, "rate_limits": "mem"}]}
+    script = os.path.join(WORKDIR, "sequential.lua")
+    with open(script, "w") as f:
+        f.write("counter = 0\nrequest = function()\n  counter = counter + 1\n"
+                "  return wrk.format(nil, nil, {[\"x-tenant\"] = \"tenant-\" .. counter})\nend\n")
+    envoy = Envoy([apiguard_filter(jwks, 0, config=config)], WORKDIR, "limiter-memory")
+    try:
+        wrk(envoy.port, None, 1)
+        before = envoy.rss_mib()
+        tracked = 0
+        for _ in range(30):
+            wrk(envoy.port, None, 3, script)
+            stats = urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/stats?filter=rl_mem_keys_tracked").read()
+            match = re.search(rb"keys_tracked: (\d+)", stats)
+            tracked = int(match.group(1)) if match else 0
+            if tracked >= keys:
+                break
+        after = envoy.rss_mib()
+    finally:
+        envoy.stop()
+    per_key = (after - before) * 1024 * 1024 / tracked if tracked else float("nan")
+    return ["", f"Limiter memory: {tracked:,} keys tracked (max_keys {keys:,}): Envoy RSS {before:.0f} -> {after:.0f} MiB, "
+                f"about {per_key:.0f} bytes per key (shared data, all workers)."]
+
+
+SUITE_BUILDERS = {"jwt": suite_jwt, "limit": suite_limit, "redact": suite_redact, "pipeline": suite_pipeline,
+                  "schema": suite_schema, "discovery": suite_discovery}
 
 
 def run_suite(name, cases, extra):
@@ -377,6 +519,8 @@ def main():
     for name in SUITES:
         cases, extra = SUITE_BUILDERS[name](jwks, WORKDIR)
         table = run_suite(name, cases, extra)
+        if name == "limit":
+            table += "\n" + "\n".join(limiter_memory(jwks))
         print("\n" + table + "\n", flush=True)
         if OUT:
             write_section(name, table)
