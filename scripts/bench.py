@@ -482,7 +482,8 @@ def run_suite(name, cases, extra):
         f"direct_response route, loopback.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
         f"wasm {', '.join(f'{l or os.path.basename(w)}: {os.path.getsize(w):,}' for l, w in VARIANTS)} bytes; "
-        f"suite took {elapsed:.0f} s.",
+        f"suite took {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.1f} (2 cores: above ~2 means "
+        f"other work shared the machine).",
         "",
         f"| configuration | req/s | x {base} | p50 ms | p99 ms | Envoy CPU us/req | added CPU us/req | RSS MiB | ready ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
