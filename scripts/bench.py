@@ -175,8 +175,20 @@ class Envoy:
 
 
 def to_ms(text):
-    value, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+    """wrk's latency figure ("574.00us", "1.02ms", "1.10s", "2.00m") in milliseconds; NaN if unreadable."""
+    match = re.match(r"([\d.]+)(us|ms|s|m|h)$", text or "")
+    if not match:
+        print(f"unreadable wrk latency {text!r}", file=sys.stderr)
+        return float("nan")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}[unit]
+
+
+def percentile(out, label):
+    match = re.search(label + r"\s+(\S+)", out)
+    if not match:
+        print(f"no {label} latency in wrk output:\n{out}", file=sys.stderr)
+    return match.group(1) if match else None
 
 
 def wrk(port, token, seconds, script=None):
@@ -189,8 +201,8 @@ def wrk(port, token, seconds, script=None):
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50": to_ms(re.search(r"50%\s+(\S+)", out).group(1)),
-            "p99": to_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+            "p50": to_ms(percentile(out, "50%")),
+            "p99": to_ms(percentile(out, "99%")),
             "requests": requests, "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
