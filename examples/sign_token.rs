@@ -7,7 +7,7 @@
 //! cargo run --example sign_token -- sign EdDSA --aud other.example --sub bob
 //! cargo run --example sign_token -- sign RS256 --tamper        # one signature bit flipped
 //! ```
-//! Options of `sign`: `--iss`, `--aud`, `--sub` (strings), `--exp SECONDS` (relative to now), `--tamper`.
+//! Options of `sign`: `--iss`, `--aud`, `--sub`, `--scope` (strings), `--exp SECONDS` (relative to now), `--tamper`.
 //! The keys are test fixtures (`tests/fixtures/e2e/`): never trust them anywhere else.
 
 #[allow(
@@ -27,7 +27,7 @@ use token::{Alg, Keys};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sign_token jwks | sign ALG [--iss S] [--aud S] [--sub S] [--exp SECONDS] [--tamper]\n\
+        "usage: sign_token jwks | sign ALG [--iss S] [--aud S] [--sub S] [--scope S] [--exp SECONDS] [--tamper]\n\
          ALG: RS256, ES256, ES384, EdDSA, HS256"
     );
     ExitCode::from(2)
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             while let Some(flag) = rest.next() {
                 match flag.as_str() {
                     "--tamper" => tamper = true,
-                    "--iss" | "--aud" | "--sub" => {
+                    "--iss" | "--aud" | "--sub" | "--scope" => {
                         let Some(value) = rest.next() else {
                             return usage();
                         };

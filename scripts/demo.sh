@@ -41,6 +41,8 @@ TOKEN_EXPIRED=$(sign sign ES256 --exp -60)
 TOKEN_AUD=$(sign sign RS256 --aud other.example)
 TOKEN_ISS=$(sign sign RS256 --iss https://evil.example)
 TOKEN_TAMPERED=$(sign sign RS256 --tamper)
+TOKEN_WRITER=$(sign sign ES256 --sub carol --scope "orders:read orders:write")
+TOKEN_READER=$(sign sign ES256 --sub dave --scope "orders:read")
 
 python3 scripts/demo_servers.py "$UPSTREAM_PORT" "$JWKS_PORT" "$RUN/jwks.json" 2>"$RUN/servers.log" &
 pids+=($!)
@@ -115,6 +117,36 @@ show "tampered signature" /api/orders -H "authorization: Bearer $TOKEN_TAMPERED"
 show "not a JWT" /api/orders -H "authorization: Bearer hello.world"
 show "spoofed x-jwt-sub: admin + valid token" /api/orders \
     -H "authorization: Bearer $TOKEN_RS256" -H "x-jwt-sub: admin"
+
+# order SCENARIO TOKEN BODY: POST /orders; prints the status and the body the client got.
+order() {
+    local name=$1 token=$2 body=$3 code
+    code=$(curl -s -o "$RUN/body" -D "$RUN/headers" -w '%{http_code}' -X POST \
+        -H "authorization: Bearer $token" -H "content-type: application/json" --data "$body" \
+        "http://127.0.0.1:$PORT/orders")
+    local detail
+    if grep -qi '^x-echo: 1' "$RUN/headers"; then
+        detail="client got back: $(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["body"]))' "$RUN/body")"
+    else
+        detail="body $(tr -d '\r\n' <"$RUN/body" | cut -c1-150)"
+        local extra
+        extra=$(grep -iE '^(www-authenticate|retry-after|ratelimit):' "$RUN/headers" | tr -d '\r' | paste -sd ';' - || true)
+        [ -n "$extra" ] && detail="$detail; $extra"
+    fi
+    printf '%-44s %-4s %s\n' "$name" "$code" "$detail"
+}
+
+echo
+echo "== POST /orders: JWT, then scope orders:write, then 3 requests a minute per user, then the schema; the"
+echo "   upstream echoes the order back and apiguard masks personal data in the response =="
+printf '%-44s %-4s %s\n' "SCENARIO (request)" "CODE" "OUTCOME"
+printf '%-44s %-4s %s\n' "------------------" "----" "-------"
+order "reader token (no orders:write)" "$TOKEN_READER" '{"item": "book", "quantity": 1}'
+order "writer, body breaks the schema" "$TOKEN_WRITER" '{"item": "book", "quantity": 0, "coupon": "X"}'
+order "writer, valid order with an email and card" "$TOKEN_WRITER" \
+    '{"item": "book", "quantity": 2, "contact": "carol@example.com, card 4111 1111 1111 1111"}'
+order "writer, valid order" "$TOKEN_WRITER" '{"item": "pen", "quantity": 1}'
+order "writer, 4th order this minute" "$TOKEN_WRITER" '{"item": "ink", "quantity": 1}'
 
 echo
 echo "== JWKS fetches seen by the JWKS server: $(grep -c 'served /jwks.json' "$RUN/servers.log" || true) =="

@@ -3,8 +3,9 @@
 
   demo_servers.py UPSTREAM_PORT JWKS_PORT JWKS_FILE
 
-- 127.0.0.1:UPSTREAM_PORT answers every request with 200 and a JSON body listing the method, path and
-  the request headers it received (so the demo shows what passed the filter).
+- 127.0.0.1:UPSTREAM_PORT answers every request with 200 and a JSON body listing the method, path, the
+  request headers and the request body it received (so the demo shows what passed the filter, and the
+  filter's response redaction has personal data to mask).
 - 127.0.0.1:JWKS_PORT serves JWKS_FILE at /jwks.json and logs each fetch to stderr.
 """
 import json
@@ -18,12 +19,16 @@ class Echo(BaseHTTPRequestHandler):
 
     def _echo(self):
         length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
+        received = self.rfile.read(length) if length else b""
+        try:
+            echoed = json.loads(received) if received else None
+        except ValueError:
+            echoed = received.decode("utf-8", "replace")
         body = json.dumps({
             "method": self.command,
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": echoed,
         }).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
