@@ -488,19 +488,7 @@ fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
         "refetch_on_unknown_kid",
     ])?;
     let cluster = obj.require("cluster")?.non_empty_str()?.to_string();
-    let uri_node = obj.require("uri")?;
-    let uri = uri_node.non_empty_str()?;
-    let rest = uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"))
-        .ok_or_else(|| uri_node.error("expected an http:// or https:// URI"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("/")),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(uri_node.error("the URI has no host"));
-    }
+    let (authority, path) = obj.require("uri")?.http_uri()?;
     let timeout = obj
         .get("timeout")
         .map(|n| n.duration())
@@ -539,8 +527,8 @@ fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
     };
     Ok(RemoteJwks {
         cluster,
-        authority: authority.to_string(),
-        path: path.to_string(),
+        authority,
+        path,
         timeout,
         cache_duration,
         max_bytes,

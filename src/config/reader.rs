@@ -143,6 +143,23 @@ impl<'a> Node<'a> {
         crate::time::parse_duration(self.str()?).map_err(|m| self.error(m))
     }
 
+    /// An `http://` or `https://` URI split into authority (host and port) and path (`/` when absent).
+    pub fn http_uri(&self) -> Result<(String, String)> {
+        let uri = self.non_empty_str()?;
+        let rest = uri
+            .strip_prefix("http://")
+            .or_else(|| uri.strip_prefix("https://"))
+            .ok_or_else(|| self.error("expected an http:// or https:// URI"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("/")),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(self.error("the URI has no host"));
+        }
+        Ok((authority.to_string(), path.to_string()))
+    }
+
     /// The elements of an array, each with its own path.
     pub fn array(&self) -> Result<Vec<Node<'a>>> {
         match self.value {

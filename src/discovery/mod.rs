@@ -116,19 +116,7 @@ fn duration_in(node: &Node<'_>, min: Duration, max: Duration) -> Result<Duration
 fn compile_collector(node: &Node<'_>) -> Result<Collector> {
     let obj = node.object(&["cluster", "uri", "timeout", "encoding", "retry"])?;
     let cluster = obj.require("cluster")?.non_empty_str()?.to_string();
-    let uri_node = obj.require("uri")?;
-    let uri = uri_node.non_empty_str()?;
-    let rest = uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"))
-        .ok_or_else(|| uri_node.error("expected an http:// or https:// URI"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (rest.get(..i).unwrap_or(rest), rest.get(i..).unwrap_or("/")),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(uri_node.error("the URI has no host"));
-    }
+    let (authority, path) = obj.require("uri")?.http_uri()?;
     let timeout = match obj.get("timeout") {
         Some(n) => duration_in(&n, Duration::from_millis(10), Duration::from_secs(60))?,
         None => Duration::from_secs(2),
@@ -159,8 +147,8 @@ fn compile_collector(node: &Node<'_>) -> Result<Collector> {
     }
     Ok(Collector {
         cluster,
-        authority: authority.to_string(),
-        path: path.to_string(),
+        authority,
+        path,
         timeout,
         encoding,
         retry,

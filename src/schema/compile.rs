@@ -1105,7 +1105,8 @@ fn split_fragment(uri: &str) -> (&str, &str) {
     uri.split_once('#').unwrap_or((uri, ""))
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded (JSON pointers in `$ref`, path segments); invalid UTF-8 is replaced.
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -1124,7 +1125,7 @@ fn percent_decode(s: &str) -> String {
         out.push(b);
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 struct UriRef<'s> {

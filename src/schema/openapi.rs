@@ -23,7 +23,7 @@
 //! content type (the body is not buffered). A body sent to an operation that declares none is
 //! refused with 415.
 
-use super::compile::{CompileError, Draft, Multi, Options, SNode, Schema};
+use super::compile::{percent_decode, CompileError, Draft, Multi, Options, SNode, Schema};
 use super::problem::{Rejection, Violation};
 use serde_json::Value;
 use std::sync::Arc;
@@ -203,28 +203,6 @@ fn deref<'d>(
         pointer = target;
     }
     Err(err(&pointer, "too many chained $refs"))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(d) = hex {
-                out.push(d);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Query-string decoding: `+` is a space, then percent-decoding.
