@@ -447,7 +447,7 @@ def suite_discovery(jwks, workdir):
                             "flush_interval": "5s"},
               "rules": [{"match": {"prefix": "/"}}]}
     # Long enough runs for the 5 s flush to happen.
-    seconds = max(SECONDS, 11)
+    seconds = max(SECONDS, 7)
     cases = [Case("none-100-paths", [], script=script, seconds=seconds),
              Case("apiguard-discovery", [apiguard_filter(jwks, 0, config=config)], script=script, collector=True,
                   seconds=seconds)]
