@@ -8,43 +8,14 @@ use apiguard::authz::{self, Caller};
 use apiguard::config::reader::Node;
 use apiguard::jwt::extract::TokenSource;
 use apiguard::ratelimit::{self, RateLimits, RequestFacts, Seed};
-use apiguard::store::{SharedStore, StoreError, Versioned};
+use apiguard::store::memory::MemoryStore;
 use serde_json::{json, Map, Value};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
 const ROUNDS: usize = 5;
 const OPS: usize = 200_000;
 const NOW_MS: u64 = 1_700_000_000_000;
-
-/// Shared data as Envoy keeps it: value and CAS token per key.
-#[derive(Default)]
-struct Memory {
-    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    next: Cell<u32>,
-}
-
-impl SharedStore for Memory {
-    fn get(&self, key: &str) -> Result<Versioned, StoreError> {
-        Ok(match self.map.borrow().get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        })
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let mut map = self.map.borrow_mut();
-        if let (Some(expected), Some((_, current))) = (cas.filter(|c| *c != 0), map.get(key)) {
-            if expected != *current {
-                return Err(StoreError::CasMismatch);
-            }
-        }
-        self.next.set(self.next.get().wrapping_add(1).max(1));
-        map.insert(key.to_string(), (value.to_vec(), self.next.get()));
-        Ok(())
-    }
-}
 
 struct Facts {
     claims: Map<String, Value>,
@@ -144,7 +115,7 @@ fn main() {
 
     // 1 key.
     let l = limits(json!({"p": never_denies}));
-    let store = Memory::default();
+    let store = MemoryStore::default();
     let one = users(1);
     row(
         "rate limit, 1 key, never denies",
@@ -169,7 +140,7 @@ fn main() {
         o.insert("max_keys".into(), json!(20_000));
     }
     let l = limits(json!({ "p": p }));
-    let store = Memory::default();
+    let store = MemoryStore::default();
     let many = users(10_000);
     row(
         "rate limit, 10,000 keys (max_keys 20,000), never denies",
@@ -183,7 +154,7 @@ fn main() {
 
     // 10,000 keys in the default table of 10,000 (some overflow).
     let l = limits(json!({ "p": never_denies }));
-    let store = Memory::default();
+    let store = MemoryStore::default();
     row(
         "rate limit, 10,000 keys (max_keys 10,000), never denies",
         measure(OPS, |i| {
@@ -196,7 +167,7 @@ fn main() {
 
     // A limit that refuses most requests (refusals write nothing).
     let l = limits(json!({"p": {"requests": 10, "period": "60s", "key": [{"jwt_claim": "sub"}]}}));
-    let store = Memory::default();
+    let store = MemoryStore::default();
     row(
         "rate limit, 1 key, over its limit (10/min)",
         measure(OPS, |_| {
@@ -214,7 +185,7 @@ fn main() {
         o.insert("key".into(), json!([]));
     }
     let l = limits(json!({"per_user": never_denies, "global": global}));
-    let store = Memory::default();
+    let store = MemoryStore::default();
     row(
         "rate limit, 2 policies (per user + global), 10,000 keys",
         measure(OPS, |i| {

@@ -23,8 +23,9 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
 
-#[cfg(test)]
-pub mod fake {
+/// An in-process [`SharedStore`] with Envoy's semantics, for tests, benchmarks and fuzz targets (the one
+/// copy they all share; unused by the filter itself, so the `.wasm` does not carry it).
+pub mod memory {
     use super::{SharedStore, StoreError, Versioned};
     use std::cell::RefCell;
     use std::collections::HashMap;
@@ -53,7 +54,8 @@ pub mod fake {
                 }
             }
             let mut next = self.next_cas.borrow_mut();
-            *next += 1;
+            // Token 0 means "no check": never hand it out.
+            *next = next.wrapping_add(1).max(1);
             map.insert(key.to_string(), (value.to_vec(), *next));
             *self.writes.borrow_mut() += 1;
             Ok(())

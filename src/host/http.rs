@@ -14,6 +14,7 @@ use super::store::HostStore;
 use crate::config::Policy;
 use crate::discovery::observe::{Observation, Side};
 use crate::discovery::HeaderList;
+use crate::jwt::extract::TokenSource;
 use crate::pipeline::{self, decide, original_uri, Event, HeaderChange, WorkerEnv};
 use crate::redact::{Action as RedactAction, BodyDecision, Redaction, StreamRedactor};
 use crate::reply::{self, Denial};
@@ -200,7 +201,7 @@ impl HttpContext for ApiGuard {
         if let (Some(config), Some(discovery)) =
             (policy.discovery.as_ref(), worker.discovery.as_mut())
         {
-            if discovery.sample(config, request.header_value("x-request-id")) {
+            if discovery.sample(config, request.header("x-request-id")) {
                 self.observation = Some(Observation::request(config, &request));
             }
         }
@@ -248,8 +249,8 @@ impl HttpContext for ApiGuard {
             }
             if redaction.request && !end_of_stream {
                 match redaction.decide(
-                    request.header_value("content-type"),
-                    request.header_value("content-encoding"),
+                    request.header("content-type"),
+                    request.header("content-encoding"),
                 ) {
                     BodyDecision::Scan(kind) => {
                         if redaction.rewrites() {

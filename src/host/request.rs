@@ -21,10 +21,6 @@ impl HostRequest {
         }
     }
 
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.get(name)
-    }
-
     fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

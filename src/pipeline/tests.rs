@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Policy;
-use crate::store::fake::MemoryStore;
+use crate::store::memory::MemoryStore;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};

@@ -1,7 +1,7 @@
 use super::key::fake::Facts;
 use super::*;
 use crate::config::reader::ConfigError;
-use crate::store::fake::MemoryStore;
+use crate::store::memory::MemoryStore;
 use crate::store::Versioned;
 use serde_json::{json, Value};
 

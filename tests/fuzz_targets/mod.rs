@@ -37,10 +37,8 @@ use apiguard::pipeline::{self, HeaderChange, KeyLookup, RequestView, WorkerEnv};
 use apiguard::ratelimit::Seed;
 use apiguard::redact::{self, BodyKind, Redaction, StreamRedactor};
 use apiguard::schema::{self, Draft, HeadOutcome, Options, Rejection, Schema};
-use apiguard::store::{SharedStore, StoreError, Versioned};
+use apiguard::store::memory::MemoryStore;
 use serde_json::{json, Value};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 /// The fixed clock (seconds) every check uses; the seeds' tokens are valid at this time.
@@ -662,35 +660,6 @@ fn check_operation(c: &classify::Classification) {
 }
 
 // -------------------------------------------------------------------------------- pipeline
-
-/// Shared data as Envoy implements it (a map of value and CAS token), for the rate limiter.
-#[derive(Default)]
-struct MemoryStore {
-    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    next_cas: RefCell<u32>,
-}
-
-impl SharedStore for MemoryStore {
-    fn get(&self, key: &str) -> Result<Versioned, StoreError> {
-        Ok(match self.map.borrow().get(key) {
-            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-            None => (None, None),
-        })
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let mut map = self.map.borrow_mut();
-        if let (Some(expected), Some((_, current))) = (cas.filter(|c| *c != 0), map.get(key)) {
-            if expected != *current {
-                return Err(StoreError::CasMismatch);
-            }
-        }
-        let mut next = self.next_cas.borrow_mut();
-        *next += 1;
-        map.insert(key.to_string(), (value.to_vec(), *next));
-        Ok(())
-    }
-}
 
 struct NoRemote;
 

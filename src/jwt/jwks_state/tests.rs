@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::fake::MemoryStore;
+use crate::store::memory::MemoryStore;
 use serde_json::json;
 
 /// Times start here: shared state reads 0 as "never fetched".

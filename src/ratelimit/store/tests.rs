@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::fake::MemoryStore;
+use crate::store::memory::MemoryStore;
 use std::cell::{Cell, RefCell};
 
 const NOW: u128 = 1_700_000_000_000 * gcra::NS_PER_MS;
