@@ -32,6 +32,10 @@ pub enum Denial {
     Schema(Rejection),
     /// A body holds sensitive data under a `block` redaction policy, or cannot be inspected.
     SensitiveData { response: bool },
+    /// The request cannot be judged safely as sent (an ambiguous path, bytes that are not UTF-8 in
+    /// something the filter must read, a credential sent twice, a method override). The reason is a
+    /// fixed, value-free name such as `ambiguous_path`.
+    BadRequest(&'static str),
 }
 
 impl Denial {
@@ -46,6 +50,7 @@ impl Denial {
             Denial::RateLimited(Refusal::MissingKey { .. }) => "rate_limit_key_missing",
             Denial::Schema(rejection) => rejection.reason(),
             Denial::SensitiveData { .. } => "sensitive_data",
+            Denial::BadRequest(reason) => reason,
         }
     }
 }
@@ -100,6 +105,15 @@ pub fn for_denial(
             }
         }
         Denial::SensitiveData { response } => sensitive_data(*response, strip_details),
+        Denial::BadRequest(reason) => Reply {
+            status: 400,
+            body: if strip_details {
+                String::new()
+            } else {
+                format!("Bad request: {reason}")
+            },
+            headers: text_plain(strip_details),
+        },
     }
 }
 
