@@ -13,6 +13,11 @@ use std::collections::HashMap;
 /// Every counter name that does not depend on the configuration (after the `<name>_` prefix).
 pub const COUNTERS: &[&str] = &[
     "requests",
+    "unreadable_request",
+    "log_suppressed",
+    "body_unreadable",
+    "body_unwritable",
+    "redaction_trailers_reset",
     "no_rule_match",
     "denied",
     "report_only_denied",

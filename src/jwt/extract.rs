@@ -40,6 +40,14 @@ pub trait TokenSource {
     fn header(&self, name: &str) -> Option<&str>;
     /// The query string, without the leading `?` (empty if none).
     fn query(&self) -> &str;
+    /// How many times a (lower-case) header occurs.
+    fn header_count(&self, name: &str) -> usize {
+        usize::from(self.header(name).is_some())
+    }
+    /// Whether every occurrence of a header is UTF-8 (`header` answers only for UTF-8 values).
+    fn header_is_utf8(&self, _name: &str) -> bool {
+        true
+    }
 }
 
 /// Every token the locations yield, in location order. Empty when the request carries none.

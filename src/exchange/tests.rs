@@ -1,0 +1,488 @@
+//! The request life without Envoy: a fake host that behaves like Envoy's buffering (a paused body
+//! stays in the proxy and grows; a continued one is released to the other side) and records every
+//! host call, so tests check what the upstream and the client would have received and how many host
+//! calls each request shape costs.
+
+use super::*;
+use crate::config::Policy;
+use crate::jwt::jwks_state::JwksCoordinator;
+use crate::store::memory::MemoryStore;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const CARD: &str = "4111 1111 1111 1111";
+
+#[derive(Default)]
+struct FakeHost {
+    request: Headers,
+    response: Headers,
+    /// Per side: what the proxy holds for the filter now, and what it has let through.
+    held: [Vec<u8>; 2],
+    released: [Vec<u8>; 2],
+    /// Per side: the proxy still holds the body (no `Continue` since the last data).
+    readable: [bool; 2],
+    reply: Option<Reply>,
+    reset: bool,
+    calls: Vec<String>,
+    counters: BTreeMap<String, u64>,
+    events: Vec<Event>,
+    header_changes: Vec<(Side, String, Option<Vec<u8>>)>,
+    store: MemoryStore,
+    now: u64,
+}
+
+fn ix(side: Side) -> usize {
+    match side {
+        Side::Request => 0,
+        Side::Response => 1,
+    }
+}
+
+impl StreamHost for FakeHost {
+    fn request_headers(&mut self) -> Result<Headers, HostFault> {
+        self.calls.push("request_headers".into());
+        Ok(self.request.clone())
+    }
+    fn response_headers(&mut self) -> Result<Headers, HostFault> {
+        self.calls.push("response_headers".into());
+        Ok(self.response.clone())
+    }
+    fn source_address(&mut self) -> Option<String> {
+        self.calls.push("source_address".into());
+        Some("10.0.0.1:5555".into())
+    }
+    fn body(&mut self, side: Side, max: usize) -> Result<Vec<u8>, HostFault> {
+        self.calls.push(format!("body {side:?}"));
+        // Reading a body the proxy no longer holds would read a stale pointer in Envoy.
+        assert!(self.readable[ix(side)], "body read after it was released");
+        let held = &self.held[ix(side)];
+        Ok(held[..max.min(held.len())].to_vec())
+    }
+    fn set_body(&mut self, side: Side, len: usize, bytes: &[u8]) -> Result<(), HostFault> {
+        self.calls.push(format!("set_body {side:?}"));
+        assert!(self.readable[ix(side)], "body written after it was released");
+        let held = &mut self.held[ix(side)];
+        let len = len.min(held.len());
+        held.splice(..len, bytes.iter().copied());
+        Ok(())
+    }
+    fn set_header(&mut self, side: Side, name: &str, value: Option<&[u8]>) -> Result<(), HostFault> {
+        self.calls.push(format!("set_header {name}"));
+        self.header_changes
+            .push((side, name.to_string(), value.map(<[u8]>::to_vec)));
+        Ok(())
+    }
+    fn add_header(&mut self, _side: Side, name: &str, _value: &[u8]) -> Result<(), HostFault> {
+        self.calls.push(format!("add_header {name}"));
+        Ok(())
+    }
+    fn send_reply(&mut self, reply: &Reply) -> Result<(), HostFault> {
+        self.calls.push("send_reply".into());
+        self.reply = Some(reply.clone());
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.calls.push("reset".into());
+        self.reset = true;
+    }
+    fn store(&self) -> &dyn SharedStore {
+        &self.store
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.now
+    }
+    fn event(&mut self, event: &Event) {
+        self.events.push(*event);
+    }
+    fn count(&mut self, counter: &str, n: u64) {
+        *self.counters.entry(counter.to_string()).or_default() += n;
+    }
+}
+
+impl FakeHost {
+    fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+    /// Host calls other than counting (which the real host batches in memory).
+    fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+}
+
+/// One request driven the way Envoy drives a filter.
+struct Drive {
+    worker: Worker,
+    host: FakeHost,
+    exchange: Exchange,
+}
+
+fn worker(config: Value) -> Worker {
+    let policy = Rc::new(Policy::from_value(&config).unwrap());
+    let jwks = JwksCoordinator::new(&policy, 1);
+    Worker::new(policy, jwks)
+}
+
+impl Drive {
+    fn new(config: Value) -> Drive {
+        Drive {
+            worker: worker(config),
+            host: FakeHost {
+                now: 1_700_000_000_000,
+                ..FakeHost::default()
+            },
+            exchange: Exchange::new(),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.host.reply.is_some() || self.host.reset
+    }
+
+    fn request(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> Flow {
+        self.host.request = Headers::of(headers);
+        self.exchange
+            .on_request_headers(&mut self.worker, &mut self.host, end_of_stream)
+    }
+
+    /// Sends a body in these chunks, ended by the last chunk or by trailers. Returns each flow.
+    fn body(&mut self, side: Side, chunks: &[&[u8]], trailers: bool) -> Vec<Flow> {
+        let mut flows = Vec::new();
+        let i = ix(side);
+        for (n, chunk) in chunks.iter().enumerate() {
+            if self.stopped() {
+                return flows;
+            }
+            self.host.held[i].extend_from_slice(chunk);
+            self.host.readable[i] = true;
+            let end = !trailers && n + 1 == chunks.len();
+            let size = self.host.held[i].len();
+            let flow = match side {
+                Side::Request => {
+                    self.exchange
+                        .on_request_body(&mut self.worker, &mut self.host, size, end)
+                }
+                Side::Response => {
+                    self.exchange
+                        .on_response_body(&mut self.worker, &mut self.host, size, end)
+                }
+            };
+            self.settle(side, flow);
+            flows.push(flow);
+        }
+        if trailers && !self.stopped() {
+            if chunks.is_empty() {
+                self.host.readable[i] = true;
+            }
+            let flow = match side {
+                Side::Request => self
+                    .exchange
+                    .on_request_trailers(&mut self.worker, &mut self.host),
+                Side::Response => self
+                    .exchange
+                    .on_response_trailers(&mut self.worker, &mut self.host),
+            };
+            self.settle(side, flow);
+            flows.push(flow);
+        }
+        flows
+    }
+
+    fn settle(&mut self, side: Side, flow: Flow) {
+        let i = ix(side);
+        if flow == Flow::Continue && !self.stopped() {
+            let held = std::mem::take(&mut self.host.held[i]);
+            self.host.released[i].extend_from_slice(&held);
+            self.host.readable[i] = false;
+        }
+    }
+
+    fn response(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> Flow {
+        self.host.response = Headers::of(headers);
+        self.exchange
+            .on_response_headers(&mut self.worker, &mut self.host, end_of_stream)
+    }
+
+    fn upstream_got(&self) -> String {
+        String::from_utf8_lossy(&self.host.released[0]).into_owned()
+    }
+
+    fn client_got(&self) -> String {
+        String::from_utf8_lossy(&self.host.released[1]).into_owned()
+    }
+
+    fn status(&self) -> Option<u16> {
+        self.host.reply.as_ref().map(|r| r.status)
+    }
+}
+
+fn post(path: &str) -> Vec<(&str, &str)> {
+    vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", "api.example.com"),
+        (":scheme", "http"),
+        ("content-type", "application/json"),
+    ]
+}
+
+fn config() -> Value {
+    json!({
+        "schemas": {"order": {"json_schema": {
+            "type": "object", "required": ["qty"],
+            "properties": {"qty": {"type": "integer", "minimum": 1}}
+        }, "max_body_bytes": 1024}},
+        "redaction": {
+            "pii": {"action": "redact"},
+            "blocker": {"action": "block"},
+            "req_blocker": {"action": "block", "bodies": ["request"]},
+            "watcher": {"action": "report"},
+            "guarded": {"action": "redact", "on_unknown_encoding": "block"}
+        },
+        "rules": [
+            {"name": "orders", "match": {"prefix": "/orders"}, "schema": "order"},
+            {"name": "redact", "match": {"prefix": "/r/"}, "redaction": "pii"},
+            {"name": "block", "match": {"prefix": "/b/"}, "redaction": "blocker"},
+            {"name": "reqblock", "match": {"prefix": "/rb/"}, "redaction": "req_blocker"},
+            {"name": "report", "match": {"prefix": "/w/"}, "redaction": "watcher", "mode": "report"},
+            {"name": "guarded", "match": {"prefix": "/g/"}, "redaction": "guarded"}
+        ]
+    })
+}
+
+fn split(body: &[u8], at: &[usize]) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    let mut last = 0;
+    for &cut in at {
+        parts.push(body[last..cut].to_vec());
+        last = cut;
+    }
+    parts.push(body[last..].to_vec());
+    parts
+}
+
+fn schema_verdict(body: &[u8], cuts: &[usize], trailers: bool) -> (Option<u16>, String) {
+    let mut d = Drive::new(config());
+    assert_eq!(d.request(&post("/orders"), false), Flow::Continue);
+    let parts = split(body, cuts);
+    let chunks: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    d.body(Side::Request, &chunks, trailers);
+    (d.status(), d.upstream_got())
+}
+
+#[test]
+fn a_schema_violation_ended_by_trailers_is_refused_and_never_reaches_the_upstream() {
+    for body in [&br#"{"qty":-5}"#[..], b"not json"] {
+        let (status, upstream) = schema_verdict(body, &[3], true);
+        assert_eq!(status, Some(400), "{}", String::from_utf8_lossy(body));
+        assert_eq!(upstream, "");
+    }
+}
+
+#[test]
+fn an_empty_body_ended_by_trailers_does_not_satisfy_a_required_body() {
+    let mut d = Drive::new(config());
+    d.request(&post("/orders"), false);
+    let flows = d.body(Side::Request, &[], true);
+    assert_eq!(flows, vec![Flow::Pause]);
+    assert_eq!(d.status(), Some(400));
+}
+
+#[test]
+fn the_schema_verdict_is_the_same_for_any_chunking_with_or_without_trailers() {
+    let bodies: [&[u8]; 4] = [br#"{"qty":3}"#, br#"{"qty":-5}"#, b"not json", br#"{"qty": 2, "x": [1,2,3]}"#];
+    for body in bodies {
+        let (whole, _) = schema_verdict(body, &[], false);
+        for trailers in [false, true] {
+            for a in 0..=body.len() {
+                for b in a..=body.len() {
+                    let (status, upstream) = schema_verdict(body, &[a, b], trailers);
+                    assert_eq!(status, whole, "cuts {a},{b} trailers {trailers}");
+                    if status.is_none() {
+                        assert_eq!(upstream.as_bytes(), body);
+                    } else {
+                        assert_eq!(upstream, "");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_held_body_is_not_released_before_its_verdict() {
+    let mut d = Drive::new(config());
+    d.request(&post("/orders"), false);
+    let flows = d.body(Side::Request, &[b"{\"qty\"", b":3}"], true);
+    assert_eq!(flows, vec![Flow::Pause, Flow::Pause, Flow::Continue]);
+    assert_eq!(d.upstream_got(), r#"{"qty":3}"#);
+}
+
+#[test]
+fn a_body_over_the_schema_bound_is_refused_with_413_even_when_trailers_end_it() {
+    let big = format!(r#"{{"qty":1,"pad":"{}"}}"#, "x".repeat(2000));
+    for trailers in [false, true] {
+        let mut d = Drive::new(config());
+        d.request(&post("/orders"), false);
+        d.body(Side::Request, &[big.as_bytes()], trailers);
+        assert_eq!(d.status(), Some(413));
+        assert_eq!(d.upstream_got(), "");
+    }
+}
+
+#[test]
+fn request_block_redaction_refuses_a_card_ended_by_trailers() {
+    let body = format!(r#"{{"card":"{CARD}"}}"#);
+    let mut d = Drive::new(config());
+    d.request(&post("/rb/pay"), false);
+    d.body(Side::Request, &[&body.as_bytes()[..10], &body.as_bytes()[10..]], true);
+    assert_eq!(d.status(), Some(403));
+    assert_eq!(d.upstream_got(), "");
+}
+
+/// A GET on the `redact` rule, then a JSON response in these chunks.
+fn respond(d: &mut Drive, chunks: &[&[u8]], trailers: bool) {
+    d.request(&[(":method", "GET"), (":path", "/r/x"), (":authority", "h")], true);
+    d.response(
+        &[(":status", "200"), ("content-type", "application/json")],
+        false,
+    );
+    d.body(Side::Response, chunks, trailers);
+}
+
+#[test]
+fn a_redacted_response_ended_by_trailers_arrives_whole_and_masked() {
+    let body = format!(r#"{{"name":"ann","card":"{CARD}","note":"{}"}}"#, "n".repeat(300));
+    let bytes = body.as_bytes();
+    let whole = {
+        let mut d = Drive::new(config());
+        respond(&mut d, &[bytes], false);
+        d.client_got()
+    };
+    assert!(!whole.contains(CARD) && whole.contains("REDACTED"), "{whole}");
+    for cut in [1, 20, 30, 200, bytes.len() - 1] {
+        let mut d = Drive::new(config());
+        respond(&mut d, &[&bytes[..cut], &bytes[cut..]], true);
+        assert_eq!(d.client_got(), whole, "cut at {cut}");
+        assert!(!d.host.reset);
+    }
+}
+
+#[test]
+fn a_long_streamed_response_ended_by_trailers_is_reset_not_truncated() {
+    let filler = "y".repeat(REDACT_HOLD);
+    let body = format!(r#"{{"a":"{filler}","card":"{CARD}","b":"{filler}"}}"#);
+    let bytes = body.as_bytes();
+    let mut d = Drive::new(config());
+    let chunks: Vec<&[u8]> = bytes.chunks(64 * 1024).collect();
+    respond(&mut d, &chunks, true);
+    assert!(d.host.reset);
+    assert_eq!(d.host.counter("redaction_trailers_reset"), 1);
+    assert!(!d.client_got().contains(CARD));
+    // Without trailers the same body streams through, masked.
+    let mut d = Drive::new(config());
+    respond(&mut d, &chunks, false);
+    assert!(!d.host.reset);
+    let mut whole = Drive::new(config());
+    respond(&mut whole, &[bytes], false);
+    assert_eq!(d.client_got(), whole.client_got());
+    assert!(!d.client_got().contains(CARD) && d.client_got().ends_with("\"}"));
+}
+
+const REDACT_HOLD: usize = body::REDACT_HOLD_BYTES;
+
+#[test]
+fn a_blocked_response_never_hands_out_the_card_even_with_trailers() {
+    let body = format!(r#"{{"card":"{CARD}"}}"#);
+    for trailers in [false, true] {
+        let mut d = Drive::new(config());
+        d.request(&[(":method", "GET"), (":path", "/b/x"), (":authority", "h")], true);
+        d.response(&[(":status", "200"), ("content-type", "application/json")], false);
+        d.body(Side::Response, &[&body.as_bytes()[..5], &body.as_bytes()[5..]], trailers);
+        assert!(!d.client_got().contains(CARD), "{}", d.client_got());
+        assert!(d.client_got().contains("sensitive data"));
+    }
+}
+
+#[test]
+fn a_partial_response_on_a_scanned_route_follows_the_unknown_encoding_rule() {
+    let mut d = Drive::new(config());
+    d.request(
+        &[(":method", "GET"), (":path", "/g/doc"), (":authority", "h"), ("range", "bytes=0-36")],
+        true,
+    );
+    let removed: Vec<&str> = d.host.header_changes.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert!(removed.contains(&"range"), "{removed:?}");
+    d.response(
+        &[(":status", "206"), ("content-type", "application/json"), ("content-range", "bytes 0-36/80")],
+        false,
+    );
+    assert_eq!(d.status(), Some(502));
+    // Under "pass" the slice goes through unscanned (counted).
+    let mut d = Drive::new(config());
+    d.request(&[(":method", "GET"), (":path", "/r/doc"), (":authority", "h")], true);
+    d.response(&[(":status", "206"), ("content-type", "application/json")], false);
+    d.body(Side::Response, &[b"{\"a\":1}"], false);
+    assert_eq!(d.host.counter("redaction_unscanned"), 1);
+    assert_eq!(d.client_got(), "{\"a\":1}");
+}
+
+#[test]
+fn header_bytes_that_are_not_utf8_pass_untouched_unless_they_must_be_judged() {
+    let mut d = Drive::new(config());
+    d.host.request = Headers::of_bytes(&[
+        (":method", b"GET"),
+        (":path", b"/public"),
+        (":authority", b"h"),
+        ("x-name", b"caf\xe9"),
+    ]);
+    let flow = d.exchange.on_request_headers(&mut d.worker, &mut d.host, true);
+    assert_eq!(flow, Flow::Continue);
+    assert!(d.host.reply.is_none());
+
+    let mut d = Drive::new(config());
+    d.host.request = Headers::of_bytes(&[(":method", b"GET"), (":path", b"/orders/caf\xe9"), (":authority", b"h")]);
+    d.exchange.on_request_headers(&mut d.worker, &mut d.host, true);
+    assert_eq!(d.status(), Some(400));
+    assert_eq!(d.host.counter("unreadable_request"), 1);
+}
+
+#[test]
+fn report_mode_cannot_flood_the_log() {
+    let mut w = worker(json!({"mode": "report", "on_no_match": "deny"}));
+    let mut host = FakeHost::default();
+    host.now = 1_000;
+    host.request = Headers::of(&[(":method", "GET"), (":path", "/x"), (":authority", "h")]);
+    for _ in 0..1000 {
+        let mut x = Exchange::new();
+        assert_eq!(x.on_request_headers(&mut w, &mut host, true), Flow::Continue);
+    }
+    assert_eq!(host.counter("report_only_denied"), 1000);
+    assert_eq!(host.counter("log_suppressed"), 1000 - LogLimiter::BURST);
+}
+
+/// Host calls per request shape: the budget that keeps the cost of a request visible. Counting
+/// happens in memory, so only real host calls are listed.
+#[test]
+fn host_call_budget_per_request_shape() {
+    // A GET that no rule guards: one read of the headers.
+    let mut d = Drive::new(config());
+    d.request(&[(":method", "GET"), (":path", "/public"), (":authority", "h")], true);
+    d.response(&[(":status", "200")], true);
+    assert_eq!(d.host.calls, vec!["request_headers"]);
+
+    // A POST under a schema, one chunk: headers, one body read.
+    let mut d = Drive::new(config());
+    d.request(&post("/orders"), false);
+    d.body(Side::Request, &[br#"{"qty":3}"#], false);
+    assert_eq!(d.host.calls, vec!["request_headers", "body Request"]);
+
+    // A redacted JSON response in two chunks: response headers once, one read per callback, one write.
+    let mut d = Drive::new(config());
+    let body = format!(r#"{{"card":"{CARD}"}}"#);
+    respond(&mut d, &[&body.as_bytes()[..4], &body.as_bytes()[4..]], false);
+    assert_eq!(
+        d.host.calls,
+        vec!["request_headers", "response_headers", "body Response", "set_body Response"]
+    );
+    assert!(d.host.call_count() <= 4);
+}
