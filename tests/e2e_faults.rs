@@ -438,7 +438,8 @@ fn reset_request(path: &str, body_len: usize, after: usize) -> Vec<u8> {
 fn redaction_config() -> Value {
     json!({
         "redaction": {
-            "pii": {"action": "redact"},
+            // Held whole up to 4 KiB, streamed past it: the reset below comes mid-stream.
+            "pii": {"action": "redact", "max_buffer_bytes": 4096},
             "blocker": {"action": "block", "max_buffer_bytes": 4096},
             "req_blocker": {"action": "block", "bodies": ["request"], "max_buffer_bytes": 4096}
         },
