@@ -10,10 +10,10 @@
     reason = "benchmark code: a panic aborts the run"
 )]
 
-use apiguard::config::reader::Node;
 use apiguard::discovery::event::Source;
 use apiguard::discovery::observe::{Observation, Side};
 use apiguard::discovery::{compile, Discovery, DiscoveryWorker, HeaderList};
+use apiguard::reader::Node;
 use serde_json::{json, Value};
 use std::time::Instant;
 

@@ -14,9 +14,9 @@
 //! `www-authenticate: ApiKey realm="<set name>"` (there is no registered scheme for API keys; this
 //! one names the header-independent concept and the set, so a client knows which keys are wanted).
 
-use crate::config::reader::{Node, Result};
-use crate::jwt::extract::TokenSource;
+use crate::reader::{Node, Result};
 use crate::reply::Reply;
+use crate::request::TokenSource;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -299,7 +299,7 @@ pub fn digest_hex(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::ConfigError;
+    use crate::reader::ConfigError;
     use serde_json::json;
 
     struct Req {

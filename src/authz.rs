@@ -17,7 +17,7 @@
 //! conditions failed, `scope="<the scopes they ask for>"` (RFC 6750 §3.1).
 
 use crate::apikey::KeyIdentity;
-use crate::config::reader::{Node, Result};
+use crate::reader::{Node, Result};
 use crate::reply::Reply;
 use serde_json::{Map, Value};
 
@@ -317,7 +317,7 @@ fn scalar(node: &Node<'_>) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::ConfigError;
+    use crate::reader::ConfigError;
     use serde_json::json;
 
     fn compile_value(value: &Value) -> std::result::Result<Authz, ConfigError> {

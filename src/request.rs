@@ -7,9 +7,44 @@
 //! [`Headers::count`] and [`Headers::all_utf8`] so that a repeated or undecodable value is refused
 //! rather than silently skipped.
 
-use crate::discovery::HeaderView;
-use crate::jwt::extract::TokenSource;
-use crate::pipeline::RequestView;
+/// What extraction reads from a request. [`Request`] implements it for the host and for tests.
+pub trait TokenSource {
+    /// The value of a (lower-case) request header.
+    fn header(&self, name: &str) -> Option<&str>;
+    /// The query string, without the leading `?` (empty if none).
+    fn query(&self) -> &str;
+    /// How many times a (lower-case) header occurs.
+    fn header_count(&self, name: &str) -> usize {
+        usize::from(self.header(name).is_some())
+    }
+    /// Whether every occurrence of a header is UTF-8 (`header` answers only for UTF-8 values).
+    fn header_is_utf8(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+/// What the pipeline reads of a request. `header` (from [`TokenSource`]) takes lower-case names.
+pub trait RequestView: TokenSource {
+    fn method(&self) -> &str;
+    /// `:path`, query string included.
+    fn path(&self) -> &str;
+    fn authority(&self) -> &str;
+    /// `http` or `https` as the client used it.
+    fn scheme(&self) -> &str;
+    /// The connection's source address (`ip:port`), read only when a rate-limit key needs it.
+    fn source_address(&self) -> Option<&str> {
+        None
+    }
+    /// A body follows the headers (the headers did not end the stream).
+    fn has_body(&self) -> bool {
+        false
+    }
+}
+
+/// Response (or any) headers, looked up by lower-case name.
+pub trait HeaderView {
+    fn header(&self, name: &str) -> Option<&str>;
+}
 
 /// Header pairs as bytes: (name, value).
 pub type BytePairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -74,9 +109,9 @@ impl Headers {
 
     /// Text pairs of the headers whose name and value are UTF-8 (the rest are left out).
     pub fn text_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().filter_map(|(k, v)| {
-            Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?))
-        })
+        self.0
+            .iter()
+            .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?)))
     }
 
     pub fn len(&self) -> usize {
@@ -231,9 +266,7 @@ pub fn decode_header_map(bytes: &[u8]) -> Option<BytePairs> {
 
 /// The inverse of [`decode_header_map`].
 pub fn encode_header_map(pairs: &[(&str, &[u8])]) -> Vec<u8> {
-    let size = pairs
-        .iter()
-        .fold(4, |n, (k, v)| n + 10 + k.len() + v.len());
+    let size = pairs.iter().fold(4, |n, (k, v)| n + 10 + k.len() + v.len());
     let mut out = Vec::with_capacity(size);
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
     out.extend_from_slice(&len(pairs.len()));

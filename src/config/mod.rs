@@ -4,8 +4,6 @@
 //! Later capabilities plug in as further named-policy sections (like `jwt_providers`) and further
 //! members of a rule (like `jwt`).
 
-pub mod reader;
-
 use crate::apikey::{self, ApiKeys};
 use crate::authz::{self, Authz};
 use crate::discovery::{self, Discovery};
@@ -14,10 +12,10 @@ use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
 use crate::jwt::verify::ClaimRules;
 use crate::ratelimit::{self, RateLimits};
+use crate::reader::{ConfigError, Node, Result};
 use crate::redact::{self, Redaction};
 use crate::route::{compile_template, PathMatch, RouteMatch};
 use crate::schema::{self, SchemaSet};
-use reader::{ConfigError, Node, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;

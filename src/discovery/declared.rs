@@ -9,7 +9,7 @@
 //! match, the one with the most literal segments wins (`/user/login` over `/user/{username}`).
 
 use super::template::NormalisedPath;
-use crate::config::reader::{ConfigError, Node, Result};
+use crate::reader::{ConfigError, Node, Result};
 use serde_json::Value;
 
 const METHODS: &[&str] = &[

@@ -34,9 +34,10 @@ pub mod observe;
 pub mod shape;
 pub mod template;
 
-use crate::config::reader::{Node, Result};
-use crate::jwt::extract::TokenSource;
-use crate::pipeline::RequestView;
+use crate::reader::{Node, Result};
+pub use crate::request::HeaderView;
+use crate::request::RequestView;
+use crate::request::TokenSource;
 use auth::AuthNames;
 use declared::{DeclaredApi, RetiredPrefixes};
 use delivery::{DeliveryStats, Outbox, Outcome, Retry};
@@ -286,11 +287,6 @@ pub fn compile(node: &Node<'_>) -> Result<Discovery> {
         ),
         errors,
     })
-}
-
-/// Response (or any) headers, looked up by lower-case name.
-pub trait HeaderView {
-    fn header(&self, name: &str) -> Option<&str>;
 }
 
 /// Headers as a list of (lower-case name, value) pairs, pseudo-headers included (`:method`,

@@ -10,7 +10,7 @@ use super::findings::{self, Exchange, FindingSet, ResponseFacts};
 use super::shape::Shape;
 use super::template::{self, NormalisedPath};
 use super::{Discovery, HeaderView};
-use crate::pipeline::RequestView;
+use crate::request::RequestView;
 use serde_json::Value;
 
 /// Query parameter names kept per request (and per endpoint).

@@ -18,7 +18,7 @@ use crate::config::Policy;
 use crate::discovery::observe::Side;
 use crate::pipeline;
 use crate::redact::{Action as RedactAction, BodyKind, Redaction, StreamRedactor};
-use crate::reply::{self, Denial};
+use crate::refusal::{self, Denial};
 use crate::schema::BodyCheck;
 use std::sync::Arc;
 
@@ -104,9 +104,17 @@ struct Buffered {
 
 impl Buffered {
     /// The first `max` bytes (read from the proxy once).
-    fn read(&mut self, host: &mut dyn StreamHost, side: Side, max: usize) -> Result<Vec<u8>, super::HostFault> {
+    fn read(
+        &mut self,
+        host: &mut dyn StreamHost,
+        side: Side,
+        max: usize,
+    ) -> Result<Vec<u8>, super::HostFault> {
         if let Some(bytes) = &self.bytes {
-            return Ok(bytes.get(..max.min(bytes.len())).unwrap_or_default().to_vec());
+            return Ok(bytes
+                .get(..max.min(bytes.len()))
+                .unwrap_or_default()
+                .to_vec());
         }
         if max == 0 {
             return Ok(Vec::new());
@@ -343,7 +351,11 @@ impl Exchange {
         fault: super::HostFault,
     ) -> Flow {
         host.count("body_unreadable", 1);
-        self.log(worker, host, &format!("cannot read a body ({fault:?}); resetting the stream"));
+        self.log(
+            worker,
+            host,
+            &format!("cannot read a body ({fault:?}); resetting the stream"),
+        );
         host.reset();
         Flow::Pause
     }
@@ -361,7 +373,9 @@ impl Exchange {
             response: side == Side::Response,
         };
         if side == Side::Request || self.holding_response_headers {
-            return self.judge(worker, host, &denial, &[]).unwrap_or(Flow::Continue);
+            return self
+                .judge(worker, host, &denial, &[])
+                .unwrap_or(Flow::Continue);
         }
         if !self.enforced {
             host.count("report_only_denied", 1);
@@ -375,7 +389,7 @@ impl Exchange {
             Err(_) => 0,
         };
         if host
-            .set_body(side, len, reply::sensitive_data_body())
+            .set_body(side, len, refusal::sensitive_data_body())
             .is_err()
         {
             host.reset();

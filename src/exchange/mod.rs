@@ -26,7 +26,8 @@ use crate::config::{Mode, Policy};
 use crate::discovery::observe::{Observation, Side};
 use crate::pipeline::{decide, original_uri, Event, HeaderChange, WorkerEnv};
 use crate::redact::{BodyDecision, Redaction};
-use crate::reply::{self, Denial, Reply};
+use crate::refusal::{self, Denial};
+use crate::reply::Reply;
 use crate::request::{Headers, Request};
 use crate::store::SharedStore;
 use body::BodyGate;
@@ -114,7 +115,11 @@ impl Exchange {
             Ok(headers) => headers,
             Err(fault) => {
                 // Judged as if it had no headers: a protected route refuses it.
-                self.log(worker, host, &format!("cannot read request headers ({fault:?})"));
+                self.log(
+                    worker,
+                    host,
+                    &format!("cannot read request headers ({fault:?})"),
+                );
                 Headers::default()
             }
         };
@@ -127,12 +132,7 @@ impl Exchange {
             self.enforced = policy.mode == Mode::Enforce;
             host.count("unreadable_request", 1);
             return self
-                .judge(
-                    worker,
-                    host,
-                    &Denial::BadRequest("unreadable_request"),
-                    &[],
-                )
+                .judge(worker, host, &Denial::BadRequest("unreadable_request"), &[])
                 .unwrap_or(Flow::Continue);
         }
         let now_ms = host.now_ms();
@@ -167,9 +167,15 @@ impl Exchange {
         let rule = verdict.rule.and_then(|i| policy.rules.get(i));
         self.request = Some(request);
         if let Some(denial) = &verdict.denial {
-            if let Some(flow) = self.judge(worker, host, denial, &verdict.response_headers) {
-                return flow;
+            if self.enforced {
+                return self.refuse(worker, host, denial, &verdict.response_headers);
             }
+            // The pipeline's events already counted it (`ReportOnlyDenied`).
+            self.log(
+                worker,
+                host,
+                &format!("report mode, would refuse: {}", detail(denial)),
+            );
         }
         for change in &verdict.headers {
             self.apply(worker, host, Side::Request, change);
@@ -185,7 +191,12 @@ impl Exchange {
                 // be inspected (two ranges could rebuild what redaction hides).
                 for name in ["accept-encoding", "range", "if-range"] {
                     if self.header_present(name) {
-                        self.apply(worker, host, Side::Request, &HeaderChange::Remove(name.into()));
+                        self.apply(
+                            worker,
+                            host,
+                            Side::Request,
+                            &HeaderChange::Remove(name.into()),
+                        );
                     }
                 }
                 self.response_redaction = Some(Arc::clone(redaction));
@@ -238,7 +249,15 @@ impl Exchange {
         size: usize,
         end_of_stream: bool,
     ) -> Flow {
-        self.on_body(worker, host, Side::Request, body::Chunk::Data { size, end_of_stream })
+        self.on_body(
+            worker,
+            host,
+            Side::Request,
+            body::Chunk::Data {
+                size,
+                end_of_stream,
+            },
+        )
     }
 
     pub fn on_request_trailers(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
@@ -269,7 +288,10 @@ impl Exchange {
             return Flow::Continue;
         }
         for (name, value) in std::mem::take(&mut self.response_headers) {
-            if host.add_header(Side::Response, name, value.as_bytes()).is_err() {
+            if host
+                .add_header(Side::Response, name, value.as_bytes())
+                .is_err()
+            {
                 self.log(worker, host, "cannot add a response header");
             }
         }
@@ -295,7 +317,10 @@ impl Exchange {
                     && redaction.action == crate::redact::Action::Block;
                 if (redaction.rewrites() || !holds_headers) && headers.count("content-length") > 0 {
                     // The body's length changes (or may be replaced): the client must not rely on it.
-                    if host.set_header(Side::Response, "content-length", None).is_err() {
+                    if host
+                        .set_header(Side::Response, "content-length", None)
+                        .is_err()
+                    {
                         self.log(worker, host, "cannot remove content-length");
                     }
                 }
@@ -325,7 +350,15 @@ impl Exchange {
         size: usize,
         end_of_stream: bool,
     ) -> Flow {
-        self.on_body(worker, host, Side::Response, body::Chunk::Data { size, end_of_stream })
+        self.on_body(
+            worker,
+            host,
+            Side::Response,
+            body::Chunk::Data {
+                size,
+                end_of_stream,
+            },
+        )
     }
 
     pub fn on_response_trailers(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
@@ -382,7 +415,7 @@ impl Exchange {
             .as_ref()
             .map(|r| original_uri(r))
             .unwrap_or_default();
-        let reply = reply::for_denial(denial, &worker.policy, &uri, rate_headers);
+        let reply = refusal::for_denial(denial, &worker.policy, &uri, rate_headers);
         self.responded = true;
         if let Err(fault) = host.send_reply(&reply) {
             self.log(

@@ -185,7 +185,11 @@ pub fn set_buffer(buffer: BufferType, len: usize, bytes: &[u8]) -> Result<(), Ho
 }
 
 /// Answers the request locally (Envoy sends it after the callback returns).
-pub fn send_response(status_code: u16, headers: &[(&str, &[u8])], body: &[u8]) -> Result<(), HostError> {
+pub fn send_response(
+    status_code: u16,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> Result<(), HostError> {
     let headers = encode_header_map(headers);
     // SAFETY: every pointer is to a live local for the duration of the call.
     let code = unsafe {
@@ -213,9 +217,8 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: `serialized` outlives the call; out-pointers to locals.
-    let code = unsafe {
-        proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size)
-    };
+    let code =
+        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
     match code {
         OK => Ok(owned(data, size)),
         NOT_FOUND => Ok(None),

@@ -36,7 +36,10 @@ impl ApiGuard {
     }
 
     /// Runs one step of the exchange with the VM's worker state and the host.
-    fn step(&mut self, f: impl FnOnce(&mut Exchange, &mut crate::exchange::Worker, &mut HostStream) -> Flow) -> Action {
+    fn step(
+        &mut self,
+        f: impl FnOnce(&mut Exchange, &mut crate::exchange::Worker, &mut HostStream) -> Flow,
+    ) -> Action {
         let vm = Rc::clone(&self.vm);
         let mut vm = vm.borrow_mut();
         let vm = &mut *vm;
@@ -95,7 +98,9 @@ fn fault(e: HostError) -> HostFault {
 }
 
 fn headers(map: MapType) -> Result<Headers, HostFault> {
-    abi::header_pairs(map).map(Headers::from_pairs).map_err(fault)
+    abi::header_pairs(map)
+        .map(Headers::from_pairs)
+        .map_err(fault)
 }
 
 fn buffer(side: Side) -> BufferType {
@@ -136,7 +141,12 @@ impl StreamHost for HostStream<'_> {
         abi::set_buffer(buffer(side), len, bytes).map_err(fault)
     }
 
-    fn set_header(&mut self, side: Side, name: &str, value: Option<&[u8]>) -> Result<(), HostFault> {
+    fn set_header(
+        &mut self,
+        side: Side,
+        name: &str,
+        value: Option<&[u8]>,
+    ) -> Result<(), HostFault> {
         abi::set_header(map(side), name, value).map_err(fault)
     }
 

@@ -10,8 +10,8 @@ use crate::config::Policy;
 use crate::discovery::delivery::Outcome;
 use crate::discovery::event::Source;
 use crate::discovery::{DiscoveryWorker, WorkerStats};
-use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
 use crate::exchange::Worker;
+use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
 use crate::ratelimit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -247,7 +247,10 @@ impl RootContext for ApiGuardRoot {
         let flush = {
             let mut vm = worker.borrow_mut();
             let vm = &mut *vm;
-            match (vm.worker.policy.discovery.as_ref(), vm.worker.discovery.as_mut()) {
+            match (
+                vm.worker.policy.discovery.as_ref(),
+                vm.worker.discovery.as_mut(),
+            ) {
                 (Some(config), Some(discovery)) => {
                     let call = discovery.tick(config, now);
                     let stats = discovery.stats();

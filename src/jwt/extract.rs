@@ -1,6 +1,8 @@
 //! Where a provider looks for its token: request headers (with a value prefix such as `Bearer `),
 //! query parameters and cookies. No cryptography and no decoding here, as in Envoy's extractor.
 
+pub use crate::request::TokenSource;
+
 /// One configured token location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenLocation {
@@ -32,22 +34,6 @@ pub struct FoundToken<'r> {
     pub token: &'r str,
     /// Where it was found (index into the provider's locations), so that it can be removed.
     pub location: usize,
-}
-
-/// What extraction reads from a request. The host implements it over the proxy's header map.
-pub trait TokenSource {
-    /// The value of a (lower-case) request header.
-    fn header(&self, name: &str) -> Option<&str>;
-    /// The query string, without the leading `?` (empty if none).
-    fn query(&self) -> &str;
-    /// How many times a (lower-case) header occurs.
-    fn header_count(&self, name: &str) -> usize {
-        usize::from(self.header(name).is_some())
-    }
-    /// Whether every occurrence of a header is UTF-8 (`header` answers only for UTF-8 values).
-    fn header_is_utf8(&self, _name: &str) -> bool {
-        true
-    }
 }
 
 /// Every token the locations yield, in location order. Empty when the request carries none.

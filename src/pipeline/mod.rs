@@ -8,34 +8,17 @@ use crate::apikey::{ApiKeyFailure, KeyIdentity};
 use crate::authz::Caller;
 use crate::config::{KeySource, Mode, NoMatch, Policy, Provider, Rule};
 use crate::jwt::cache::{TokenCache, VerifiedToken};
-use crate::jwt::extract::{extract, TokenLocation, TokenSource};
+use crate::jwt::extract::{extract, TokenLocation};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{jws, verify, Status};
 use crate::ratelimit::{LimitEvent, RequestFacts, Seed};
-use crate::reply::Denial;
+use crate::refusal::Denial;
+pub use crate::request::RequestView;
 use crate::route::path_only;
 use crate::schema::{BodyCheck, HeadOutcome, RequestHead};
 use crate::store::SharedStore;
 use serde_json::{Map, Value};
 use std::sync::Arc;
-
-/// What the pipeline reads of a request. `header` (from [`TokenSource`]) takes lower-case names.
-pub trait RequestView: TokenSource {
-    fn method(&self) -> &str;
-    /// `:path`, query string included.
-    fn path(&self) -> &str;
-    fn authority(&self) -> &str;
-    /// `http` or `https` as the client used it.
-    fn scheme(&self) -> &str;
-    /// The connection's source address (`ip:port`), read only when a rate-limit key needs it.
-    fn source_address(&self) -> Option<&str> {
-        None
-    }
-    /// A body follows the headers (the headers did not end the stream).
-    fn has_body(&self) -> bool {
-        false
-    }
-}
 
 /// Keys for providers whose keys are fetched remotely; local keys come from the policy itself.
 pub trait KeyLookup {

@@ -32,7 +32,7 @@ pub mod headers;
 pub mod key;
 pub mod store;
 
-use crate::config::reader::{Node, Result};
+use crate::reader::{Node, Result};
 use crate::store::{SharedStore, StoreError};
 use gcra::{ceil_secs, Rate, NS_PER_MS};
 pub use key::{KeyPart, RequestFacts, Seed};

@@ -1,6 +1,6 @@
 use super::key::fake::Facts;
 use super::*;
-use crate::config::reader::ConfigError;
+use crate::reader::ConfigError;
 use crate::store::memory::MemoryStore;
 use crate::store::Versioned;
 use serde_json::{json, Value};

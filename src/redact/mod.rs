@@ -38,7 +38,7 @@ pub use mask::MaskStyle;
 pub use scan::{redact, Findings, Outcome};
 pub use stream::StreamRedactor;
 
-use crate::config::reader::{Node, Result};
+use crate::reader::{Node, Result};
 use json::PointerSeg;
 use mask::{Canon, HmacKey};
 use std::collections::BTreeMap;

@@ -36,7 +36,7 @@ pub use openapi::{BodyPlan, Found, OpenApi};
 pub use problem::{Rejection, Violation, PROBLEM_CONTENT_TYPE};
 pub use validate::Limits;
 
-use crate::config::reader::{ConfigError, Node, Result};
+use crate::reader::{ConfigError, Node, Result};
 use serde_json::Value;
 
 /// What to do with a request for an operation the OpenAPI document does not declare.

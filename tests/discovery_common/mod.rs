@@ -7,11 +7,11 @@
     reason = "test helpers: a panic fails the test"
 )]
 
-use apiguard::config::reader::Node;
 use apiguard::discovery::delivery::Outcome;
 use apiguard::discovery::event::Source;
 use apiguard::discovery::observe::{Observation, Side};
 use apiguard::discovery::{compile, Discovery, DiscoveryWorker, HeaderList};
+use apiguard::reader::Node;
 use serde_json::{json, Value};
 
 pub fn conformance(path: &str) -> String {

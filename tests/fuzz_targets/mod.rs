@@ -25,7 +25,6 @@
     reason = "fuzz checks: a panic is the finding; each fuzz target uses one of these functions"
 )]
 
-use apiguard::config::reader::Node;
 use apiguard::config::Policy;
 use apiguard::discovery::{classify, template};
 use apiguard::jwt::cache::TokenCache;
@@ -35,6 +34,7 @@ use apiguard::jwt::keys::KeySet;
 use apiguard::jwt::verify::{self, ClaimRules};
 use apiguard::pipeline::{self, HeaderChange, KeyLookup, RequestView, WorkerEnv};
 use apiguard::ratelimit::Seed;
+use apiguard::reader::Node;
 use apiguard::redact::{self, BodyKind, Redaction, StreamRedactor};
 use apiguard::schema::{self, Draft, HeadOutcome, Options, Rejection, Schema};
 use apiguard::store::memory::MemoryStore;
@@ -825,7 +825,7 @@ pub fn pipeline_outcome(data: &[u8]) -> &'static str {
         return "allowed";
     };
     let uri = pipeline::original_uri(&request);
-    let reply = apiguard::reply::for_denial(&denial, policy, &uri, &verdict.response_headers);
+    let reply = apiguard::refusal::for_denial(&denial, policy, &uri, &verdict.response_headers);
     assert!(
         (400..600).contains(&reply.status),
         "reply status {}",
