@@ -114,6 +114,21 @@ impl Headers {
             .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?)))
     }
 
+    /// Sets the first occurrence of `name` (or adds it) to `value`.
+    pub fn replace(&mut self, name: &str, value: &[u8]) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(k, _)| k.as_slice() == name.as_bytes())
+        {
+            Some((_, v)) => {
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => self.0.push((name.as_bytes().to_vec(), value.to_vec())),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -173,6 +188,10 @@ impl Request {
 
     pub fn headers(&self) -> &Headers {
         &self.headers
+    }
+
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
     }
 
     /// A pseudo-header (method, path, authority, scheme) that is repeated or not UTF-8: the request

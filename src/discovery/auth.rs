@@ -271,12 +271,12 @@ fn jwt_issuer(token: &str) -> Option<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::HeaderList;
+    use crate::request::Request;
 
     fn seen(headers: &[(&str, &str)]) -> AuthSeen {
         detect(
             &AuthNames::new(&["x-tenant-key".into()], &[]),
-            &HeaderList::of(headers),
+            &Request::of(headers),
         )
     }
 

@@ -36,8 +36,6 @@ pub mod template;
 
 use crate::reader::{Node, Result};
 pub use crate::request::HeaderView;
-use crate::request::RequestView;
-use crate::request::TokenSource;
 use auth::AuthNames;
 use declared::{DeclaredApi, RetiredPrefixes};
 use delivery::{DeliveryStats, Outbox, Outcome, Retry};
@@ -287,66 +285,6 @@ pub fn compile(node: &Node<'_>) -> Result<Discovery> {
         ),
         errors,
     })
-}
-
-/// Headers as a list of (lower-case name, value) pairs, pseudo-headers included (`:method`,
-/// `:path`, `:authority`, `:scheme`, `:status`); what `get_http_*_headers` returns. Implements
-/// both [`RequestView`] and [`HeaderView`].
-#[derive(Debug, Clone, Default)]
-pub struct HeaderList(pub Vec<(String, String)>);
-
-impl HeaderList {
-    pub fn new(headers: Vec<(String, String)>) -> HeaderList {
-        HeaderList(headers)
-    }
-
-    pub fn of(headers: &[(&str, &str)]) -> HeaderList {
-        HeaderList(
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_string()))
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl HeaderView for HeaderList {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.get(name)
-    }
-}
-
-impl TokenSource for HeaderList {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.get(name)
-    }
-    fn query(&self) -> &str {
-        template::query_part(self.path())
-    }
-}
-
-impl RequestView for HeaderList {
-    fn method(&self) -> &str {
-        self.get(":method").unwrap_or("")
-    }
-    fn path(&self) -> &str {
-        self.get(":path").unwrap_or("")
-    }
-    fn authority(&self) -> &str {
-        self.get(":authority").unwrap_or("")
-    }
-    fn scheme(&self) -> &str {
-        self.get("x-forwarded-proto")
-            .or_else(|| self.get(":scheme"))
-            .unwrap_or("http")
-    }
 }
 
 /// FNV-1a, 64 bits: a fast, stable hash for deterministic sampling.
