@@ -426,7 +426,11 @@ mod tests {
         assert_eq!(m.template, "/user/{username}");
         assert!(m.method_declared && !m.deprecated);
         assert!(d.lookup("GET", &normalise("/USER/jane")).is_none());
-        assert!(d.lookup("HEAD", &normalise("/user/jane")).unwrap().method_declared);
+        assert!(
+            d.lookup("HEAD", &normalise("/user/jane"))
+                .unwrap()
+                .method_declared
+        );
         let m = d.lookup("DELETE", &normalise("/user/jane")).unwrap();
         assert!(m.deprecated);
         let m = d.lookup("PATCH", &normalise("/user/jane")).unwrap();
