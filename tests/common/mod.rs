@@ -6,6 +6,8 @@
 //!   `collector` clusters), starts Envoy on ports it picks itself (port 0; the harness reads them back from
 //!   the admin endpoint, so parallel tests never collide) and kills it on drop. When a test fails, the tail
 //!   of Envoy's log is printed and its directory kept.
+//!   The connection manager normalises paths and hosts as `docs/deployment.md` recommends, unless
+//!   [`EnvoyOpts::raw_paths`] asks for Envoy's defaults (raw paths reach the filter).
 //! - [`Echo`] is the upstream: it answers 200 with a JSON list of the headers it received.
 //! - [`JwksServer`] serves a JWKS, counts fetches, and can go down, come up, or start late.
 //! - [`Response`] comes from a small blocking HTTP/1.1 client (one request per connection).
@@ -711,9 +713,9 @@ pub struct EnvoyOpts {
     pub allow_on_headers_stop_iteration: bool,
     /// The connection manager's path and host hygiene that `docs/deployment.md` recommends
     /// (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action: REJECT_REQUEST`,
-    /// `strip_trailing_host_dot`, `headers_with_underscores_action: REJECT_REQUEST`). Off: raw paths
-    /// and hosts reach the filter as the client sent them (Envoy's defaults), which is what tests of
-    /// the filter's own path handling need.
+    /// `strip_trailing_host_dot`, `headers_with_underscores_action: REJECT_REQUEST`); on by default,
+    /// as deployed. Off ([`EnvoyOpts::raw_paths`]): raw paths and hosts reach the filter as the client
+    /// sent them (Envoy's own defaults), which is what tests of the filter's own path handling need.
     pub normalise_paths: bool,
 }
 
@@ -726,7 +728,7 @@ impl EnvoyOpts {
             with_filter: true,
             concurrency: 2,
             allow_on_headers_stop_iteration: false,
-            normalise_paths: false,
+            normalise_paths: true,
         }
     }
 
