@@ -12,8 +12,8 @@
 //!
 //! What canonicalisation cannot settle is reported in [`Canonical::ambiguity`]: an encoded `/` or
 //! `\`, a raw `\`, a dot segment written with escapes, a NUL, escapes that decode to invalid UTF-8,
-//! a malformed escape, a `#` or a path that does not start with `/`. Different servers read such
-//! paths differently, so a filter cannot know which resource they reach.
+//! a malformed escape, a `#` or a non-empty path that does not start with `/` (other than `*`).
+//! Different servers read such paths differently, so a filter cannot know which resource they reach.
 //!
 //! The function is idempotent (the canonical path of a canonical path is itself), never panics and
 //! borrows the input when it is already canonical (the common case allocates nothing).
@@ -40,7 +40,7 @@ impl Ambiguity {
     pub const MALFORMED_ESCAPE: Ambiguity = Ambiguity(1 << 5);
     /// A `#` in the path (a fragment is never sent; servers disagree on what it means).
     pub const FRAGMENT: Ambiguity = Ambiguity(1 << 6);
-    /// A path that starts with something else than `/` (and is not `*`).
+    /// A path that starts with something else than `/` (and is neither `*` nor empty).
     pub const NOT_ABSOLUTE: Ambiguity = Ambiguity(1 << 7);
 
     const NAMES: [(Ambiguity, &'static str); 8] = [
@@ -119,7 +119,8 @@ pub fn canonicalize(raw: &str) -> Canonical<'_> {
         None => path,
     };
     if !path.starts_with('/') {
-        if path != "*" {
+        // `*` (OPTIONS) and no path at all (CONNECT) name no resource by path.
+        if path != "*" && !path.is_empty() {
             ambiguity.insert(Ambiguity::NOT_ABSOLUTE);
         }
         return Canonical {
@@ -423,7 +424,7 @@ mod tests {
         assert_eq!(canon("/public#/../api"), "/public");
         assert_eq!(flags("/public#/../api"), ["fragment"]);
         assert_eq!(flags("api/x"), ["not_absolute"]);
-        assert_eq!(flags(""), ["not_absolute"]);
+        assert!(flags("").is_empty());
         assert!(flags("*").is_empty());
     }
 
