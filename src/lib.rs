@@ -3,6 +3,7 @@
 //! # Where to start
 //! - [`config`] turns the plugin configuration (one JSON document) into an immutable [`config::Policy`]
 //!   once, in `on_configure`; every error names the JSON path that is wrong.
+//! - [`canonical`] puts a request path into the one canonical form rules, schemas and discovery match.
 //! - [`route`] picks the first route rule that matches a request.
 //! - [`jwt`] finds, parses and verifies JSON Web Tokens (no host calls: keys, clock and cache are passed in).
 //! - [`pipeline`] combines these into one verdict per request, and [`refusal`] turns a refusal into the exact
@@ -26,6 +27,7 @@
 
 pub mod apikey;
 pub mod authz;
+pub mod canonical;
 pub mod config;
 pub mod discovery;
 pub mod exchange;

@@ -38,6 +38,16 @@ pub enum NoMatch {
     Deny,
 }
 
+/// What happens to a request whose path stays ambiguous after canonicalisation (an encoded `/`, an
+/// encoded dot segment, ...), or that carries matrix parameters on a guarded rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmbiguousPaths {
+    /// 400 (`ambiguous_path`, `matrix_parameters`).
+    Reject,
+    /// Counted, then routed by the canonical path.
+    Report,
+}
+
 /// The compiled configuration, shared by every request of a worker.
 #[derive(Debug)]
 pub struct Policy {
@@ -45,6 +55,7 @@ pub struct Policy {
     pub name: String,
     pub mode: Mode,
     pub on_no_match: NoMatch,
+    pub ambiguous_paths: AmbiguousPaths,
     pub strip_failure_response: bool,
     pub jwt_cache_max_entries: usize,
     pub providers: Vec<Provider>,
@@ -79,11 +90,24 @@ pub struct Rule {
     /// Index into the policy's schemas.
     pub schema: Option<usize>,
     pub redaction: Option<Arc<Redaction>>,
+    /// `X-HTTP-Method-Override` and its kin are let through on this (guarded) rule.
+    pub allow_method_override: bool,
 }
 
 impl Rule {
     pub fn mode(&self, policy: &Policy) -> Mode {
         self.mode.unwrap_or(policy.mode)
+    }
+
+    /// The rule protects something (authentication, authorization, limits, schema or redaction): a
+    /// request that could reach another resource than the one judged must not pass it.
+    pub fn guarded(&self) -> bool {
+        self.jwt.is_some()
+            || self.api_key.is_some()
+            || self.authz.is_some()
+            || !self.rate_limits.is_empty()
+            || self.schema.is_some()
+            || self.redaction.is_some()
     }
 }
 
@@ -155,6 +179,7 @@ impl Policy {
             "name",
             "mode",
             "on_no_match",
+            "ambiguous_paths",
             "strip_failure_response",
             "jwt_cache",
             "jwt_providers",
@@ -190,6 +215,16 @@ impl Policy {
             .map(|n| n.one_of(&[("allow", NoMatch::Allow), ("deny", NoMatch::Deny)]))
             .transpose()?
             .unwrap_or(NoMatch::Allow);
+        let ambiguous_paths = obj
+            .get("ambiguous_paths")
+            .map(|n| {
+                n.one_of(&[
+                    ("reject", AmbiguousPaths::Reject),
+                    ("report", AmbiguousPaths::Report),
+                ])
+            })
+            .transpose()?
+            .unwrap_or(AmbiguousPaths::Reject);
         let strip_failure_response = obj
             .get("strip_failure_response")
             .map(|n| n.bool())
@@ -277,6 +312,7 @@ impl Policy {
             name,
             mode,
             on_no_match,
+            ambiguous_paths,
             strip_failure_response,
             jwt_cache_max_entries,
             providers,
@@ -290,7 +326,8 @@ impl Policy {
         })
     }
 
-    /// The first rule that matches, with its index.
+    /// The first rule that matches, with its index. `path` is the canonical path
+    /// ([`crate::canonical`]) without query string.
     pub fn route(&self, method: &str, path: &str, authority: &str) -> Option<(usize, &Rule)> {
         self.rules
             .iter()
@@ -556,6 +593,7 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         "rate_limits",
         "schema",
         "redaction",
+        "allow_method_override",
     ])?;
     let name = obj
         .get("name")
@@ -564,10 +602,7 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         .unwrap_or_else(|| format!("rule{index}"));
     let match_node = obj.require("match")?;
     let matcher = parse_match(&match_node)?;
-    let path_label = match match_node
-        .object(&["prefix", "exact", "template", "methods", "hosts"])?
-        .get("template")
-    {
+    let path_label = match match_node.object(MATCH_FIELDS)?.get("template") {
         Some(template) => template.str()?.to_string(),
         None => name.clone(),
     };
@@ -633,6 +668,11 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
             )?))
         }
     };
+    let allow_method_override = obj
+        .get("allow_method_override")
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(false);
     Ok(Rule {
         name,
         matcher,
@@ -644,11 +684,21 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         path_label,
         schema,
         redaction,
+        allow_method_override,
     })
 }
 
+const MATCH_FIELDS: &[&str] = &[
+    "prefix",
+    "exact",
+    "template",
+    "methods",
+    "hosts",
+    "case_insensitive",
+];
+
 fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
-    let obj = node.object(&["prefix", "exact", "template", "methods", "hosts"])?;
+    let obj = node.object(MATCH_FIELDS)?;
     let prefix = obj.get("prefix");
     let exact = obj.get("exact");
     let template = obj.get("template");
@@ -656,7 +706,7 @@ fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
         (Some(n), None, None) => PathMatch::Prefix(path_str(&n)?.to_string()),
         (None, Some(n), None) => PathMatch::Exact(path_str(&n)?.to_string()),
         (None, None, Some(n)) => {
-            PathMatch::Template(compile_template(n.str()?).map_err(|m| n.error(m))?)
+            PathMatch::Template(compile_template(path_str(&n)?).map_err(|m| n.error(m))?)
         }
         _ => {
             return Err(obj
@@ -685,19 +735,46 @@ fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
         .transpose()?
         .unwrap_or_default()
         .into_iter()
-        .map(|h| h.to_ascii_lowercase())
+        .map(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_suffix('.') {
+                Some(bare) if !bare.is_empty() => bare.to_string(),
+                _ => h,
+            }
+        })
         .collect();
+    let case_insensitive = obj
+        .get("case_insensitive")
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(false);
     Ok(RouteMatch {
         path,
         methods,
         hosts,
+        case_insensitive,
     })
 }
 
+/// A rule path (prefix, exact or template): it must be written in canonical form, since requests are
+/// matched in canonical form (a rule for `/a/%7euser` or `/a//b` could never match).
 fn path_str<'a>(node: &Node<'a>) -> Result<&'a str> {
     let s = node.str()?;
     if !s.starts_with('/') {
         return Err(node.error("a path starts with '/'"));
+    }
+    let canonical = crate::canonical::canonicalize(s);
+    if canonical.is_ambiguous() || canonical.matrix || canonical.query.is_some() {
+        return Err(node.error(
+            "a rule path has no query string, matrix parameters (';'), encoded '/' or '\\', \
+             dot segments written as escapes or malformed escapes",
+        ));
+    }
+    if canonical.path != s {
+        return Err(node.error(format!(
+            "requests are matched in canonical form; write {:?}",
+            canonical.path
+        )));
     }
     Ok(s)
 }

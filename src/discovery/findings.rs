@@ -31,10 +31,14 @@ pub enum Finding {
     CorsAnyOriginWithCredentials,
     /// `Access-Control-Allow-Origin` echoes a foreign (or `null`) request `Origin`.
     CorsOriginReflected,
+    /// The request path was ambiguous (an encoded `/` or dot segment, a backslash, matrix parameters,
+    /// ...): the endpoint it was counted under is a guess, and the request looks like an attempt to
+    /// reach one resource while being judged as another.
+    PathConfusion,
 }
 
 impl Finding {
-    pub const ALL: [Finding; 12] = [
+    pub const ALL: [Finding; 13] = [
         Finding::NoAuthentication,
         Finding::SensitiveDataUnauthenticated,
         Finding::CredentialsInQuery,
@@ -47,6 +51,7 @@ impl Finding {
         Finding::SqlErrorInError,
         Finding::CorsAnyOriginWithCredentials,
         Finding::CorsOriginReflected,
+        Finding::PathConfusion,
     ];
 
     pub fn code(self) -> &'static str {
@@ -63,6 +68,7 @@ impl Finding {
             Finding::SqlErrorInError => "sql_error_in_error",
             Finding::CorsAnyOriginWithCredentials => "cors_any_origin_with_credentials",
             Finding::CorsOriginReflected => "cors_origin_reflected",
+            Finding::PathConfusion => "path_confusion",
         }
     }
 
@@ -220,6 +226,8 @@ pub struct Exchange<'a> {
     pub origin: Option<&'a str>,
     pub auth: AuthSet,
     pub credentials_in_url: bool,
+    /// The request path was ambiguous ([`super::template::NormalisedPath::ambiguous`]).
+    pub path_confusion: bool,
     pub response: &'a ResponseFacts,
     /// Sensitive data classes were seen in the response.
     pub sensitive_response: bool,
@@ -238,6 +246,9 @@ pub fn assess(x: &Exchange<'_>) -> FindingSet {
     }
     if x.credentials_in_url {
         found.insert(Finding::CredentialsInQuery);
+    }
+    if x.path_confusion {
+        found.insert(Finding::PathConfusion);
     }
     let token_like = [
         AuthKind::Basic,
@@ -293,6 +304,7 @@ mod tests {
             origin: None,
             auth,
             credentials_in_url: false,
+            path_confusion: false,
             response,
             sensitive_response: false,
         }

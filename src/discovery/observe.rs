@@ -78,6 +78,8 @@ pub struct Observation {
     pub request_shape: Option<Shape>,
     pub response_shape: Option<Shape>,
     session_in_path: bool,
+    /// The path was ambiguous or carried matrix parameters.
+    path_confusion: bool,
     /// The request `Origin`, kept only to judge CORS reflection; never reported.
     origin: Option<String>,
     authority: String,
@@ -217,6 +219,7 @@ impl Observation {
             request_shape: None,
             response_shape: None,
             session_in_path: path.session_in_path,
+            path_confusion: path.ambiguous,
             origin: request.header("origin").map(str::to_string),
             authority: request.authority().to_string(),
             method,
@@ -341,6 +344,7 @@ impl Observation {
             origin: self.origin.as_deref(),
             auth: self.auth.kinds,
             credentials_in_url: self.auth.credentials_in_query || self.session_in_path,
+            path_confusion: self.path_confusion,
             response: &self.response,
             sensitive_response: !self.response_classes.is_empty(),
         });

@@ -1,4 +1,4 @@
-//! One request's verdict: route → authentication (JWT, API key) → authorization → rate limit → schema
+//! One request's verdict: canonical path → route → authentication (JWT, API key) → authorization → rate limit → schema
 //! (headers now, the body once it has arrived: [`check_body`]). A refusal at one stage skips the later
 //! ones. Pure: the request is read through [`RequestView`], per-worker state
 //! comes in a [`WorkerEnv`], and the verdict says what to change or send; the host layer carries it out
@@ -6,7 +6,8 @@
 
 use crate::apikey::{ApiKeyFailure, KeyIdentity};
 use crate::authz::Caller;
-use crate::config::{KeySource, Mode, NoMatch, Policy, Provider, Rule};
+use crate::canonical::canonicalize;
+use crate::config::{AmbiguousPaths, KeySource, Mode, NoMatch, Policy, Provider, Rule};
 use crate::jwt::cache::{TokenCache, VerifiedToken};
 use crate::jwt::extract::{extract, TokenLocation};
 use crate::jwt::keys::KeySet;
@@ -69,7 +70,20 @@ pub enum Event {
     SchemaRejected(&'static str),
     /// An undeclared operation let through under `"undeclared": "report"`.
     SchemaUndeclared,
+    /// The path stays ambiguous after canonicalisation (`%2F`, `%2e%2e`, ...).
+    PathAmbiguous,
+    /// The path carries matrix parameters (`;jsessionid=...`).
+    PathMatrixParameters,
+    /// A method-override header on a guarded rule that does not allow it (refused).
+    MethodOverride,
 }
+
+/// Headers that ask an upstream framework to treat the request as another method.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -114,7 +128,21 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         body_check: None,
         events: Vec::new(),
     };
-    let path = path_only(request.path());
+    // Rules, schemas and discovery all judge the canonical path; one that stays ambiguous cannot be
+    // routed reliably (the upstream may read it as another resource), so it is refused before routing.
+    let canonical = canonicalize(request.path());
+    let reject_ambiguous = policy.ambiguous_paths == AmbiguousPaths::Reject;
+    if canonical.is_ambiguous() {
+        verdict.events.push(Event::PathAmbiguous);
+        if reject_ambiguous {
+            verdict.denial = Some(Denial::BadRequest("ambiguous_path"));
+            return finish(verdict);
+        }
+    }
+    if canonical.matrix {
+        verdict.events.push(Event::PathMatrixParameters);
+    }
+    let path = canonical.path.as_ref();
     let Some((rule_index, rule)) = policy.route(request.method(), path, request.authority()) else {
         verdict.events.push(Event::NoRuleMatch);
         if policy.on_no_match == NoMatch::Deny {
@@ -124,6 +152,23 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
     };
     verdict.rule = Some(rule_index);
     verdict.enforced = rule.mode(policy) == Mode::Enforce;
+    if rule.guarded() {
+        // Matrix parameters: some servers route `/api;x/y` as `/api/y`, others not at all.
+        if canonical.matrix && reject_ambiguous {
+            verdict.denial = Some(Denial::BadRequest("matrix_parameters"));
+            return finish(verdict);
+        }
+        // A method override would make the upstream run another operation than the one judged.
+        if !rule.allow_method_override
+            && METHOD_OVERRIDE_HEADERS
+                .iter()
+                .any(|name| request.header(name).is_some())
+        {
+            verdict.events.push(Event::MethodOverride);
+            verdict.denial = Some(Denial::BadRequest("method_override"));
+            return finish(verdict);
+        }
+    }
 
     // Authentication: the JWT requirement, then the API key.
     let claims = match &rule.jwt {
@@ -213,7 +258,12 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         .schema
         .and_then(|i| policy.schemas.policies.get(i).map(|s| (i, s)))
     {
-        match schema.check_head(&Head(request), request.has_body()) {
+        let path_and_query = canonical.with_query();
+        let head = Head {
+            request,
+            path: &path_and_query,
+        };
+        match schema.check_head(&head, request.has_body()) {
             HeadOutcome::Pass => verdict.events.push(Event::SchemaValidated),
             HeadOutcome::NeedBody(check) => verdict.body_check = Some((index, check)),
             HeadOutcome::Undeclared(_) => verdict.events.push(Event::SchemaUndeclared),
@@ -264,17 +314,21 @@ pub fn body_limit(policy: &Policy, schema: usize) -> usize {
         .map_or(0, |s| s.limits.max_body_bytes)
 }
 
-struct Head<'a>(&'a dyn RequestView);
+/// The schema's view of the request: the canonical path (and the query string as sent).
+struct Head<'a> {
+    request: &'a dyn RequestView,
+    path: &'a str,
+}
 
 impl RequestHead for Head<'_> {
     fn method(&self) -> &str {
-        self.0.method()
+        self.request.method()
     }
     fn path(&self) -> &str {
-        self.0.path()
+        self.path
     }
     fn header(&self, name: &str) -> Option<&str> {
-        self.0.header(name)
+        self.request.header(name)
     }
 }
 

@@ -62,33 +62,43 @@ fn default_policy() -> Policy {
     )
 }
 
-/// A GET to `api.example` from `192.0.2.7:40000`, as the host would hand it over.
+/// A request to `api.example` from `192.0.2.7:40000` (GET unless set), as the host would hand it over.
 struct Request {
+    method: &'static str,
     path: &'static str,
+    authority: &'static str,
     headers: Vec<(String, String)>,
 }
 
 impl Request {
     fn get(path: &'static str) -> Self {
         Request {
+            method: "GET",
             path,
+            authority: "api.example",
             headers: Vec::new(),
         }
     }
-    fn bearer(mut self, token: &str) -> Self {
-        self.headers
-            .push(("authorization".into(), format!("Bearer {token}")));
+    fn method(mut self, method: &'static str) -> Self {
+        self.method = method;
         self
     }
-    fn with(mut self, name: &str, value: &str) -> Self {
+    fn host(mut self, authority: &'static str) -> Self {
+        self.authority = authority;
+        self
+    }
+    fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
+    fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
     fn view(&self) -> crate::request::Request {
         let mut pairs = vec![
-            (":method", "GET"),
+            (":method", self.method),
             (":path", self.path),
-            (":authority", "api.example"),
+            (":authority", self.authority),
             (":scheme", "http"),
         ];
         pairs.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -157,7 +167,7 @@ fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
     let p = default_policy();
     let mut spoofed = Request::get("/public/x");
     for name in ["x-groups", "x-jwt-payload", "x-role", "x-sub"] {
-        spoofed = spoofed.with(name, "forged");
+        spoofed = spoofed.header(name, "forged");
     }
     let v = run(&p, &spoofed, &mut TokenCache::new(10));
     assert_eq!(
@@ -171,7 +181,7 @@ fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
     );
     let spoofed = Request::get("/api/x")
         .bearer(&token(good_claims()))
-        .with("x-sub", "mallory");
+        .header("x-sub", "mallory");
     let v = run(&p, &spoofed, &mut TokenCache::new(10));
     let first_set = v
         .headers
@@ -311,4 +321,186 @@ fn the_original_uri_has_no_query_and_is_bounded() {
     );
     let long: &'static str = Box::leak(format!("/{}", "é".repeat(300)).into_boxed_str());
     assert!(original_uri(&Request::get(long).view()).len() <= 256);
+}
+
+fn path_policy(extra: Value) -> Policy {
+    let mut doc = json!({
+        "jwt_providers": {"idp": {"issuer": "https://idp", "audiences": ["api"],
+            "local_jwks": {"inline_string": jwks()}}},
+        "rules": [
+            {"name": "head", "match": {"prefix": "/files/", "methods": ["HEAD"]}},
+            {"name": "files", "match": {"prefix": "/files/", "methods": ["GET"]}, "jwt": {"provider": "idp"}},
+            {"name": "admin", "match": {"prefix": "/admin/", "hosts": ["admin.example.com"]}, "jwt": {"provider": "idp"}},
+            {"name": "legacy", "match": {"prefix": "/legacy/", "case_insensitive": true}, "jwt": {"provider": "idp"}},
+            {"name": "forms", "match": {"prefix": "/forms/"}, "jwt": {"provider": "idp"}, "allow_method_override": true},
+            {"name": "api", "match": {"prefix": "/api/"}, "jwt": {"provider": "idp"}},
+            {"name": "open", "match": {"prefix": "/"}}
+        ]
+    });
+    if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    Policy::from_value(&doc).unwrap()
+}
+
+fn verdict_for(p: &Policy, r: &Request) -> Verdict {
+    run(p, r, &mut TokenCache::new(10))
+}
+
+fn rule_name<'p>(p: &'p Policy, v: &Verdict) -> Option<&'p str> {
+    v.rule.and_then(|i| p.rules.get(i)).map(|r| r.name.as_str())
+}
+
+#[test]
+fn paths_that_stay_ambiguous_are_refused_before_routing() {
+    let p = path_policy(json!({}));
+    for path in [
+        "/public/%2e%2e/api/x",
+        "/public/.%2E/api/x",
+        "/public%2F..%2Fapi/x",
+        "/public\\..\\api/x",
+        "/api/x%00",
+        "/api/%c0%ae",
+        "/api/x%zz",
+    ] {
+        let v = verdict_for(&p, &Request::get(path));
+        assert_eq!(
+            v.denial,
+            Some(Denial::BadRequest("ambiguous_path")),
+            "{path}"
+        );
+        assert!(v.refuses() && v.rule.is_none(), "{path}");
+        assert!(v.events.contains(&Event::PathAmbiguous), "{path}");
+    }
+}
+
+#[test]
+fn paths_that_canonicalise_cleanly_reach_the_protected_rule() {
+    let p = path_policy(json!({}));
+    for path in [
+        "/public/../api/x",
+        "/./api/x",
+        "//api/x",
+        "/%61pi/x",
+        "/open/../api/x?q=1",
+    ] {
+        let v = verdict_for(&p, &Request::get(path));
+        assert_eq!(rule_name(&p, &v), Some("api"), "{path}");
+        assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)), "{path}");
+    }
+}
+
+#[test]
+fn a_path_routes_the_same_as_its_canonical_form() {
+    let p = path_policy(json!({"ambiguous_paths": "report"}));
+    for path in [
+        "/public/../api/x",
+        "//admin//x",
+        "/%61pi/x",
+        "/legacy;a=1/x",
+        "/api/%2e%2e/files/y",
+    ] {
+        let canonical = crate::canonical::canonicalize(path).path.into_owned();
+        let raw = verdict_for(&p, &Request::get(path));
+        let clean = verdict_for(&p, &Request::get(Box::leak(canonical.into_boxed_str())));
+        assert_eq!(raw.rule, clean.rule, "{path}");
+    }
+}
+
+#[test]
+fn report_mode_for_ambiguous_paths_counts_and_routes_by_the_canonical_path() {
+    let p = path_policy(json!({"ambiguous_paths": "report"}));
+    let v = verdict_for(&p, &Request::get("/public/%2e%2e/api/x"));
+    assert!(v.events.contains(&Event::PathAmbiguous));
+    assert_eq!(rule_name(&p, &v), Some("api"));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+    let v = verdict_for(&p, &Request::get("/api;jsessionid=1/x"));
+    assert!(v.events.contains(&Event::PathMatrixParameters));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+}
+
+#[test]
+fn matrix_parameters_are_refused_on_guarded_rules_only() {
+    let p = path_policy(json!({}));
+    for path in ["/api;jsessionid=1/x", "/api/x;v=2", "/public/..;/api/x"] {
+        let v = verdict_for(&p, &Request::get(path));
+        assert_eq!(rule_name(&p, &v), Some("api"), "{path}");
+        assert_eq!(
+            v.denial,
+            Some(Denial::BadRequest("matrix_parameters")),
+            "{path}"
+        );
+        assert!(v.events.contains(&Event::PathMatrixParameters), "{path}");
+    }
+    let v = verdict_for(&p, &Request::get("/shop;jsessionid=1/cart"));
+    assert_eq!(rule_name(&p, &v), Some("open"));
+    assert_eq!(v.denial, None);
+    assert!(v.events.contains(&Event::PathMatrixParameters));
+}
+
+#[test]
+fn paths_are_case_sensitive_unless_the_rule_says_otherwise() {
+    let p = path_policy(json!({}));
+    let v = verdict_for(&p, &Request::get("/API/x"));
+    assert_eq!(rule_name(&p, &v), Some("open"));
+    let v = verdict_for(&p, &Request::get("/LEGACY/x"));
+    assert_eq!(rule_name(&p, &v), Some("legacy"));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+}
+
+#[test]
+fn head_follows_get_unless_a_rule_lists_head_and_methods_fold_case() {
+    let p = path_policy(json!({}));
+    // An earlier rule lists HEAD: it wins for HEAD.
+    let v = verdict_for(&p, &Request::get("/files/a").method("HEAD"));
+    assert_eq!(rule_name(&p, &v), Some("head"));
+    let v = verdict_for(&p, &Request::get("/files/a").method("get"));
+    assert_eq!(rule_name(&p, &v), Some("files"));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+    let p = Policy::from_value(&json!({
+        "jwt_providers": {"idp": {"issuer": "https://idp", "local_jwks": {"inline_string": jwks()}}},
+        "rules": [{"name": "read", "match": {"prefix": "/", "methods": ["GET"]}, "jwt": {"provider": "idp"}}]
+    }))
+    .unwrap();
+    for method in ["HEAD", "head", "Get"] {
+        let v = verdict_for(&p, &Request::get("/x").method(method));
+        assert_eq!(v.rule, Some(0), "{method}");
+        assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)), "{method}");
+    }
+}
+
+#[test]
+fn method_override_headers_are_refused_on_guarded_rules_unless_allowed() {
+    let p = path_policy(json!({}));
+    for name in METHOD_OVERRIDE_HEADERS {
+        let v = verdict_for(&p, &Request::get("/api/x").header(name, "DELETE"));
+        assert_eq!(
+            v.denial,
+            Some(Denial::BadRequest("method_override")),
+            "{name}"
+        );
+        assert!(v.events.contains(&Event::MethodOverride));
+        let v = verdict_for(&p, &Request::get("/forms/x").header(name, "DELETE"));
+        assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)), "{name}");
+        let v = verdict_for(&p, &Request::get("/open").header(name, "DELETE"));
+        assert_eq!(v.denial, None, "{name}");
+    }
+}
+
+#[test]
+fn hosts_match_without_a_trailing_dot_or_port() {
+    let p = path_policy(json!({}));
+    for host in [
+        "admin.example.com",
+        "admin.example.com.",
+        "ADMIN.example.com.:443",
+        "admin.example.com:80",
+    ] {
+        let v = verdict_for(&p, &Request::get("/admin/x").host(host));
+        assert_eq!(rule_name(&p, &v), Some("admin"), "{host}");
+    }
+    let v = verdict_for(&p, &Request::get("/admin/x").host("admin.example.com.evil"));
+    assert_eq!(rule_name(&p, &v), Some("open"));
 }

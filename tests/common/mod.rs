@@ -6,6 +6,8 @@
 //!   `collector` clusters), starts Envoy on ports it picks itself (port 0; the harness reads them back from
 //!   the admin endpoint, so parallel tests never collide) and kills it on drop. When a test fails, the tail
 //!   of Envoy's log is printed and its directory kept.
+//!   The connection manager normalises paths and hosts as `docs/deployment.md` recommends, unless
+//!   [`EnvoyOpts::raw_paths`] asks for Envoy's defaults (raw paths reach the filter).
 //! - [`Echo`] is the upstream: it answers 200 with a JSON list of the headers it received.
 //! - [`JwksServer`] serves a JWKS, counts fetches, and can go down, come up, or start late.
 //! - [`Response`] comes from a small blocking HTTP/1.1 client (one request per connection).
@@ -709,6 +711,12 @@ pub struct EnvoyOpts {
     pub concurrency: u32,
     /// Envoy's `allow_on_headers_stop_iteration` in the Wasm filter config.
     pub allow_on_headers_stop_iteration: bool,
+    /// The connection manager's path and host hygiene that `docs/deployment.md` recommends
+    /// (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action: REJECT_REQUEST`,
+    /// `strip_trailing_host_dot`, `headers_with_underscores_action: REJECT_REQUEST`); on by default,
+    /// as deployed. Off ([`EnvoyOpts::raw_paths`]): raw paths and hosts reach the filter as the client
+    /// sent them (Envoy's own defaults), which is what tests of the filter's own path handling need.
+    pub normalise_paths: bool,
 }
 
 impl EnvoyOpts {
@@ -720,7 +728,20 @@ impl EnvoyOpts {
             with_filter: true,
             concurrency: 2,
             allow_on_headers_stop_iteration: false,
+            normalise_paths: true,
         }
+    }
+
+    /// Envoy normalises paths and hosts before the filter (see [`EnvoyOpts::normalise_paths`]).
+    pub fn normalised_paths(mut self) -> EnvoyOpts {
+        self.normalise_paths = true;
+        self
+    }
+
+    /// Raw paths and hosts reach the filter (Envoy's defaults).
+    pub fn raw_paths(mut self) -> EnvoyOpts {
+        self.normalise_paths = false;
+        self
     }
 
     pub fn jwks(mut self, server: &JwksServer) -> EnvoyOpts {
@@ -789,6 +810,26 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
     if let Some(port) = opts.collector_port {
         clusters.push(static_cluster("collector", port));
     }
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        "route_config": {"name": "local", "virtual_hosts": [{
+            "name": "all",
+            "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"},
+                        "route": {"cluster": "upstream", "timeout": "5s"}}]
+        }]},
+        "http_filters": http_filters
+    });
+    if opts.normalise_paths {
+        hcm["normalize_path"] = json!(true);
+        hcm["merge_slashes"] = json!(true);
+        hcm["path_with_escaped_slashes_action"] = json!("REJECT_REQUEST");
+        hcm["strip_trailing_host_dot"] = json!(true);
+        hcm["common_http_protocol_options"] =
+            json!({"headers_with_underscores_action": "REJECT_REQUEST"});
+    }
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
@@ -797,18 +838,7 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "ingress",
-                        "codec_type": "AUTO",
-                        "route_config": {"name": "local", "virtual_hosts": [{
-                            "name": "all",
-                            "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"},
-                                        "route": {"cluster": "upstream", "timeout": "5s"}}]
-                        }]},
-                        "http_filters": http_filters
-                    }
+                    "typed_config": hcm
                 }]}]
             }],
             "clusters": clusters

@@ -13,6 +13,8 @@
 //! - `discovery`: newline-separated method, path, content-type, soapaction, upgrade, `:protocol`,
 //!   response content-type (empty = absent), then the body (everything after the 7th newline).
 //! - `pipeline`: `METHOD PATH`, then `name: value` header lines, an empty line, the body.
+//! - `canonical_path`: byte 0 = method (bits 0-1: `GET`, `HEAD`, `get`, `POST`), then the `:path`
+//!   (lossy UTF-8).
 //!
 //! Fixed inputs: the clock is [`NOW`]; keys are `tests/fixtures/keys/jwks.json` plus `hs.jwks.json`.
 
@@ -25,6 +27,7 @@
     reason = "fuzz checks: a panic is the finding; each fuzz target uses one of these functions"
 )]
 
+use apiguard::canonical::canonicalize;
 use apiguard::config::Policy;
 use apiguard::discovery::{classify, template};
 use apiguard::jwt::cache::TokenCache;
@@ -61,6 +64,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("redact", redact),
     ("discovery", discovery),
     ("pipeline", pipeline),
+    ("canonical_path", canonical_path),
 ];
 
 /// Every public key of `jwks.json` and the HMAC secret of `hs.jwks.json`, as one JWKS document.
@@ -835,4 +839,95 @@ pub fn pipeline_outcome(data: &[u8]) -> &'static str {
         no_control(name, value);
     }
     denial.name()
+}
+
+// -------------------------------------------------------------------------- canonical_path
+
+/// Rules of every kind (prefix, exact, template, case-insensitive, methods, guarded or not), so that
+/// routing differences between a path and its canonical form show.
+fn canonical_policy() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        Policy::from_value(&json!({
+            "api_keys": {"k": {"from_header": "x-api-key", "keys": [{"name": "a", "sha256": sha256_hex(b"k")}]}},
+            "rules": [
+                {"name": "head", "match": {"prefix": "/files/", "methods": ["HEAD"]}},
+                {"name": "files", "match": {"prefix": "/files/", "methods": ["GET"]}, "api_key": "k"},
+                {"name": "exact", "match": {"exact": "/admin"}, "api_key": "k"},
+                {"name": "users", "match": {"template": "/users/{id}/orders/*"}, "api_key": "k"},
+                {"name": "static", "match": {"template": "/static/**"}},
+                {"name": "legacy", "match": {"prefix": "/Legacy/", "case_insensitive": true}, "api_key": "k"},
+                {"name": "api", "match": {"prefix": "/api/"}, "api_key": "k"},
+                {"name": "ascii", "match": {"prefix": "/a"}}
+            ]
+        }))
+        .expect("fixed canonical_path policy compiles")
+    })
+}
+
+fn route_of(method: &str, path: &str) -> (Option<usize>, Option<apiguard::refusal::Denial>) {
+    let request = TextRequest {
+        method: method.to_string(),
+        path: path.to_string(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let store = MemoryStore::default();
+    let mut cache = TokenCache::new(0);
+    let mut env = WorkerEnv {
+        keys: &mut NoRemote,
+        cache: &mut cache,
+        store: &store,
+        seed: None,
+        now_ms: NOW * 1000,
+    };
+    let verdict = pipeline::decide(canonical_policy(), &request, &mut env);
+    (verdict.rule, verdict.denial)
+}
+
+/// `canonical::canonicalize` never panics and is idempotent (the canonical path of a canonical path
+/// is itself, borrowed and unflagged but for what stays ambiguous); canonical paths have no empty,
+/// `.` or `..` segment and no `;`; a path the pipeline accepts routes to the same rule as its
+/// canonical form.
+pub fn canonical_path(data: &[u8]) {
+    let (selector, rest) = data.split_first().map_or((0, data), |(b, r)| (*b, r));
+    let method = ["GET", "HEAD", "get", "POST"][usize::from(selector & 3)];
+    let raw = String::from_utf8_lossy(rest);
+    let once = canonicalize(&raw);
+    let twice = canonicalize(&once.path);
+    assert_eq!(once.path, twice.path, "not idempotent for {raw:?}");
+    assert!(
+        matches!(twice.path, std::borrow::Cow::Borrowed(_)),
+        "a canonical path was rewritten: {:?}",
+        once.path
+    );
+    assert!(!twice.matrix, "matrix parameters survived: {:?}", once.path);
+    if once.path.starts_with('/') {
+        let segments: Vec<&str> = once.path.split('/').skip(1).collect();
+        let last = segments.len().saturating_sub(1);
+        for (i, segment) in segments.iter().enumerate() {
+            assert!(
+                !matches!(*segment, "." | "..") && (i == last || !segment.is_empty()),
+                "segment {segment:?} left in {:?}",
+                once.path
+            );
+        }
+        assert!(!once.path.contains(';'), "{:?}", once.path);
+    }
+    if let Some(query) = once.query {
+        assert!(raw.ends_with(query), "the query string changed");
+    }
+    let (rule, denial) = route_of(method, &raw);
+    if denial == Some(apiguard::refusal::Denial::BadRequest("ambiguous_path")) {
+        assert!(once.is_ambiguous(), "refused an unambiguous path {raw:?}");
+        assert_eq!(rule, None);
+        return;
+    }
+    assert!(!once.is_ambiguous(), "accepted an ambiguous path {raw:?}");
+    let (canonical_rule, _) = route_of(method, &once.with_query());
+    assert_eq!(
+        rule, canonical_rule,
+        "{raw:?} routes differently from its canonical form {:?}",
+        once.path
+    );
 }
