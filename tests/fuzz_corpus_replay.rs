@@ -1,6 +1,8 @@
-//! Replays every seed (and every input the fuzzer kept) under `fuzz/corpus/<target>/` through the
+//! Replays every seed file under `fuzz/corpus/<target>/` (the seeds committed to the repository; inputs
+//! a fuzzing run keeps go to `fuzz/target/corpus-work/` and are not replayed) through the
 //! same checks the `cargo +nightly fuzz` targets run (`tests/fuzz_targets/mod.rs`), on stable Rust,
-//! so that `cargo test` catches a regression on any input the fuzzer ever found interesting.
+//! so that `cargo test` catches a regression on every committed seed. A crash a fuzzing run finds is
+//! added here as a seed once fixed.
 
 #![allow(
     clippy::unwrap_used,

@@ -18,6 +18,7 @@
 //! would let it go).
 
 pub mod body;
+pub mod sim;
 mod worker;
 
 pub use worker::{Admit, LogLimiter, Worker};

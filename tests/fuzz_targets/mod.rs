@@ -65,6 +65,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("discovery", discovery),
     ("pipeline", pipeline),
     ("canonical_path", canonical_path),
+    ("body_flow", body_flow),
 ];
 
 /// Every public key of `jwks.json` and the HMAC secret of `hs.jwks.json`, as one JWKS document.
@@ -929,5 +930,124 @@ pub fn canonical_path(data: &[u8]) {
         rule, canonical_rule,
         "{raw:?} routes differently from its canonical form {:?}",
         once.path
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// body_flow: the body state machine (`apiguard::exchange`) through the simulated proxy.
+//
+// Input: byte 0 picks the route (schema, request block, response redact, response block, report);
+// byte 1: bit 0 = end the body with trailers, bits 1-2 = number of cuts (0-3); then one byte per cut
+// (a position, scaled to the body); the rest is the body.
+// Invariants: the verdict (reply status, reset, bytes the upstream or client received) is the same as
+// for the whole body in one chunk without trailers; the filter never reads or writes a body the proxy
+// no longer holds; nothing panics.
+
+const BODY_FLOW_CONFIG: &str = r#"{
+    "schemas": {"order": {"json_schema": {"type": "object", "required": ["qty"],
+        "properties": {"qty": {"type": "integer", "minimum": 1}}}, "max_body_bytes": 256}},
+    "redaction": {
+        "pii": {"action": "redact"},
+        "blocker": {"action": "block"},
+        "req_blocker": {"action": "block", "bodies": ["request"]},
+        "watcher": {"action": "report", "bodies": ["request", "response"]}
+    },
+    "rules": [
+        {"name": "orders", "match": {"prefix": "/orders"}, "schema": "order"},
+        {"name": "reqblock", "match": {"prefix": "/rb/"}, "redaction": "req_blocker"},
+        {"name": "redact", "match": {"prefix": "/r/"}, "redaction": "pii"},
+        {"name": "block", "match": {"prefix": "/b/"}, "redaction": "blocker"},
+        {"name": "report", "match": {"prefix": "/w/"}, "redaction": "watcher"}
+    ]
+}"#;
+
+fn body_flow_policy() -> std::rc::Rc<Policy> {
+    thread_local! {
+        static POLICY: std::rc::Rc<Policy> =
+            std::rc::Rc::new(Policy::from_json(BODY_FLOW_CONFIG.as_bytes()).expect("body_flow config"));
+    }
+    POLICY.with(std::rc::Rc::clone)
+}
+
+/// (reply status, reset, upstream bytes, client bytes) for one way of delivering `body`.
+fn body_flow_outcome(
+    route: u8,
+    body: &[u8],
+    cuts: &[usize],
+    trailers: bool,
+) -> (Option<u16>, bool, Vec<u8>, Vec<u8>) {
+    use apiguard::discovery::observe::Side;
+    use apiguard::exchange::sim::Sim;
+    use apiguard::request::Headers;
+    let mut sim = Sim::new(body_flow_policy());
+    let (path, request_side) = match route % 5 {
+        0 => ("/orders", true),
+        1 => ("/rb/x", true),
+        2 => ("/r/x", false),
+        3 => ("/b/x", false),
+        _ => ("/w/x", true),
+    };
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for &cut in cuts {
+        pieces.push(&body[last..cut]);
+        last = cut;
+    }
+    pieces.push(&body[last..]);
+    let method = if request_side { "POST" } else { "GET" };
+    sim.request(
+        Headers::of(&[
+            (":method", method),
+            (":path", path),
+            (":authority", "h"),
+            ("content-type", "application/json"),
+        ]),
+        !request_side,
+    );
+    if request_side {
+        sim.body(Side::Request, &pieces, trailers);
+    } else {
+        sim.response(
+            Headers::of(&[(":status", "200"), ("content-type", "application/json")]),
+            false,
+        );
+        sim.body(Side::Response, &pieces, trailers);
+    }
+    assert!(
+        sim.host.violations.is_empty(),
+        "proxy misuse: {:?}",
+        sim.host.violations
+    );
+    (
+        sim.status(),
+        sim.host.reset,
+        sim.upstream_got().to_vec(),
+        sim.client_got().to_vec(),
+    )
+}
+
+pub fn body_flow(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let route = data[0];
+    let trailers = data[1] & 1 == 1;
+    let ncuts = usize::from((data[1] >> 1) & 3);
+    if data.len() < 2 + ncuts {
+        return;
+    }
+    let body = &data[2 + ncuts..];
+    let mut cuts: Vec<usize> = data[2..2 + ncuts]
+        .iter()
+        .map(|b| usize::from(*b) * body.len() / 255)
+        .collect();
+    cuts.sort_unstable();
+    let whole = body_flow_outcome(route, body, &[], false);
+    let split = body_flow_outcome(route, body, &cuts, trailers);
+    assert_eq!(
+        split,
+        whole,
+        "route {} cuts {cuts:?} trailers {trailers}: the verdict depends on the chunking",
+        route % 5
     );
 }
