@@ -1413,6 +1413,28 @@ impl Envoy {
         format!("{log}{console}")
     }
 
+    /// Lines of Envoy's log that show the filter failing: a panic, a wasm trap, a failed
+    /// `proxy_on_*` call (`Function: proxy_on_... failed`), a VM failure, an uncaught runtime error, or
+    /// anything critical. Empty when all is well.
+    pub fn wasm_failures(&self) -> Vec<String> {
+        const NEEDLES: [&str; 6] = [
+            "panic",
+            "wasm trap",
+            "function: proxy_on_",
+            "wasm vm failed",
+            "uncaught runtimeerror",
+            "[critical]",
+        ];
+        self.log()
+            .lines()
+            .filter(|l| {
+                let lower = l.to_ascii_lowercase();
+                NEEDLES.iter().any(|n| lower.contains(n))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Waits (bounded) until `check` holds, polling every 100 ms; returns whether it did.
     pub fn eventually(&self, timeout: Duration, mut check: impl FnMut(&Envoy) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
