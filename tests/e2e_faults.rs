@@ -4,6 +4,14 @@
 //! tokens and paths with Envoy's memory measured. Each test checks the documented outcome, that nothing
 //! panicked or trapped (Envoy's log), and that the filter still serves traffic afterwards.
 //!
+//! Protocols: the JWKS faults and the `max_buffer_bytes` refusals run over HTTP/1.1 and HTTP/2
+//! (`per_protocol!` at the end). The rest stay HTTP/1.1 only, because what they test is HTTP/1.1 framing
+//! on a raw socket: an upstream FIN/RST in the middle of a chunked body as the client's bytes show it, a
+//! client that half-closes or aborts mid-body (`send_partial`), Envoy's HTTP/1 header-size limit (431),
+//! `content-length` vs chunked over-cap bodies, and 1,000 HTTP/1.1 connections / 20,000 keep-alive
+//! requests (an HTTP/2 client multiplexes instead; `e2e_bytes` and `e2e_fuzz_requests` cover HTTP/2
+//! volume). Resets over HTTP/2 are in `e2e_trailers`.
+//!
 //! The observed figures are recorded in `docs/faults.md`. Run with `make test`, or alone:
 //! `cargo test --test e2e_faults -- --test-threads=2` with `APIGUARD_ENVOY` / `APIGUARD_WASM` set.
 
@@ -151,7 +159,6 @@ fn wait_failures(envoy: &Envoy, at_least: u64, secs: u64) -> bool {
     })
 }
 
-#[test]
 fn a_jwks_server_slower_than_the_timeout_fails_fetches_without_holding_requests_then_recovers() {
     let keys = Keys::load();
     let jwks = JwksServer::start(keys.jwks().to_string());
@@ -284,7 +291,6 @@ fn restore(jwks: &JwksServer, good: &Value) {
     jwks.up();
 }
 
-#[test]
 fn a_jwks_server_down_or_answering_garbage_before_any_good_keys_refuses_with_401_and_recovers() {
     let keys = Keys::load();
     let good = keys.jwks();
@@ -327,7 +333,6 @@ fn a_jwks_server_down_or_answering_garbage_before_any_good_keys_refuses_with_401
     assert_no_crash(&mut envoy);
 }
 
-#[test]
 fn a_failing_refresh_keeps_the_last_good_keys_whatever_the_failure() {
     let keys = Keys::load();
     let good = keys.jwks();
@@ -801,7 +806,6 @@ fn late_pii_body() -> Vec<u8> {
     over_cap_body(16 * 1024, r#""card": "4111 1111 1111 1111"}"#)
 }
 
-#[test]
 fn a_request_body_over_max_buffer_bytes_under_a_blocking_policy_gets_403() {
     let echo = Echo::start();
     let Some(mut envoy) = start(&redaction_config(), &echo, None) else {
@@ -822,7 +826,6 @@ fn a_request_body_over_max_buffer_bytes_under_a_blocking_policy_gets_403() {
     assert_no_crash(&mut envoy);
 }
 
-#[test]
 fn a_response_over_max_buffer_bytes_under_a_blocking_policy_with_held_headers_gets_502() {
     let echo = Echo::start();
     let mut config = redaction_config();
@@ -844,7 +847,6 @@ fn a_response_over_max_buffer_bytes_under_a_blocking_policy_with_held_headers_ge
 
 /// Found by this file (docs/faults.md row 5e): the rest of the body used to stream through unscanned
 /// after the replaced part, card number included. Fixed in 6f1b93d.
-#[test]
 fn a_response_over_max_buffer_bytes_under_a_blocking_policy_never_passes_the_body_on() {
     let echo = Echo::start();
     let Some(mut envoy) = start(&redaction_config(), &echo, None) else {
@@ -1121,3 +1123,13 @@ fn memory_stays_bounded_over_twenty_thousand_distinct_keys_tokens_and_paths() {
     assert_no_crash(&mut envoy);
     assert_serves(&envoy, "/open/x");
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    a_jwks_server_slower_than_the_timeout_fails_fetches_without_holding_requests_then_recovers,
+    a_jwks_server_down_or_answering_garbage_before_any_good_keys_refuses_with_401_and_recovers,
+    a_failing_refresh_keeps_the_last_good_keys_whatever_the_failure,
+    a_request_body_over_max_buffer_bytes_under_a_blocking_policy_gets_403,
+    a_response_over_max_buffer_bytes_under_a_blocking_policy_with_held_headers_gets_502,
+    a_response_over_max_buffer_bytes_under_a_blocking_policy_never_passes_the_body_on,
+);

@@ -124,7 +124,6 @@ fn assert_passed(r: &Response) {
 // ---------------------------------------------------------------------------------------------------------
 // The harness itself
 
-#[test]
 fn harness_envoy_without_the_filter_proxies_to_the_echo_upstream() {
     let Some(paths) = e2e_paths() else { return };
     let echo = Echo::start();
@@ -136,6 +135,22 @@ fn harness_envoy_without_the_filter_proxies_to_the_echo_upstream() {
     assert_eq!(up.path, "/anything?q=1");
     assert_eq!(up.header("x-test"), Some("yes"));
     assert_eq!(echo.requests(), 1);
+    // The client spoke the protocol the test name says.
+    let (h1, h2) = match envoy.proto {
+        common::Proto::H1 => (1, 0),
+        common::Proto::H2 => (0, 1),
+    };
+    let stats = envoy.stats("downstream_rq_http");
+    assert_eq!(
+        stats.get("http.ingress.downstream_rq_http1_total"),
+        Some(&h1),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.get("http.ingress.downstream_rq_http2_total"),
+        Some(&h2),
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -159,7 +174,6 @@ fn harness_jwks_server_starts_late_goes_down_and_answers_503() {
 // ---------------------------------------------------------------------------------------------------------
 // Outcomes as responses
 
-#[test]
 fn missing_token_is_refused_with_401_and_a_bearer_challenge() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -187,7 +201,6 @@ fn missing_token_is_refused_with_401_and_a_bearer_challenge() {
     assert_eq!(s.envoy.counter(&format!("{P}_jwt_allowed")), 0);
 }
 
-#[test]
 fn valid_tokens_of_every_algorithm_reach_the_upstream_with_claim_and_payload_headers() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -215,7 +228,6 @@ fn valid_tokens_of_every_algorithm_reach_the_upstream_with_claim_and_payload_hea
     assert_eq!(s.envoy.counter(&format!("{P}_jwt_denied")), 0);
 }
 
-#[test]
 fn every_failure_is_refused_with_envoys_status_body_and_counted() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -366,7 +378,6 @@ fn base64url(text: &str) -> String {
     Base64UrlUnpadded::encode_string(text.as_bytes())
 }
 
-#[test]
 fn strip_failure_response_replies_with_empty_body_and_no_challenge() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -391,7 +402,6 @@ fn strip_failure_response_replies_with_empty_body_and_no_challenge() {
 // ---------------------------------------------------------------------------------------------------------
 // Headers towards the upstream
 
-#[test]
 fn spoofed_claim_and_payload_headers_from_the_client_are_removed() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -430,7 +440,6 @@ fn spoofed_claim_and_payload_headers_from_the_client_are_removed() {
     assert!(!up.has_header("x-jwt-payload"), "{:?}", up.headers);
 }
 
-#[test]
 fn authorization_is_forwarded_only_with_forward_true() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -458,7 +467,6 @@ fn authorization_is_forwarded_only_with_forward_true() {
 // ---------------------------------------------------------------------------------------------------------
 // Where the token comes from
 
-#[test]
 fn default_locations_are_the_bearer_header_and_the_access_token_parameter() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -477,7 +485,6 @@ fn default_locations_are_the_bearer_header_and_the_access_token_parameter() {
     assert_eq!(r.status, 401, "{}", r.describe());
 }
 
-#[test]
 fn token_is_found_in_configured_header_parameter_and_cookie() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -515,7 +522,6 @@ fn token_is_found_in_configured_header_parameter_and_cookie() {
 // ---------------------------------------------------------------------------------------------------------
 // Rules, requirements and modes
 
-#[test]
 fn routes_without_jwt_and_unmatched_requests_pass_by_default() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -526,7 +532,6 @@ fn routes_without_jwt_and_unmatched_requests_pass_by_default() {
     assert_eq!(s.envoy.counter(&format!("{P}_no_rule_match")), 1);
 }
 
-#[test]
 fn on_no_match_deny_refuses_requests_matching_no_rule_with_403() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -547,7 +552,6 @@ fn on_no_match_deny_refuses_requests_matching_no_rule_with_403() {
     assert_eq!(s.envoy.counter(&format!("{P}_no_rule_match")), 2);
 }
 
-#[test]
 fn rules_match_on_exact_path_template_method_and_host() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -582,7 +586,6 @@ fn rules_match_on_exact_path_template_method_and_host() {
     assert_passed(&s.envoy.get("/anything", &[("host", "internal.test")]));
 }
 
-#[test]
 fn allow_missing_passes_without_token_but_refuses_a_bad_one() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -608,7 +611,6 @@ fn allow_missing_passes_without_token_but_refuses_a_bad_one() {
     assert_eq!(r.upstream().header("x-jwt-sub"), Some("alice"));
 }
 
-#[test]
 fn any_all_and_allow_missing_or_failed_requirements() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -664,7 +666,6 @@ fn any_all_and_allow_missing_or_failed_requirements() {
     );
 }
 
-#[test]
 fn report_mode_lets_a_bad_token_through_and_counts_it() {
     let keys = Keys::load();
     let Some(s) = Stack::start(&base_config(&keys)) else {
@@ -704,7 +705,6 @@ fn report_mode_lets_a_bad_token_through_and_counts_it() {
     assert_eq!(s.envoy.get("/api/x", &[]).status, 401);
 }
 
-#[test]
 fn global_report_mode_applies_to_every_rule() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -788,7 +788,6 @@ fn wait_until_accepted(envoy: &Envoy, token: &str) -> Response {
     last.unwrap()
 }
 
-#[test]
 fn remote_jwks_is_fetched_once_for_all_workers() {
     let keys = Keys::load();
     let jwks = JwksServer::start(keys.jwks().to_string());
@@ -817,7 +816,6 @@ fn remote_jwks_is_fetched_once_for_all_workers() {
     assert_eq!(s.envoy.counter(&format!("{P}_jwks_fetch_failed")), 0);
 }
 
-#[test]
 fn remote_jwks_down_at_start_refuses_then_recovers_when_it_comes_up() {
     let keys = Keys::load();
     let jwks = JwksServer::reserve(keys.jwks().to_string());
@@ -848,7 +846,6 @@ fn remote_jwks_down_at_start_refuses_then_recovers_when_it_comes_up() {
     assert!(s.envoy.counter(&format!("{P}_jwks_fetch_ok")) >= 1);
 }
 
-#[test]
 fn remote_jwks_answering_503_counts_failures_and_recovers() {
     let keys = Keys::load();
     let jwks = JwksServer::reserve(keys.jwks().to_string());
@@ -876,7 +873,6 @@ fn remote_jwks_answering_503_counts_failures_and_recovers() {
     assert_passed(&wait_until_accepted(&s.envoy, &token));
 }
 
-#[test]
 fn remote_jwks_is_refetched_for_an_unknown_kid() {
     let keys = Keys::load();
     // At first the endpoint publishes only the RSA key.
@@ -904,7 +900,6 @@ fn remote_jwks_is_refetched_for_an_unknown_kid() {
 // ---------------------------------------------------------------------------------------------------------
 // Metrics and cache
 
-#[test]
 fn metrics_are_in_admin_stats_with_the_configured_prefix_and_the_cache_is_used() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -953,7 +948,6 @@ fn metrics_are_in_admin_stats_with_the_configured_prefix_and_the_cache_is_used()
     );
 }
 
-#[test]
 fn a_disabled_cache_verifies_every_request() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -973,7 +967,6 @@ fn a_disabled_cache_verifies_every_request() {
     assert_eq!(r.status, 401, "{}", r.describe());
 }
 
-#[test]
 fn a_cached_token_is_refused_once_it_expires() {
     let keys = Keys::load();
     let mut config = base_config(&keys);
@@ -991,7 +984,6 @@ fn a_cached_token_is_refused_once_it_expires() {
     assert_refused(&r, 401, "Jwt is expired", "http://api.test/api/x", true);
 }
 
-#[test]
 fn remote_jwks_is_available_soon_after_envoy_is_ready() {
     let keys = Keys::load();
     let jwks = JwksServer::start(keys.jwks().to_string());
@@ -1012,7 +1004,6 @@ fn remote_jwks_is_available_soon_after_envoy_is_ready() {
     );
 }
 
-#[test]
 fn a_jwks_larger_than_max_bytes_is_a_failed_fetch() {
     let keys = Keys::load();
     let jwks = JwksServer::start(keys.jwks().to_string());
@@ -1039,3 +1030,32 @@ fn a_jwks_larger_than_max_bytes_is_a_failed_fetch() {
     );
     assert_eq!(s.envoy.counter(&format!("{P}_jwks_fetch_ok")), 0);
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    harness_envoy_without_the_filter_proxies_to_the_echo_upstream,
+    missing_token_is_refused_with_401_and_a_bearer_challenge,
+    valid_tokens_of_every_algorithm_reach_the_upstream_with_claim_and_payload_headers,
+    every_failure_is_refused_with_envoys_status_body_and_counted,
+    strip_failure_response_replies_with_empty_body_and_no_challenge,
+    spoofed_claim_and_payload_headers_from_the_client_are_removed,
+    authorization_is_forwarded_only_with_forward_true,
+    default_locations_are_the_bearer_header_and_the_access_token_parameter,
+    token_is_found_in_configured_header_parameter_and_cookie,
+    routes_without_jwt_and_unmatched_requests_pass_by_default,
+    on_no_match_deny_refuses_requests_matching_no_rule_with_403,
+    rules_match_on_exact_path_template_method_and_host,
+    allow_missing_passes_without_token_but_refuses_a_bad_one,
+    any_all_and_allow_missing_or_failed_requirements,
+    report_mode_lets_a_bad_token_through_and_counts_it,
+    global_report_mode_applies_to_every_rule,
+    remote_jwks_is_fetched_once_for_all_workers,
+    remote_jwks_down_at_start_refuses_then_recovers_when_it_comes_up,
+    remote_jwks_answering_503_counts_failures_and_recovers,
+    remote_jwks_is_refetched_for_an_unknown_kid,
+    metrics_are_in_admin_stats_with_the_configured_prefix_and_the_cache_is_used,
+    a_disabled_cache_verifies_every_request,
+    a_cached_token_is_refused_once_it_expires,
+    remote_jwks_is_available_soon_after_envoy_is_ready,
+    a_jwks_larger_than_max_bytes_is_a_failed_fetch,
+);

@@ -45,7 +45,6 @@ fn token(keys: &Keys, scope: &str, sub: &str) -> String {
     keys.sign(Alg::Es256, &claims)
 }
 
-#[test]
 fn every_stage_in_order_with_refusals_skipping_later_stages_and_recorded_by_discovery() {
     let Some(paths) = e2e_paths() else { return };
     let keys = Keys::load();
@@ -138,3 +137,8 @@ fn every_stage_in_order_with_refusals_skipping_later_stages_and_recorded_by_disc
     );
     assert!(!text.contains("alice@example.com"), "never the value");
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    every_stage_in_order_with_refusals_skipping_later_stages_and_recorded_by_discovery,
+);

@@ -20,7 +20,7 @@ use std::thread;
 
 use apiguard::apikey::digest_hex;
 use common::token::{good_claims, Alg, Keys, AUDIENCE, ISSUER};
-use common::{e2e_paths, Echo, Envoy, EnvoyOpts, Response};
+use common::{e2e_paths, Echo, Envoy, EnvoyOpts, Req, Response};
 use serde_json::{json, Value};
 
 const P: &str = "apiguard";
@@ -48,7 +48,7 @@ fn flood(
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
-    let port = envoy.port;
+    let (port, proto) = (envoy.port, envoy.proto);
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let next = Arc::clone(&next);
@@ -61,8 +61,8 @@ fn flood(
                     .collect();
                 let mut seen = HashMap::new();
                 while next.fetch_add(1, Ordering::SeqCst) < total {
-                    let r =
-                        common::http_request(port, "GET", &path, &headers, b"").expect("request");
+                    let r = common::send(proto, port, &Req::get(&path).headers(&headers))
+                        .expect("request");
                     *seen.entry(r.status).or_insert(0) += 1;
                 }
                 seen
@@ -112,17 +112,14 @@ fn exact_budget_across_workers(workers: u32) {
     assert_eq!(envoy.counter(&format!("{P}_rl_global_limited")), 160);
 }
 
-#[test]
 fn the_budget_is_exact_across_two_workers_not_budget_times_workers() {
     exact_budget_across_workers(2);
 }
 
-#[test]
 fn the_budget_is_exact_across_four_workers() {
     exact_budget_across_workers(4);
 }
 
-#[test]
 fn a_limited_request_gets_429_with_retry_after_and_draft_headers() {
     let config = json!({
         "rate_limits": {"per_tenant": {"requests": 2, "period": "60s", "key": [{"header": "x-tenant"}],
@@ -171,7 +168,6 @@ fn a_limited_request_gets_429_with_retry_after_and_draft_headers() {
     assert_eq!(envoy.get("/x", &[("x-tenant", "globex")]).status, 200);
 }
 
-#[test]
 fn two_keys_never_share_a_budget_under_parallel_load() {
     let config = json!({
         "rate_limits": {"per_tenant": {"requests": 10, "period": "3600s", "key": [{"header": "x-tenant"}]}},
@@ -186,7 +182,6 @@ fn two_keys_never_share_a_budget_under_parallel_load() {
     assert_eq!(b.get(&200).copied(), Some(10), "{b:?}");
 }
 
-#[test]
 fn missing_scopes_and_roles_are_refused_with_403_and_the_right_challenge() {
     let keys = Keys::load();
     let config = json!({
@@ -227,7 +222,6 @@ fn missing_scopes_and_roles_are_refused_with_403_and_the_right_challenge() {
     assert_eq!(envoy.counter(&format!("{P}_authz_allowed")), 1);
 }
 
-#[test]
 fn an_api_key_is_the_identity_of_the_limiter_and_is_never_forwarded() {
     let config = json!({
         "api_keys": {"partners": {"from_header": "x-api-key", "keys": [
@@ -278,7 +272,6 @@ fn an_api_key_is_the_identity_of_the_limiter_and_is_never_forwarded() {
     );
 }
 
-#[test]
 fn report_mode_counts_limited_requests_but_refuses_none() {
     let config = json!({
         "mode": "report",
@@ -295,3 +288,14 @@ fn report_mode_counts_limited_requests_but_refuses_none() {
     assert_eq!(envoy.counter(&format!("{P}_report_only_denied")), 3);
     assert_eq!(envoy.counter(&format!("{P}_rl_global_limited")), 3);
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    the_budget_is_exact_across_two_workers_not_budget_times_workers,
+    the_budget_is_exact_across_four_workers,
+    a_limited_request_gets_429_with_retry_after_and_draft_headers,
+    two_keys_never_share_a_budget_under_parallel_load,
+    missing_scopes_and_roles_are_refused_with_403_and_the_right_challenge,
+    an_api_key_is_the_identity_of_the_limiter_and_is_never_forwarded,
+    report_mode_counts_limited_requests_but_refuses_none,
+);

@@ -83,7 +83,6 @@ fn assert_length_consistent(r: &Response) {
     }
 }
 
-#[test]
 fn a_content_length_response_is_redacted_exactly() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -100,7 +99,6 @@ fn a_content_length_response_is_redacted_exactly() {
     assert_eq!(envoy.counter(&format!("{P}_redaction_bodies_changed")), 1);
 }
 
-#[test]
 fn a_chunked_response_is_redacted_exactly_whatever_the_chunk_size() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -117,7 +115,6 @@ fn a_chunked_response_is_redacted_exactly_whatever_the_chunk_size() {
     }
 }
 
-#[test]
 fn a_body_without_sensitive_data_is_byte_identical() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -129,7 +126,6 @@ fn a_body_without_sensitive_data_is_byte_identical() {
     }
 }
 
-#[test]
 fn the_upstream_is_asked_for_an_identity_encoded_response() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -142,7 +138,6 @@ fn the_upstream_is_asked_for_an_identity_encoded_response() {
     );
 }
 
-#[test]
 fn block_mode_never_passes_the_upstream_body_on() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -163,7 +158,6 @@ fn block_mode_never_passes_the_upstream_body_on() {
     assert_eq!(envoy.counter(&format!("{P}_redaction_blocked")), 1);
 }
 
-#[test]
 fn block_mode_with_held_headers_replaces_the_response_with_502() {
     let Some((envoy, _echo)) = start_with(|o| o.allow_on_headers_stop_iteration = true) else {
         return;
@@ -180,7 +174,6 @@ fn block_mode_with_held_headers_replaces_the_response_with_502() {
     );
 }
 
-#[test]
 fn report_mode_counts_classes_and_changes_nothing() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -191,7 +184,6 @@ fn report_mode_counts_classes_and_changes_nothing() {
     assert_eq!(envoy.counter(&format!("{P}_redaction_watcher_phone")), 1);
 }
 
-#[test]
 fn request_bodies_are_redacted_before_the_upstream_sees_them() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -209,7 +201,6 @@ fn request_bodies_are_redacted_before_the_upstream_sees_them() {
     assert!(!String::from_utf8_lossy(&r.body).contains("5555555555554444"));
 }
 
-#[test]
 fn a_blocked_body_too_large_to_inspect_never_reaches_the_client_in_part() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -232,3 +223,16 @@ fn a_blocked_body_too_large_to_inspect_never_reaches_the_client_in_part() {
     assert!(text.contains("response blocked"), "{}", r.describe());
     assert_eq!(envoy.counter(&format!("{P}_redaction_too_large")), 1);
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    a_content_length_response_is_redacted_exactly,
+    a_chunked_response_is_redacted_exactly_whatever_the_chunk_size,
+    a_body_without_sensitive_data_is_byte_identical,
+    the_upstream_is_asked_for_an_identity_encoded_response,
+    block_mode_never_passes_the_upstream_body_on,
+    block_mode_with_held_headers_replaces_the_response_with_502,
+    report_mode_counts_classes_and_changes_nothing,
+    request_bodies_are_redacted_before_the_upstream_sees_them,
+    a_blocked_body_too_large_to_inspect_never_reaches_the_client_in_part,
+);

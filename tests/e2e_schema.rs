@@ -13,10 +13,7 @@
 
 mod common;
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
-
-use common::{e2e_paths, Echo, Envoy, EnvoyOpts, Response};
+use common::{e2e_paths, Echo, Envoy, EnvoyOpts, Req, Response};
 use serde_json::{json, Value};
 
 const P: &str = "apiguard";
@@ -67,27 +64,16 @@ fn problem(r: &Response) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
-/// A POST with a chunked body sent in the given pieces.
+/// A POST with a body without a length (HTTP/1.1 chunked, HTTP/2 no `content-length`), sent in the
+/// given pieces 20 ms apart.
 fn post_chunked(envoy: &Envoy, path: &str, pieces: &[&[u8]]) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
-    stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nhost: api.test\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    envoy.send(
+        &Req::new("POST", path)
+            .header("content-type", "application/json")
+            .pieces(pieces),
     )
-    .unwrap();
-    for piece in pieces {
-        write!(stream, "{:x}\r\n", piece.len()).unwrap();
-        stream.write_all(piece).unwrap();
-        stream.write_all(b"\r\n").unwrap();
-        stream.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    stream.write_all(b"0\r\n\r\n").unwrap();
-    common::read_response(&mut BufReader::new(stream), false).unwrap()
 }
 
-#[test]
 fn a_valid_body_reaches_the_upstream_byte_for_byte() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -103,7 +89,6 @@ fn a_valid_body_reaches_the_upstream_byte_for_byte() {
     assert_eq!(envoy.counter(&format!("{P}_schema_validated")), 1);
 }
 
-#[test]
 fn violations_get_400_problem_json_with_pointers_and_no_values() {
     let Some((envoy, echo)) = start() else { return };
     let r = post(
@@ -140,7 +125,6 @@ fn violations_get_400_problem_json_with_pointers_and_no_values() {
     );
 }
 
-#[test]
 fn unparsable_json_gets_400_and_a_wrong_content_type_415() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -181,7 +165,6 @@ fn body_of_len(len: usize) -> Vec<u8> {
     body
 }
 
-#[test]
 fn a_body_exactly_at_the_cap_passes_and_one_byte_over_gets_413() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -198,7 +181,6 @@ fn a_body_exactly_at_the_cap_passes_and_one_byte_over_gets_413() {
     assert_eq!(chunked.status, 413, "{}", chunked.describe());
 }
 
-#[test]
 fn a_chunked_body_is_validated_whole_and_forwarded_intact() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -215,7 +197,6 @@ fn a_chunked_body_is_validated_whole_and_forwarded_intact() {
     assert_eq!(refused.status, 400, "{}", refused.describe());
 }
 
-#[test]
 fn report_mode_counts_a_violation_and_lets_it_through() {
     let Some((envoy, echo)) = start() else { return };
     let r = post(&envoy, "/dry", "application/json", br#"{"id": "nope"}"#);
@@ -224,7 +205,6 @@ fn report_mode_counts_a_violation_and_lets_it_through() {
     assert_eq!(envoy.counter(&format!("{P}_report_only_denied")), 1);
 }
 
-#[test]
 fn openapi_operations_check_path_query_and_body() {
     let Some((envoy, _echo)) = start() else {
         return;
@@ -259,3 +239,14 @@ fn openapi_operations_check_path_query_and_body() {
     let allow = wrong_method.header("allow").unwrap();
     assert!(allow.contains("POST") && allow.contains("PUT"), "{allow}");
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    a_valid_body_reaches_the_upstream_byte_for_byte,
+    violations_get_400_problem_json_with_pointers_and_no_values,
+    unparsable_json_gets_400_and_a_wrong_content_type_415,
+    a_body_exactly_at_the_cap_passes_and_one_byte_over_gets_413,
+    a_chunked_body_is_validated_whole_and_forwarded_intact,
+    report_mode_counts_a_violation_and_lets_it_through,
+    openapi_operations_check_path_query_and_body,
+);

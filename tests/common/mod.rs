@@ -31,6 +31,15 @@ pub mod token;
 
 pub mod collector;
 
+pub mod h2;
+
+#[allow(
+    unused_imports,
+    reason = "not every test crate uses the HTTP/2 upstream"
+)]
+pub use self::h2::{H2Echo, Reply};
+
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -126,12 +135,22 @@ pub fn reserve_port() -> u16 {
 // HTTP client
 
 /// One HTTP response as the client saw it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Response {
+    /// The protocol the client spoke to Envoy.
+    pub proto: Proto,
     pub status: u16,
-    /// Header names lower-cased, in arrival order.
+    /// Header names lower-cased, in arrival order; values as UTF-8 (lossy: see [`Response::header_bytes`]).
     pub headers: Vec<(String, String)>,
+    /// The same headers with their values exactly as they arrived.
+    pub raw_headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+    /// Response trailers (HTTP/2 trailers frame, or the HTTP/1.1 chunked trailer section).
+    pub trailers: Vec<(String, Vec<u8>)>,
+    /// Set when the response started but did not end well: the HTTP/2 stream was reset (or the
+    /// connection failed) after the headers. `body` then holds what arrived before. Always `None` over
+    /// HTTP/1.1, where an incomplete body is an `Err` from the client.
+    pub reset: Option<String>,
 }
 
 impl Response {
@@ -141,6 +160,22 @@ impl Response {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The first header with this name, its value byte for byte.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.raw_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first trailer with this name (UTF-8, lossy).
+    pub fn trailer(&self, name: &str) -> Option<String> {
+        self.trailers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn text(&self) -> String {
@@ -175,6 +210,18 @@ impl Response {
                 })
                 .collect(),
             body: v["body"].as_str().unwrap_or_default().to_string(),
+            trailers: v["trailers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pair| {
+                    (
+                        pair[0].as_str().unwrap_or_default().to_string(),
+                        pair[1].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+            proto: v["proto"].as_str().unwrap_or("h1").to_string(),
         }
     }
 
@@ -191,7 +238,25 @@ impl Response {
             body.truncate(300);
             body.push_str("...");
         }
-        format!("{} [{}] {:?}", self.status, headers.join("; "), body)
+        let mut line = format!(
+            "[{}] {} [{}] {:?}",
+            self.proto.name(),
+            self.status,
+            headers.join("; "),
+            body
+        );
+        if !self.trailers.is_empty() {
+            let trailers: Vec<String> = self
+                .trailers
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v)))
+                .collect();
+            line.push_str(&format!(" trailers [{}]", trailers.join("; ")));
+        }
+        if let Some(reset) = &self.reset {
+            line.push_str(&format!(" RESET: {reset}"));
+        }
+        line
     }
 }
 
@@ -203,6 +268,10 @@ pub struct EchoedRequest {
     pub headers: Vec<(String, String)>,
     /// The body as the upstream received it (UTF-8, lossy).
     pub body: String,
+    /// The request trailers the upstream received (values UTF-8, lossy).
+    pub trailers: Vec<(String, String)>,
+    /// The protocol the upstream spoke with Envoy: `h1` ([`Echo`]) or `h2` ([`H2Echo`]).
+    pub proto: String,
 }
 
 impl EchoedRequest {
@@ -216,6 +285,183 @@ impl EchoedRequest {
     pub fn has_header(&self, name: &str) -> bool {
         self.header(name).is_some()
     }
+
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        self.trailers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Protocols
+
+/// The protocol the test client speaks to Envoy's listener (which accepts both: `codec_type: AUTO`,
+/// HTTP/2 as h2c with prior knowledge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Proto {
+    #[default]
+    H1,
+    H2,
+}
+
+thread_local! {
+    static CURRENT_PROTO: Cell<Proto> = const { Cell::new(Proto::H1) };
+}
+
+impl Proto {
+    pub const ALL: [Proto; 2] = [Proto::H1, Proto::H2];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::H1 => "HTTP/1.1",
+            Proto::H2 => "HTTP/2",
+        }
+    }
+
+    /// The protocol of the test running on this thread (set by [`per_protocol!`]; HTTP/1.1 otherwise).
+    /// [`EnvoyOpts::new`] takes it, so every [`Envoy`] a test starts talks this protocol.
+    pub fn current() -> Proto {
+        CURRENT_PROTO.with(Cell::get)
+    }
+
+    /// Runs `test` with this protocol as [`Proto::current`].
+    pub fn run(self, test: impl FnOnce()) {
+        CURRENT_PROTO.with(|p| p.set(self));
+        test();
+    }
+}
+
+/// Runs each listed test function (a plain `fn name()`, no `#[test]`) once per protocol, as the tests
+/// `http1::name` and `http2::name`: the test name says which protocol failed. Inside, [`Proto::current`]
+/// is that protocol, and so is every [`Envoy`] started with [`EnvoyOpts::new`].
+#[macro_export]
+macro_rules! per_protocol {
+    ($($test:ident),+ $(,)?) => {
+        /// The tests over HTTP/1.1.
+        mod http1 {
+            $( #[test] fn $test() { $crate::common::Proto::H1.run(super::$test) } )+
+        }
+        /// The same tests over HTTP/2 (h2c).
+        mod http2 {
+            $( #[test] fn $test() { $crate::common::Proto::H2.run(super::$test) } )+
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Requests
+
+/// One request for [`send`]: header values and trailers as bytes (anything but CR, LF and NUL), the body
+/// in one or more pieces.
+#[derive(Debug, Clone, Default)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    /// In order. `host` (default `api.test`) is the `:authority` over HTTP/2.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body pieces, sent 20 ms apart when there are several (HTTP/1.1 chunks, HTTP/2 DATA frames).
+    pub pieces: Vec<Vec<u8>>,
+    pub trailers: Vec<(String, Vec<u8>)>,
+    /// Send the body without a length: HTTP/1.1 `transfer-encoding: chunked`, HTTP/2 no
+    /// `content-length`. Implied by trailers and by several pieces.
+    pub chunked: bool,
+}
+
+impl Req {
+    pub fn new(method: &str, path: &str) -> Req {
+        Req {
+            method: method.to_string(),
+            path: path.to_string(),
+            ..Req::default()
+        }
+    }
+
+    pub fn get(path: &str) -> Req {
+        Req::new("GET", path)
+    }
+
+    pub fn post(path: &str, body: &[u8]) -> Req {
+        Req::new("POST", path).body(body)
+    }
+
+    pub fn header(self, name: &str, value: &str) -> Req {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Req {
+        self.headers.push((name.to_string(), value.to_vec()));
+        self
+    }
+
+    pub fn headers(mut self, headers: &[(&str, &str)]) -> Req {
+        for (n, v) in headers {
+            self = self.header(n, v);
+        }
+        self
+    }
+
+    /// The whole body, in one piece.
+    pub fn body(mut self, body: &[u8]) -> Req {
+        self.pieces = if body.is_empty() {
+            Vec::new()
+        } else {
+            vec![body.to_vec()]
+        };
+        self
+    }
+
+    /// The body in these pieces, without a length.
+    pub fn pieces(mut self, pieces: &[&[u8]]) -> Req {
+        self.pieces = pieces.iter().map(|p| p.to_vec()).collect();
+        self.chunked = true;
+        self
+    }
+
+    pub fn chunked(mut self) -> Req {
+        self.chunked = true;
+        self
+    }
+
+    pub fn trailer(self, name: &str, value: &str) -> Req {
+        self.trailer_bytes(name, value.as_bytes())
+    }
+
+    pub fn trailer_bytes(mut self, name: &str, value: &[u8]) -> Req {
+        self.trailers.push((name.to_string(), value.to_vec()));
+        self.chunked = true;
+        self
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.pieces.iter().map(Vec::len).sum()
+    }
+
+    /// Whether the body goes without a length.
+    pub fn without_length(&self) -> bool {
+        self.chunked || !self.trailers.is_empty() || self.pieces.len() > 1
+    }
+
+    /// The `host` header, else `api.test`.
+    pub fn authority(&self) -> String {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .map_or_else(
+                || "api.test".to_string(),
+                |(_, v)| String::from_utf8_lossy(v).into_owned(),
+            )
+    }
+}
+
+/// Sends one request to `127.0.0.1:port` over `proto` on a fresh connection and reads the whole
+/// response (trailers included).
+pub fn send(proto: Proto, port: u16, req: &Req) -> std::io::Result<Response> {
+    match proto {
+        Proto::H1 => send_h1(port, req),
+        Proto::H2 => h2::send(port, req),
+    }
 }
 
 /// Sends one HTTP/1.1 request (`Connection: close`) to `127.0.0.1:port` and reads the whole response.
@@ -227,47 +473,117 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
+    send_h1(port, &Req::new(method, path).headers(headers).body(body))
+}
+
+/// The bytes of an HTTP/1.1 request head for `req` (ending with the empty line), `extra` lines
+/// (e.g. `connection: close`) before the end.
+pub fn h1_head(req: &Req, extra: &[&str]) -> Vec<u8> {
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path).into_bytes();
+    if !req
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("host"))
+    {
+        head.extend_from_slice(b"host: api.test\r\n");
+    }
+    for (name, value) in &req.headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    if req.without_length() {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if req.body_len() > 0 || req.method == "POST" || req.method == "PUT" {
+        head.extend_from_slice(format!("content-length: {}\r\n", req.body_len()).as_bytes());
+    }
+    for line in extra {
+        head.extend_from_slice(line.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Writes `req`'s body (and trailers) as [`h1_head`] announced it.
+fn write_h1_body(stream: &mut TcpStream, req: &Req) -> std::io::Result<()> {
+    if !req.without_length() {
+        for piece in &req.pieces {
+            stream.write_all(piece)?;
+        }
+        return Ok(());
+    }
+    for (i, piece) in req.pieces.iter().enumerate() {
+        if i > 0 {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if piece.is_empty() {
+            continue; // a zero-size chunk would end the body
+        }
+        write!(stream, "{:x}\r\n", piece.len())?;
+        stream.write_all(piece)?;
+        stream.write_all(b"\r\n")?;
+        stream.flush()?;
+    }
+    let mut end = b"0\r\n".to_vec();
+    for (name, value) in &req.trailers {
+        end.extend_from_slice(name.as_bytes());
+        end.extend_from_slice(b": ");
+        end.extend_from_slice(value);
+        end.extend_from_slice(b"\r\n");
+    }
+    end.extend_from_slice(b"\r\n");
+    stream.write_all(&end)?;
+    stream.flush()
+}
+
+/// [`send`] over HTTP/1.1 (`connection: close`).
+pub fn send_h1(port: u16, req: &Req) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        head.push_str("host: api.test\r\n");
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" || method == "PUT" {
-        head.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
-    head.push_str("connection: close\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    stream.write_all(&h1_head(req, &["connection: close"]))?;
+    write_h1_body(&mut stream, req)?;
     let mut reader = BufReader::new(stream);
-    read_response(&mut reader, method == "HEAD")
+    read_response(&mut reader, req.method == "HEAD")
 }
 
 fn invalid(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(ErrorKind::InvalidData, msg.into())
 }
 
-pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<String>>> {
+/// The lines of a header block up to the empty line (`None`: the connection closed before one), as
+/// bytes: header values may be any bytes but CR and LF.
+pub fn read_head_bytes(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<Vec<u8>>>> {
     let mut lines = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line)? == 0 {
             return if lines.is_empty() {
                 Ok(None)
             } else {
                 Err(invalid("connection closed inside the header block"))
             };
         }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
         if line.is_empty() {
             return Ok(Some(lines));
         }
         lines.push(line);
     }
+}
+
+/// [`read_head_bytes`] with lines as UTF-8 (lossy).
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<String>>> {
+    Ok(read_head_bytes(reader)?.map(|lines| {
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    }))
 }
 
 pub fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
@@ -278,24 +594,55 @@ pub fn parse_headers(lines: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `name: value` lines as (lower-cased name, value bytes without surrounding blanks).
+pub fn parse_headers_bytes(lines: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let colon = l.iter().position(|b| *b == b':')?;
+            let name = String::from_utf8_lossy(&l[..colon])
+                .trim()
+                .to_ascii_lowercase();
+            Some((name, l[colon + 1..].trim_ascii().to_vec()))
+        })
+        .collect()
+}
+
+fn lossy(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
 pub fn read_body(
     reader: &mut impl BufRead,
     headers: &[(String, String)],
     until_eof: bool,
 ) -> std::io::Result<Vec<u8>> {
+    read_body_and_trailers(reader, headers, until_eof).map(|(body, _)| body)
+}
+
+/// The body as `headers` frame it (chunked, `content-length`, or until EOF when `until_eof`), and the
+/// chunked trailer section (empty otherwise).
+pub fn read_body_and_trailers(
+    reader: &mut impl BufRead,
+    headers: &[(String, String)],
+    until_eof: bool,
+) -> std::io::Result<(Vec<u8>, Vec<(String, Vec<u8>)>)> {
     let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         let mut body = Vec::new();
         loop {
-            let mut size_line = String::new();
-            reader.read_line(&mut size_line)?;
+            let mut size_line = Vec::new();
+            reader.read_until(b'\n', &mut size_line)?;
+            let size_line = String::from_utf8_lossy(&size_line);
             let size_hex = size_line.trim().split(';').next().unwrap_or("");
             let size = usize::from_str_radix(size_hex, 16)
                 .map_err(|_| invalid(format!("bad chunk size {size_line:?}")))?;
             if size == 0 {
-                // Trailers (none expected) end with an empty line.
-                while read_head(reader)?.is_some_and(|t| !t.is_empty()) {}
-                return Ok(body);
+                let trailers = read_head_bytes(reader)?.unwrap_or_default();
+                return Ok((body, parse_headers_bytes(&trailers)));
             }
             let start = body.len();
             body.resize(start + size, 0);
@@ -308,34 +655,41 @@ pub fn read_body(
         let len: usize = len.parse().map_err(|_| invalid("bad content-length"))?;
         let mut body = vec![0; len];
         reader.read_exact(&mut body)?;
-        return Ok(body);
+        return Ok((body, Vec::new()));
     }
     let mut body = Vec::new();
     if until_eof {
         reader.read_to_end(&mut body)?;
     }
-    Ok(body)
+    Ok((body, Vec::new()))
 }
 
 pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
-    let lines = read_head(reader)?.ok_or_else(|| invalid("empty response"))?;
-    let status_line = lines.first().ok_or_else(|| invalid("no status line"))?;
+    let lines = read_head_bytes(reader)?.ok_or_else(|| invalid("empty response"))?;
+    let status_line =
+        String::from_utf8_lossy(lines.first().ok_or_else(|| invalid("no status line"))?)
+            .into_owned();
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
-    let headers = parse_headers(&lines[1..]);
+    let raw_headers = parse_headers_bytes(&lines[1..]);
+    let headers = lossy(&raw_headers);
     // A reply to HEAD describes a body it does not carry; so do 204 and 304.
-    let body = if head_only || status == 204 || status == 304 {
-        Vec::new()
+    let (body, trailers) = if head_only || status == 204 || status == 304 {
+        (Vec::new(), Vec::new())
     } else {
-        read_body(reader, &headers, true)?
+        read_body_and_trailers(reader, &headers, true)?
     };
     Ok(Response {
+        proto: Proto::H1,
         status,
         headers,
+        raw_headers,
         body,
+        trailers,
+        reset: None,
     })
 }
 
@@ -366,8 +720,10 @@ pub fn wake(port: u16) {
     let _ = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200));
 }
 
-/// The upstream: answers every request with 200, header `x-echo: 1` and a JSON body
-/// `{"method", "path", "headers": [[name, value], ...]}` (names lower-cased). Keeps connections alive.
+/// The HTTP/1.1 upstream: answers every request with 200, header `x-echo: 1` and a JSON body
+/// `{"proto": "h1", "method", "path", "headers": [[name, value], ...], "body", "trailers": [[name, value],
+/// ...]}` (names lower-cased, values and body UTF-8 lossy). Keeps connections alive. [`H2Echo`] is the
+/// HTTP/2 one.
 pub struct Echo {
     pub port: u16,
     requests: Arc<AtomicUsize>,
@@ -423,7 +779,7 @@ fn echo_connection(conn: TcpStream, counter: &AtomicUsize) -> std::io::Result<()
             counter.fetch_add(1, Ordering::SeqCst);
             return echo_reset_mid_body(writer, reader, limit);
         }
-        let body = read_body(&mut reader, &headers, false)?;
+        let (body, trailers) = read_body_and_trailers(&mut reader, &headers, false)?;
         counter.fetch_add(1, Ordering::SeqCst);
         // `x-echo-raw: <content-type>`: answer with the request body itself, as that type; with
         // `x-echo-chunk: N`, chunked in N-byte chunks written separately (so that Envoy sees several).
@@ -459,11 +815,17 @@ fn echo_connection(conn: TcpStream, counter: &AtomicUsize) -> std::io::Result<()
             continue;
         }
         let pairs: Vec<Value> = headers.iter().map(|(n, v)| json!([n, v])).collect();
+        let trailer_pairs: Vec<Value> = lossy(&trailers)
+            .iter()
+            .map(|(n, v)| json!([n, v]))
+            .collect();
         let reply = json!({
+            "proto": "h1",
             "method": method,
             "path": path,
             "headers": pairs,
             "body": String::from_utf8_lossy(&body),
+            "trailers": trailer_pairs,
         })
         .to_string();
         write!(
@@ -717,18 +1079,37 @@ pub struct EnvoyOpts {
     /// as deployed. Off ([`EnvoyOpts::raw_paths`]): raw paths and hosts reach the filter as the client
     /// sent them (Envoy's own defaults), which is what tests of the filter's own path handling need.
     pub normalise_paths: bool,
+    /// The protocol of the test client ([`Envoy::request`] and kin); [`Proto::current`] by default.
+    pub proto: Proto,
+    /// The `upstream` cluster speaks HTTP/2 (h2c, an [`H2Echo`]) instead of HTTP/1.1.
+    pub upstream_h2: bool,
 }
 
 impl EnvoyOpts {
     pub fn new(upstream: &Echo) -> EnvoyOpts {
+        EnvoyOpts::new_port(upstream.port)
+    }
+
+    /// With an HTTP/2 upstream (the `upstream` cluster speaks h2c to `upstream`).
+    pub fn h2_upstream(upstream: &H2Echo) -> EnvoyOpts {
         EnvoyOpts {
-            upstream_port: upstream.port,
+            upstream_h2: true,
+            ..EnvoyOpts::new_port(upstream.port)
+        }
+    }
+
+    /// With the `upstream` cluster at `port` (HTTP/1.1).
+    pub fn new_port(port: u16) -> EnvoyOpts {
+        EnvoyOpts {
+            upstream_port: port,
             jwks_port: None,
             collector_port: None,
             with_filter: true,
             concurrency: 2,
             allow_on_headers_stop_iteration: false,
             normalise_paths: true,
+            proto: Proto::current(),
+            upstream_h2: false,
         }
     }
 
@@ -741,6 +1122,11 @@ impl EnvoyOpts {
     /// Raw paths and hosts reach the filter (Envoy's defaults).
     pub fn raw_paths(mut self) -> EnvoyOpts {
         self.normalise_paths = false;
+        self
+    }
+
+    pub fn proto(mut self, proto: Proto) -> EnvoyOpts {
+        self.proto = proto;
         self
     }
 
@@ -769,6 +1155,23 @@ fn static_cluster(name: &str, port: u16) -> Value {
             {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
         ]}]}
     })
+}
+
+/// The `upstream` cluster: HTTP/1.1 with trailers forwarded (`enable_trailers`), or HTTP/2 (h2c).
+fn upstream_cluster(port: u16, h2: bool) -> Value {
+    let mut cluster = static_cluster("upstream", port);
+    let http = if h2 {
+        json!({"http2_protocol_options": {}})
+    } else {
+        json!({"http_protocol_options": {"enable_trailers": true}})
+    };
+    cluster["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": http
+        }
+    });
+    cluster
 }
 
 /// The bootstrap (JSON, which Envoy reads like YAML). Listener and admin on port 0: Envoy picks free
@@ -804,7 +1207,7 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
     // Nobody listens on a reserved-then-released port: a missing JWKS server reads as "connection refused".
     let jwks_port = opts.jwks_port.unwrap_or_else(reserve_port);
     let mut clusters = vec![
-        static_cluster("upstream", opts.upstream_port),
+        upstream_cluster(opts.upstream_port, opts.upstream_h2),
         static_cluster("jwks", jwks_port),
     ];
     if let Some(port) = opts.collector_port {
@@ -813,7 +1216,10 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
+        // HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one listener; HTTP/1.1 trailers (chunked
+        // trailer section) passed on rather than dropped.
         "codec_type": "AUTO",
+        "http_protocol_options": {"enable_trailers": true},
         "route_config": {"name": "local", "virtual_hosts": [{
             "name": "all",
             "domains": ["*"],
@@ -853,6 +1259,8 @@ pub struct Envoy {
     /// The HTTP listener (the filter is on it).
     pub port: u16,
     pub admin_port: u16,
+    /// The protocol [`Envoy::request`], [`Envoy::get`] and [`Envoy::send`] speak (from [`EnvoyOpts`]).
+    pub proto: Proto,
 }
 
 enum Started {
@@ -939,6 +1347,7 @@ impl Envoy {
             dir,
             port: 0,
             admin_port: 0,
+            proto: opts.proto,
         };
         let started = envoy.wait_ready(&admin_path);
         (envoy, started)
@@ -977,6 +1386,8 @@ impl Envoy {
         self.get(path, &[("authorization", &format!("Bearer {token}"))])
     }
 
+    /// One request through the filter over [`Envoy::proto`]; panics (with Envoy's log) when no
+    /// response came back.
     pub fn request(
         &self,
         method: &str,
@@ -984,12 +1395,25 @@ impl Envoy {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        http_request(self.port, method, path, headers, body).unwrap_or_else(|e| {
+        self.send(&Req::new(method, path).headers(headers).body(body))
+    }
+
+    /// [`send`]s `req` over [`Envoy::proto`]; panics (with Envoy's log) when no response came back.
+    pub fn send(&self, req: &Req) -> Response {
+        self.try_send(req).unwrap_or_else(|e| {
             panic!(
-                "{method} {path} through Envoy failed: {e}\n{}",
+                "{} {} through Envoy over {} failed: {e}\n{}",
+                req.method,
+                req.path,
+                self.proto.name(),
                 tail(&self.log(), 30)
             )
         })
+    }
+
+    /// [`send`]s `req` over [`Envoy::proto`].
+    pub fn try_send(&self, req: &Req) -> std::io::Result<Response> {
+        send(self.proto, self.port, req)
     }
 
     /// Admin `/stats?filter=<regex>` as name -> value (counters and gauges; histograms left out).
@@ -1017,6 +1441,28 @@ impl Envoy {
         let log = std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default();
         let console = std::fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
         format!("{log}{console}")
+    }
+
+    /// Lines of Envoy's log that show the filter failing: a panic, a wasm trap, a failed
+    /// `proxy_on_*` call (`Function: proxy_on_... failed`), a VM failure, an uncaught runtime error, or
+    /// anything critical. Empty when all is well.
+    pub fn wasm_failures(&self) -> Vec<String> {
+        const NEEDLES: [&str; 6] = [
+            "panic",
+            "wasm trap",
+            "function: proxy_on_",
+            "wasm vm failed",
+            "uncaught runtimeerror",
+            "[critical]",
+        ];
+        self.log()
+            .lines()
+            .filter(|l| {
+                let lower = l.to_ascii_lowercase();
+                NEEDLES.iter().any(|n| lower.contains(n))
+            })
+            .map(str::to_string)
+            .collect()
     }
 
     /// Waits (bounded) until `check` holds, polling every 100 ms; returns whether it did.
