@@ -118,6 +118,12 @@ fn an_empty_body_ended_by_trailers_does_not_satisfy_a_required_body() {
     let flows = d.body(Side::Request, &[], true);
     assert_eq!(flows, vec![Flow::Pause]);
     assert_eq!(d.status(), Some(400));
+    let reply = d.0.host.reply.as_ref().unwrap();
+    assert!(
+        reply.body.contains("Request body required"),
+        "{}",
+        reply.body
+    );
 }
 
 #[test]
