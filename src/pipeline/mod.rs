@@ -1,8 +1,8 @@
-//! One request's verdict: canonical path → route → authentication (JWT, API key) → authorization → rate limit → schema
-//! (headers now, the body once it has arrived: [`check_body`]). A refusal at one stage skips the later
-//! ones. Pure: the request is read through [`RequestView`], per-worker state
-//! comes in a [`WorkerEnv`], and the verdict says what to change or send; the host layer carries it out
-//! and turns [`Event`]s into metrics.
+//! One request's verdict: canonical path ([`crate::canonical`]) → route → authentication (JWT, API
+//! key) → authorization → rate limit → schema (headers now, the body once it has arrived:
+//! [`check_body`]). A refusal at one stage skips the later ones. Pure: the request is read through
+//! [`RequestView`], per-worker state comes in a [`WorkerEnv`], and the verdict says what to change or
+//! send; the host layer carries it out and turns [`Event`]s into metrics.
 
 use crate::apikey::{ApiKeyFailure, KeyIdentity};
 use crate::authz::Caller;
