@@ -18,6 +18,7 @@ use crate::route::path_only;
 use crate::schema::{BodyCheck, HeadOutcome, RequestHead};
 use crate::store::SharedStore;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What the pipeline reads of a request. `header` (from [`TokenSource`]) takes lower-case names.
@@ -243,8 +244,15 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
 
     // Rate limits: only requests that passed everything else spend budget.
     if let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) {
+        let method = request.method();
         let facts = Facts {
             request,
+            // One budget per method whatever its case (`get` over HTTP/2 is `GET`).
+            method: if method.bytes().any(|b| b.is_ascii_lowercase()) {
+                Cow::Owned(method.to_ascii_uppercase())
+            } else {
+                Cow::Borrowed(method)
+            },
             rule,
             claims: claims.as_ref().map(|t| &t.payload),
             api_key,
@@ -359,6 +367,8 @@ fn finish(mut verdict: Verdict) -> Verdict {
 /// The rate limiter's view of the request.
 struct Facts<'a> {
     request: &'a dyn RequestView,
+    /// The method, upper-cased.
+    method: Cow<'a, str>,
     rule: &'a Rule,
     claims: Option<&'a Map<String, Value>>,
     api_key: Option<&'a KeyIdentity>,
@@ -381,7 +391,7 @@ impl RequestFacts for Facts<'_> {
         &self.rule.path_label
     }
     fn method(&self) -> &str {
-        self.request.method()
+        &self.method
     }
 }
 
