@@ -169,7 +169,7 @@ fn lower_case_methods_never_skip_a_method_rule() {
         return;
     };
     // Envoy 1.40's HTTP/1 codec refuses a lower-case method itself (400 "Bad Request"); over HTTP/2 it
-    // reaches the filter, which compares methods case-insensitively (unit tests). Either way: no pass.
+    // reaches the filter, which compares methods case-insensitively (next test). Either way: no pass.
     for method in ["get", "Get", "head"] {
         let r = send(&envoy, method, "/reports/q1", &[]);
         assert!(
