@@ -1,8 +1,8 @@
-//! One request's verdict: canonical path → route → authentication (JWT, API key) → authorization → rate limit → schema
-//! (headers now, the body once it has arrived: [`check_body`]). A refusal at one stage skips the later
-//! ones. Pure: the request is read through [`RequestView`], per-worker state
-//! comes in a [`WorkerEnv`], and the verdict says what to change or send; the host layer carries it out
-//! and turns [`Event`]s into metrics.
+//! One request's verdict: canonical path ([`crate::canonical`]) → route → authentication (JWT, API
+//! key) → authorization → rate limit → schema (headers now, the body once it has arrived:
+//! [`check_body`]). A refusal at one stage skips the later ones. Pure: the request is read through
+//! [`RequestView`], per-worker state comes in a [`WorkerEnv`], and the verdict says what to change or
+//! send; the host layer carries it out and turns [`Event`]s into metrics.
 
 use crate::apikey::{ApiKeyFailure, KeyIdentity};
 use crate::authz::Caller;
@@ -19,6 +19,7 @@ use crate::route::path_only;
 use crate::schema::{BodyCheck, HeadOutcome, RequestHead};
 use crate::store::SharedStore;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Keys for providers whose keys are fetched remotely; local keys come from the policy itself.
@@ -226,8 +227,15 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
 
     // Rate limits: only requests that passed everything else spend budget.
     if let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) {
+        let method = request.method();
         let facts = Facts {
             request,
+            // One budget per method whatever its case (`get` over HTTP/2 is `GET`).
+            method: if method.bytes().any(|b| b.is_ascii_lowercase()) {
+                Cow::Owned(method.to_ascii_uppercase())
+            } else {
+                Cow::Borrowed(method)
+            },
             rule,
             claims: claims.as_ref().map(|t| &t.payload),
             api_key,
@@ -342,6 +350,8 @@ fn finish(mut verdict: Verdict) -> Verdict {
 /// The rate limiter's view of the request.
 struct Facts<'a> {
     request: &'a dyn RequestView,
+    /// The method, upper-cased.
+    method: Cow<'a, str>,
     rule: &'a Rule,
     claims: Option<&'a Map<String, Value>>,
     api_key: Option<&'a KeyIdentity>,
@@ -364,7 +374,7 @@ impl RequestFacts for Facts<'_> {
         &self.rule.path_label
     }
     fn method(&self) -> &str {
-        self.request.method()
+        &self.method
     }
 }
 

@@ -504,3 +504,30 @@ fn hosts_match_without_a_trailing_dot_or_port() {
     let v = verdict_for(&p, &Request::get("/admin/x").host("admin.example.com.evil"));
     assert_eq!(rule_name(&p, &v), Some("open"));
 }
+
+#[test]
+fn a_lower_case_method_spends_the_same_rate_limit_budget_as_its_upper_case_form() {
+    let p = Policy::from_value(&json!({
+        "rate_limits": {"per_method": {"requests": 1, "period": "60s", "key": [{"method": true}]}},
+        "rules": [{"name": "all", "match": {"prefix": "/"}, "rate_limits": "per_method"}]
+    }))
+    .unwrap();
+    let store = MemoryStore::default();
+    let seed = Seed::from_bytes(&[7; 16]);
+    let mut cache = TokenCache::new(10);
+    let mut decide_one = |method: &'static str| {
+        let mut env = WorkerEnv {
+            keys: &mut NoRemote,
+            cache: &mut cache,
+            store: &store,
+            seed: Some(&seed),
+            now_ms: NOW * 1000,
+        };
+        decide(&p, &Request::get("/x").method(method), &mut env)
+    };
+    assert_eq!(decide_one("GET").denial, None);
+    assert!(matches!(
+        decide_one("get").denial,
+        Some(Denial::RateLimited(_))
+    ));
+}
