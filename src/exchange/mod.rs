@@ -390,7 +390,6 @@ impl Exchange {
         rate_headers: &[(&'static str, String)],
     ) -> Option<Flow> {
         if self.enforced {
-            log::debug!("{}: refused: {}", worker.policy.name, detail(denial));
             return Some(self.refuse(worker, host, denial, rate_headers));
         }
         host.count("report_only_denied", 1);
@@ -411,6 +410,10 @@ impl Exchange {
         rate_headers: &[(&'static str, String)],
     ) -> Flow {
         host.count("denied", 1);
+        if log::Level::Debug <= log::max_level() {
+            let line = format!("refused: {}", detail(denial));
+            self.log_at(log::Level::Debug, worker, host, &line);
+        }
         let uri = self
             .request
             .as_ref()
@@ -451,15 +454,29 @@ impl Exchange {
             .is_some_and(|r| r.headers().count(name) > 0)
     }
 
-    /// A line caused by traffic, through the worker's [`LogLimiter`].
+    /// An info line caused by traffic, through the worker's [`LogLimiter`].
     fn log(&self, worker: &mut Worker, host: &mut dyn StreamHost, line: &str) {
+        self.log_at(log::Level::Info, worker, host, line);
+    }
+
+    fn log_at(
+        &self,
+        level: log::Level,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        line: &str,
+    ) {
+        if level > log::max_level() {
+            return;
+        }
         let now = host.now_ms();
         match worker.logs.admit(now) {
-            Admit::Write { suppressed_before } if suppressed_before > 0 => log::info!(
+            Admit::Write { suppressed_before } if suppressed_before > 0 => log::log!(
+                level,
                 "{}: {line} ({suppressed_before} similar line(s) suppressed)",
                 worker.policy.name
             ),
-            Admit::Write { .. } => log::info!("{}: {line}", worker.policy.name),
+            Admit::Write { .. } => log::log!(level, "{}: {line}", worker.policy.name),
             Admit::Suppress => host.count("log_suppressed", 1),
         }
     }
