@@ -317,6 +317,9 @@ mod tests {
         fn query(&self) -> &str {
             &self.query
         }
+        fn header_count(&self, name: &str) -> usize {
+            self.headers.iter().filter(|(n, _)| *n == name).count()
+        }
     }
 
     fn req(headers: &[(&'static str, &str)], query: &str) -> Req {

@@ -334,6 +334,9 @@ impl TokenSource for HeaderList {
     fn query(&self) -> &str {
         template::query_part(self.path())
     }
+    fn header_count(&self, name: &str) -> usize {
+        self.0.iter().filter(|(k, _)| k == name).count()
+    }
 }
 
 impl RequestView for HeaderList {

@@ -66,6 +66,8 @@ fn default_policy() -> Policy {
 struct Request {
     path: &'static str,
     headers: HashMap<String, String>,
+    /// Further copies of headers already in `headers`, in order.
+    repeated: Vec<(String, String)>,
 }
 
 impl Request {
@@ -73,7 +75,12 @@ impl Request {
         Request {
             path,
             headers: HashMap::new(),
+            repeated: Vec::new(),
         }
+    }
+    fn also(mut self, name: &str, value: &str) -> Self {
+        self.repeated.push((name.into(), value.into()));
+        self
     }
     fn bearer(mut self, token: &str) -> Self {
         self.headers
@@ -88,6 +95,10 @@ impl TokenSource for Request {
     }
     fn query(&self) -> &str {
         self.path.split_once('?').map_or("", |(_, q)| q)
+    }
+    fn header_count(&self, name: &str) -> usize {
+        usize::from(self.headers.contains_key(name))
+            + self.repeated.iter().filter(|(n, _)| n == name).count()
     }
 }
 
@@ -323,4 +334,32 @@ fn the_original_uri_has_no_query_and_is_bounded() {
     );
     let long: &'static str = Box::leak(format!("/{}", "é".repeat(300)).into_boxed_str());
     assert!(original_uri(&Request::get(long)).len() <= 256);
+}
+
+#[test]
+fn a_query_token_is_removed_from_the_path_and_the_rest_of_the_query_kept_as_sent() {
+    let p = default_policy();
+    let t = token(good_claims());
+    let path: &'static str =
+        Box::leak(format!("/api/x?a=%2F&access_token={t}&b=1+2").into_boxed_str());
+    let v = run(&p, &Request::get(path), &mut TokenCache::new(10));
+    assert!(!v.refuses(), "{v:?}");
+    assert!(v.headers.contains(&HeaderChange::Set(
+        ":path".into(),
+        "/api/x?a=%2F&b=1+2".into()
+    )));
+}
+
+#[test]
+fn a_duplicated_token_header_is_refused_even_when_the_first_copy_is_valid() {
+    let p = default_policy();
+    let t = token(good_claims());
+    let v = run(
+        &p,
+        &Request::get("/api/x")
+            .bearer(&t)
+            .also("authorization", "Bearer x.y.z"),
+        &mut TokenCache::new(10),
+    );
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtBadFormat)));
 }

@@ -676,6 +676,9 @@ impl TokenSource for TextRequest {
     fn query(&self) -> &str {
         self.path.split_once('?').map_or("", |(_, q)| q)
     }
+    fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
 }
 
 impl RequestView for TextRequest {
