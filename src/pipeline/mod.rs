@@ -220,7 +220,12 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         );
         verdict.response_headers = decision.headers;
         if let Some(refusal) = decision.refusal {
-            verdict.denial = Some(Denial::RateLimited(refusal));
+            verdict.denial = Some(match refusal {
+                crate::ratelimit::Refusal::AmbiguousKey { .. } => {
+                    Denial::BadRequest("ambiguous_rate_limit_key")
+                }
+                other => Denial::RateLimited(other),
+            });
             return finish(verdict);
         }
     }
@@ -319,6 +324,12 @@ impl RequestFacts for Facts<'_> {
     }
     fn header(&self, name: &str) -> Option<&str> {
         self.request.header(name)
+    }
+    fn header_count(&self, name: &str) -> usize {
+        self.request.header_count(name)
+    }
+    fn header_is_utf8(&self, name: &str) -> bool {
+        self.request.header_is_utf8(name)
     }
     fn source_address(&self) -> Option<&str> {
         self.request.source_address()
