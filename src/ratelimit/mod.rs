@@ -689,7 +689,7 @@ fn compile_key_part(node: &Node<'_>) -> Result<KeyPart> {
             if stated != Some(true) {
                 return Err(o
                     .get("use_remote_address")
-                    .map_or_else(|| n.clone(), |u| u)
+                    .unwrap_or_else(|| n.clone())
                     .error(
                         "client_address needs \"use_remote_address\": true, stating that Envoy's \
                          http_connection_manager sets use_remote_address: true; without it Envoy \
