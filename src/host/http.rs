@@ -201,7 +201,7 @@ impl HttpContext for ApiGuard {
         if let (Some(config), Some(discovery)) =
             (policy.discovery.as_ref(), worker.discovery.as_mut())
         {
-            if discovery.sample(config, request.header("x-request-id")) {
+            if discovery.sample(config) {
                 self.observation = Some(Observation::request(config, &request));
             }
         }
