@@ -31,10 +31,12 @@ pub enum Finding {
     CorsAnyOriginWithCredentials,
     /// `Access-Control-Allow-Origin` echoes a foreign (or `null`) request `Origin`.
     CorsOriginReflected,
+    /// A JSON-RPC batch held members that are not JSON-RPC 2.0 requests.
+    JsonRpcInvalidBatchMember,
 }
 
 impl Finding {
-    pub const ALL: [Finding; 12] = [
+    pub const ALL: [Finding; 13] = [
         Finding::NoAuthentication,
         Finding::SensitiveDataUnauthenticated,
         Finding::CredentialsInQuery,
@@ -47,6 +49,7 @@ impl Finding {
         Finding::SqlErrorInError,
         Finding::CorsAnyOriginWithCredentials,
         Finding::CorsOriginReflected,
+        Finding::JsonRpcInvalidBatchMember,
     ];
 
     pub fn code(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Finding {
             Finding::SqlErrorInError => "sql_error_in_error",
             Finding::CorsAnyOriginWithCredentials => "cors_any_origin_with_credentials",
             Finding::CorsOriginReflected => "cors_origin_reflected",
+            Finding::JsonRpcInvalidBatchMember => "jsonrpc_invalid_batch_member",
         }
     }
 

@@ -618,6 +618,7 @@ pub fn discovery(data: &[u8]) {
         soap_action: soap_action.as_deref(),
         upgrade: upgrade.as_deref(),
         protocol: protocol.as_deref(),
+        websocket_protocol: None,
     };
     let mut c = classify::from_head(&head);
     check_operation(&c);
