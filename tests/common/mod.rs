@@ -801,6 +801,9 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "ingress",
                         "codec_type": "AUTO",
+                        // As the shipped bootstraps: source.address is the TCP peer, never the client's
+                        // own x-forwarded-for (client-address rate-limit keys require it).
+                        "use_remote_address": true,
                         "route_config": {"name": "local", "virtual_hosts": [{
                             "name": "all",
                             "domains": ["*"],
