@@ -168,6 +168,9 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
                         .headers
                         .push(HeaderChange::Remove(header.to_string()));
                 }
+                if let Some(param) = set.1.param_to_strip() {
+                    strip_path_param(&mut verdict.headers, request.path(), param);
+                }
                 api_key = Some(identity);
             }
             Err(failure) => {
@@ -248,6 +251,27 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         }
     }
     finish(verdict)
+}
+
+/// Removes a query parameter from the `:path` the request will go upstream with: the one an earlier
+/// stage already set, else the request's own.
+fn strip_path_param(headers: &mut Vec<HeaderChange>, path: &str, param: &str) {
+    let current = headers.iter_mut().find_map(|h| match h {
+        HeaderChange::Set(name, value) if name == ":path" => Some(value),
+        _ => None,
+    });
+    match current {
+        Some(value) => {
+            if let Some(stripped) = strip_params(value, &[param]) {
+                *value = stripped;
+            }
+        }
+        None => {
+            if let Some(stripped) = strip_params(path, &[param]) {
+                headers.push(HeaderChange::Set(":path".into(), stripped));
+            }
+        }
+    }
 }
 
 /// Checks a buffered request body against the schema [`decide`] selected. `Err` carries the refusal
