@@ -118,7 +118,13 @@ fn header_token<'r>(
     } else {
         match value.get(..prefix.len()) {
             Some(head) if head.eq_ignore_ascii_case(prefix) => {
-                value.get(prefix.len()..).unwrap_or("")
+                let rest = value.get(prefix.len()..).unwrap_or("");
+                // A prefix configured without its separator (`Bearer`) takes one space after it.
+                if prefix.ends_with([' ', '\t']) {
+                    rest
+                } else {
+                    rest.strip_prefix(' ').unwrap_or(rest)
+                }
             }
             _ => {
                 // Envoy finds the prefix anywhere in the value (`Basic x, Bearer t`).
@@ -391,6 +397,22 @@ mod tests {
             query: "",
         };
         assert_eq!(tokens(&defaults(), &r), Err(AMBIGUOUS));
+    }
+
+    #[test]
+    fn a_prefix_configured_without_its_space_takes_exactly_one() {
+        let l = vec![TokenLocation::Header {
+            name: "authorization".into(),
+            value_prefix: "Bearer".into(),
+        }];
+        assert_eq!(
+            tokens(&l, &req(&[("authorization", "Bearer a.b.c")], "")),
+            Ok(vec!["a.b.c"])
+        );
+        assert_eq!(
+            tokens(&l, &req(&[("authorization", "Bearer  a.b.c")], "")),
+            Err(AMBIGUOUS)
+        );
     }
 
     #[test]
