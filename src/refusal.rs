@@ -44,6 +44,7 @@ impl Denial {
             Denial::Authz(_) => "insufficient_privilege",
             Denial::RateLimited(Refusal::Limited { .. }) => "rate_limited",
             Denial::RateLimited(Refusal::MissingKey { .. }) => "rate_limit_key_missing",
+            Denial::RateLimited(Refusal::AmbiguousKey { .. }) => "ambiguous_rate_limit_key",
             Denial::Schema(rejection) => rejection.reason(),
             Denial::SensitiveData { .. } => "sensitive_data",
             Denial::BadRequest(reason) => reason,

@@ -558,7 +558,15 @@ fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
     let refetch_on_unknown_kid = match obj.get("refetch_on_unknown_kid") {
         None => Some(Duration::from_secs(30)),
         Some(n) if n.value == &Value::Bool(false) => None,
-        Some(n) => Some(n.duration()?),
+        Some(n) => {
+            let interval = n.duration()?;
+            if interval < Duration::from_secs(1) {
+                return Err(n.error(
+                    "at least 1s (or false): each unknown kid could otherwise cause a fetch",
+                ));
+            }
+            Some(interval)
+        }
     };
     Ok(RemoteJwks {
         cluster,

@@ -113,6 +113,14 @@ fn remote_jwks_uri_is_split_into_authority_and_path_with_defaults() {
 }
 
 #[test]
+fn an_unknown_kid_refetch_interval_under_a_second_is_refused() {
+    let e = error_of(json!({"jwt_providers": {"a": {"remote_jwks": {
+        "cluster": "idp", "uri": "https://idp.example/jwks", "refetch_on_unknown_kid": "100ms"
+    }}}}));
+    assert_eq!(e.path, "jwt_providers.a.remote_jwks.refetch_on_unknown_kid");
+}
+
+#[test]
 fn provider_defaults_follow_envoy() {
     let policy =
         Policy::from_value(&json!({"jwt_providers": {"a": {"remote_jwks": remote()}}})).unwrap();

@@ -35,10 +35,12 @@ pub enum Finding {
     /// ...): the endpoint it was counted under is a guess, and the request looks like an attempt to
     /// reach one resource while being judged as another.
     PathConfusion,
+    /// A JSON-RPC batch held members that are not JSON-RPC 2.0 requests.
+    JsonRpcInvalidBatchMember,
 }
 
 impl Finding {
-    pub const ALL: [Finding; 13] = [
+    pub const ALL: [Finding; 14] = [
         Finding::NoAuthentication,
         Finding::SensitiveDataUnauthenticated,
         Finding::CredentialsInQuery,
@@ -52,6 +54,7 @@ impl Finding {
         Finding::CorsAnyOriginWithCredentials,
         Finding::CorsOriginReflected,
         Finding::PathConfusion,
+        Finding::JsonRpcInvalidBatchMember,
     ];
 
     pub fn code(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Finding {
             Finding::CorsAnyOriginWithCredentials => "cors_any_origin_with_credentials",
             Finding::CorsOriginReflected => "cors_origin_reflected",
             Finding::PathConfusion => "path_confusion",
+            Finding::JsonRpcInvalidBatchMember => "jsonrpc_invalid_batch_member",
         }
     }
 

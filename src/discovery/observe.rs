@@ -6,7 +6,7 @@
 use super::auth::{self, AuthSeen};
 use super::classify::{self, media_type, Classification, RequestHead};
 use super::declared::{self, Declaration};
-use super::findings::{self, Exchange, FindingSet, ResponseFacts};
+use super::findings::{self, Exchange, Finding, FindingSet, ResponseFacts};
 use super::shape::Shape;
 use super::template::{self, NormalisedPath};
 use super::{Discovery, HeaderView};
@@ -183,6 +183,7 @@ impl Observation {
             soap_action: request.header("soapaction"),
             upgrade: request.header("upgrade"),
             protocol: request.header(":protocol"),
+            websocket_protocol: request.header("sec-websocket-protocol"),
         };
         let classification = classify::from_head(&head);
         let found = d
@@ -349,6 +350,9 @@ impl Observation {
             sensitive_response: !self.response_classes.is_empty(),
         });
         found.union(self.body_findings);
+        if self.classification.invalid_batch_members > 0 {
+            found.insert(Finding::JsonRpcInvalidBatchMember);
+        }
         found
     }
 }

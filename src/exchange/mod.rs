@@ -154,7 +154,7 @@ impl Exchange {
         if let (Some(config), Some(discovery)) =
             (policy.discovery.as_ref(), worker.discovery.as_mut())
         {
-            if discovery.sample(config, request.headers().text("x-request-id")) {
+            if discovery.sample(config) {
                 self.observation = Some(Observation::request(config, &request));
             }
         }

@@ -9,7 +9,7 @@ use crate::authz::Caller;
 use crate::canonical::canonicalize;
 use crate::config::{AmbiguousPaths, KeySource, Mode, NoMatch, Policy, Provider, Rule};
 use crate::jwt::cache::{TokenCache, VerifiedToken};
-use crate::jwt::extract::{extract, TokenLocation};
+use crate::jwt::extract::{extract, strip_params, FoundToken, TokenLocation};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{jws, verify, Status};
 use crate::ratelimit::{LimitEvent, RequestFacts, Seed};
@@ -197,6 +197,9 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
                         .headers
                         .push(HeaderChange::Remove(header.to_string()));
                 }
+                if let Some(param) = set.1.param_to_strip() {
+                    strip_path_param(&mut verdict.headers, request.path(), param);
+                }
                 api_key = Some(identity);
             }
             Err(failure) => {
@@ -256,7 +259,12 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         );
         verdict.response_headers = decision.headers;
         if let Some(refusal) = decision.refusal {
-            verdict.denial = Some(Denial::RateLimited(refusal));
+            verdict.denial = Some(match refusal {
+                crate::ratelimit::Refusal::AmbiguousKey { .. } => {
+                    Denial::BadRequest("ambiguous_rate_limit_key")
+                }
+                other => Denial::RateLimited(other),
+            });
             return finish(verdict);
         }
     }
@@ -284,6 +292,27 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         }
     }
     finish(verdict)
+}
+
+/// Removes a query parameter from the `:path` the request will go upstream with: the one an earlier
+/// stage already set, else the request's own.
+fn strip_path_param(headers: &mut Vec<HeaderChange>, path: &str, param: &str) {
+    let current = headers.iter_mut().find_map(|h| match h {
+        HeaderChange::Set(name, value) if name == ":path" => Some(value),
+        _ => None,
+    });
+    match current {
+        Some(value) => {
+            if let Some(stripped) = strip_params(value, &[param]) {
+                *value = stripped;
+            }
+        }
+        None => {
+            if let Some(stripped) = strip_params(path, &[param]) {
+                headers.push(HeaderChange::Set(":path".into(), stripped));
+            }
+        }
+    }
 }
 
 /// Checks a buffered request body against the schema [`decide`] selected. `Err` carries the refusal
@@ -367,6 +396,12 @@ impl RequestFacts for Facts<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.request.header(name)
     }
+    fn header_count(&self, name: &str) -> usize {
+        self.request.header_count(name)
+    }
+    fn header_is_utf8(&self, name: &str) -> bool {
+        self.request.header_is_utf8(name)
+    }
     fn source_address(&self) -> Option<&str> {
         self.request.source_address()
     }
@@ -380,6 +415,9 @@ impl RequestFacts for Facts<'_> {
 
 /// Evaluates a rule's JWT requirement; on success, the claims of the first provider (in configuration
 /// order) whose token verified, and the header changes of every such provider.
+///
+/// Every location the requirement can consult is read first: a credential that could be read two ways
+/// (see [`extract`]) refuses the request whatever the requirement, `allow_missing_or_failed` included.
 fn authenticate_jwt(
     policy: &Policy,
     requirement: &crate::jwt::requirement::Requirement,
@@ -387,6 +425,23 @@ fn authenticate_jwt(
     env: &mut WorkerEnv<'_>,
     verdict: &mut Verdict,
 ) -> Result<Option<Arc<VerifiedToken>>, Status> {
+    let mut consulted = Vec::new();
+    requirement.providers(policy.providers.len(), &mut consulted);
+    let mut found: Vec<Option<Vec<FoundToken<'_>>>> = vec![None; policy.providers.len()];
+    for p in consulted {
+        let (Some(provider), Some(slot)) = (policy.providers.get(p), found.get_mut(p)) else {
+            continue;
+        };
+        if slot.is_none() {
+            match extract(&provider.locations, request) {
+                Ok(tokens) => *slot = Some(tokens),
+                Err(status) => {
+                    verdict.events.push(Event::JwtDenied(status));
+                    return Err(status);
+                }
+            }
+        }
+    }
     let mut checks: Vec<Option<ProviderCheck>> = vec![None; policy.providers.len()];
     let events = &mut verdict.events;
     let status = requirement.evaluate(
@@ -394,8 +449,9 @@ fn authenticate_jwt(
             if let Some(done) = checks.get(p).and_then(|c| c.as_ref()) {
                 return done.status;
             }
+            let tokens = found.get(p).and_then(Option::as_deref).unwrap_or(&[]);
             let check = match policy.providers.get(p) {
-                Some(provider) => check_provider(p, provider, request, env, events),
+                Some(provider) => check_provider(p, provider, tokens, env, events),
                 None => ProviderCheck {
                     status: Status::JwtMissed,
                     verified: None,
@@ -416,6 +472,7 @@ fn authenticate_jwt(
     }
     verdict.events.push(Event::JwtAllowed);
     let mut first = None;
+    let mut strip: Vec<&str> = Vec::new();
     for (provider, check) in policy.providers.iter().zip(&checks) {
         if let Some(ProviderCheck {
             status: Status::Ok,
@@ -423,9 +480,14 @@ fn authenticate_jwt(
             locations,
         }) = check
         {
-            forward_headers(provider, token, locations, &mut verdict.headers);
+            forward_headers(provider, token, locations, &mut verdict.headers, &mut strip);
             first.get_or_insert_with(|| Arc::clone(token));
         }
+    }
+    if let Some(path) = strip_params(request.path(), &strip) {
+        verdict
+            .headers
+            .push(HeaderChange::Set(":path".into(), path));
     }
     Ok(first)
 }
@@ -442,11 +504,10 @@ struct ProviderCheck {
 fn check_provider(
     index: usize,
     provider: &Provider,
-    request: &dyn RequestView,
+    found: &[FoundToken<'_>],
     env: &mut WorkerEnv<'_>,
     events: &mut Vec<Event>,
 ) -> ProviderCheck {
-    let found = extract(&provider.locations, request);
     let locations: Vec<usize> = found.iter().map(|f| f.location).collect();
     if found.is_empty() {
         return ProviderCheck {
@@ -460,7 +521,7 @@ fn check_provider(
         KeySource::Remote(_) => env.keys.remote_keys(index),
     };
     let mut first = None;
-    for token in &found {
+    for token in found {
         match verify_token(
             index,
             provider,
@@ -532,11 +593,12 @@ fn verify_token(
     Ok(verified)
 }
 
-fn forward_headers(
-    provider: &Provider,
+fn forward_headers<'p>(
+    provider: &'p Provider,
     token: &VerifiedToken,
     locations: &[usize],
     headers: &mut Vec<HeaderChange>,
+    strip_params: &mut Vec<&'p str>,
 ) {
     for claim in &provider.claim_to_headers {
         if let Some(value) = claim_value(&token.payload, &claim.claim_path) {
@@ -548,9 +610,13 @@ fn forward_headers(
     }
     if !provider.forward {
         for location in locations {
-            // Query parameters and cookies stay (as in Envoy); a token header is removed.
-            if let Some(TokenLocation::Header { name, .. }) = provider.locations.get(*location) {
-                headers.push(HeaderChange::Remove(name.clone()));
+            // A token header and a token parameter are removed (as Envoy 1.40); cookies stay (as Envoy).
+            match provider.locations.get(*location) {
+                Some(TokenLocation::Header { name, .. }) => {
+                    headers.push(HeaderChange::Remove(name.clone()))
+                }
+                Some(TokenLocation::Param(name)) => strip_params.push(name),
+                Some(TokenLocation::Cookie(_)) | None => {}
             }
         }
     }

@@ -5,6 +5,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::json;
+use sha2::Digest;
 
 const SECRET: &[u8] = b"an HMAC secret of at least 32 bytes long";
 const NOW: u64 = 1_700_000_000;
@@ -90,6 +91,10 @@ impl Request {
     fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
+    }
+    /// Another copy of a header the request already has.
+    fn also(self, name: &str, value: &str) -> Self {
+        self.header(name, value)
     }
     fn bearer(self, token: &str) -> Self {
         self.header("authorization", &format!("Bearer {token}"))
@@ -530,4 +535,61 @@ fn a_lower_case_method_spends_the_same_rate_limit_budget_as_its_upper_case_form(
         decide_one("get").denial,
         Some(Denial::RateLimited(_))
     ));
+}
+
+#[test]
+fn a_query_token_is_removed_from_the_path_and_the_rest_of_the_query_kept_as_sent() {
+    let p = default_policy();
+    let t = token(good_claims());
+    let path: &'static str =
+        Box::leak(format!("/api/x?a=%2F&access_token={t}&b=1+2").into_boxed_str());
+    let v = run(&p, &Request::get(path), &mut TokenCache::new(10));
+    assert!(!v.refuses(), "{v:?}");
+    assert!(v.headers.contains(&HeaderChange::Set(
+        ":path".into(),
+        "/api/x?a=%2F&b=1+2".into()
+    )));
+}
+
+#[test]
+fn a_duplicated_token_header_is_refused_even_when_the_first_copy_is_valid() {
+    let p = default_policy();
+    let t = token(good_claims());
+    let v = run(
+        &p,
+        &Request::get("/api/x")
+            .bearer(&t)
+            .also("authorization", "Bearer x.y.z"),
+        &mut TokenCache::new(10),
+    );
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtBadFormat)));
+}
+
+#[test]
+fn query_credentials_of_both_stages_are_stripped_from_one_path() {
+    let key = "partner-key-of-some-length";
+    let digest: String = sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let p = Policy::from_value(&json!({
+        "jwt_providers": {"idp": {"issuer": "https://idp", "audiences": ["api"], "local_jwks": {"inline_string": jwks()}}},
+        "api_keys": {"partners": {"from_param": "api_key", "keys": [{"name": "p", "sha256": digest}]}},
+        "rules": [{"name": "both", "match": {"prefix": "/both"}, "jwt": {"provider": "idp"}, "api_key": "partners"}]
+    }))
+    .unwrap();
+    let t = token(good_claims());
+    let path: &'static str =
+        Box::leak(format!("/both?x=1&access_token={t}&api_key={key}&y=2").into_boxed_str());
+    let v = run(&p, &Request::get(path), &mut TokenCache::new(4));
+    assert!(!v.refuses(), "{v:?}");
+    let paths: Vec<&HeaderChange> = v
+        .headers
+        .iter()
+        .filter(|h| matches!(h, HeaderChange::Set(n, _) if n == ":path"))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![&HeaderChange::Set(":path".into(), "/both?x=1&y=2".into())]
+    );
 }

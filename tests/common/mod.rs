@@ -1223,6 +1223,9 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
         // trailer section) passed on rather than dropped.
         "codec_type": "AUTO",
         "http_protocol_options": {"enable_trailers": true},
+        // As the shipped bootstraps: source.address is the TCP peer, never the client's own
+        // x-forwarded-for (client-address rate-limit keys require it).
+        "use_remote_address": true,
         "route_config": {"name": "local", "virtual_hosts": [{
             "name": "all",
             "domains": ["*"],

@@ -623,6 +623,7 @@ pub fn discovery(data: &[u8]) {
         soap_action: soap_action.as_deref(),
         upgrade: upgrade.as_deref(),
         protocol: protocol.as_deref(),
+        websocket_protocol: None,
     };
     let mut c = classify::from_head(&head);
     check_operation(&c);
@@ -680,6 +681,9 @@ impl TokenSource for TextRequest {
     }
     fn query(&self) -> &str {
         self.path.split_once('?').map_or("", |(_, q)| q)
+    }
+    fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
     }
 }
 

@@ -2,6 +2,11 @@
 //! refreshed before it expires, retried with exponential back-off, refetched (rate-limited) when a
 //! token names an unknown `kid`. Pure logic: the host runs the HTTP call this module asks for.
 //!
+//! Clients cannot empty the token cache: unknown-`kid` refetches are bounded per provider for the whole
+//! Envoy (at most one per `refetch_on_unknown_kid`, counted from the last successful fetch, whatever
+//! tokens clients send; failed fetches follow the back-off), and a fetch that brings the same keys keeps
+//! the key generation, so cached verifications stay valid.
+//!
 //! Two shared keys per provider, `<name>.jwks.<provider>.state` and `<name>.jwks.<provider>.doc`:
 //! - `state` is small, read by every worker on every tick: who holds the fetch lease and until when,
 //!   consecutive failures, when the next attempt may start, and when the current document was fetched;
@@ -101,7 +106,8 @@ struct ProviderKeys {
     state_key: String,
     doc_key: String,
     keys: Option<Arc<KeySet>>,
-    /// Bumped whenever new keys are installed; cached verifications of older generations are void.
+    /// Bumped whenever keys that differ from the installed ones are installed; cached verifications
+    /// of older generations are void.
     generation: u64,
     installed_fetched_at_ms: u64,
     in_flight: bool,
@@ -285,10 +291,7 @@ impl JwksCoordinator {
                 let mut doc = format!("{now_ms}\n").into_bytes();
                 doc.extend_from_slice(&body);
                 let published = store.set(&p.doc_key, &doc, None).is_ok();
-                p.keys = Some(Arc::new(keys));
-                p.generation += 1;
-                p.installed_fetched_at_ms = now_ms;
-                p.unknown_kid_seen = false;
+                install(p, keys, now_ms);
                 update_state(store, &p.state_key, |s| FetchState {
                     holder: worker_id,
                     lease_until_ms: 0,
@@ -369,12 +372,22 @@ fn install_if_newer(p: &mut ProviderKeys, store: &dyn SharedStore, state: &Fetch
     }
     if let Ok(keys) = KeySet::from_jwks(body.get(1..).unwrap_or_default()) {
         if !keys.is_empty() {
-            p.keys = Some(Arc::new(keys));
-            p.generation += 1;
-            p.installed_fetched_at_ms = fetched_at;
-            p.unknown_kid_seen = false;
+            install(p, keys, fetched_at);
         }
     }
+}
+
+/// Installs a fetched key set. The generation (which voids cached verifications) moves only when the
+/// keys differ from the installed ones: a refresh, or an unknown-`kid` refetch, that brings the same
+/// keys keeps every cached token.
+fn install(p: &mut ProviderKeys, keys: KeySet, fetched_at_ms: u64) {
+    let unchanged = p.keys.as_deref().is_some_and(|old| old.same_keys(&keys));
+    if !unchanged {
+        p.keys = Some(Arc::new(keys));
+        p.generation += 1;
+    }
+    p.installed_fetched_at_ms = fetched_at_ms;
+    p.unknown_kid_seen = false;
 }
 
 fn fetch_due(p: &ProviderKeys, state: &FetchState, now_ms: u64) -> bool {
