@@ -8,6 +8,8 @@ use crate::apikey::{self, ApiKeys};
 use crate::authz::{self, Authz};
 use crate::discovery::{self, Discovery};
 use crate::jwt::extract::TokenLocation;
+use crate::jwt::jwks_state::JwksCoordinator;
+pub use crate::jwt::jwks_state::RemoteJwks;
 use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
 use crate::jwt::verify::ClaimRules;
@@ -134,21 +136,6 @@ pub struct ClaimToHeader {
 pub enum KeySource {
     Local(Arc<KeySet>),
     Remote(RemoteJwks),
-}
-
-/// Where and how often to fetch a provider's JWKS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
-    pub cluster: String,
-    pub authority: String,
-    pub path: String,
-    pub timeout: Duration,
-    pub cache_duration: Duration,
-    pub max_bytes: usize,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    /// Least time between two fetches caused by tokens with an unknown `kid`; `None` never refetches for that.
-    pub refetch_on_unknown_kid: Option<Duration>,
 }
 
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -344,6 +331,18 @@ impl Policy {
                 KeySource::Remote(remote) => Some((i, remote)),
                 KeySource::Local(_) => None,
             })
+    }
+
+    /// One worker's JWKS state for every provider with remote keys (`worker_id` identifies the VM).
+    pub fn jwks_coordinator(&self, worker_id: u64) -> JwksCoordinator {
+        let remotes: Vec<(usize, &str, &RemoteJwks)> = self
+            .remote_jwks()
+            .map(|(i, remote)| {
+                let name = self.providers.get(i).map_or("", |p| p.name.as_str());
+                (i, name, remote)
+            })
+            .collect();
+        JwksCoordinator::new(&self.name, &remotes, worker_id)
     }
 }
 

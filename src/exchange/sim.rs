@@ -7,7 +7,6 @@
 use super::{Exchange, Flow, HostFault, StreamHost, Worker};
 use crate::config::Policy;
 use crate::discovery::observe::Side;
-use crate::jwt::jwks_state::JwksCoordinator;
 use crate::pipeline::Event;
 use crate::reply::Reply;
 use crate::request::Headers;
@@ -161,7 +160,7 @@ pub struct Sim {
 impl Sim {
     /// A worker for `policy`, at a fixed clock.
     pub fn new(policy: Rc<Policy>) -> Sim {
-        let jwks = JwksCoordinator::new(&policy, 1);
+        let jwks = policy.jwks_coordinator(1);
         Sim {
             worker: Worker::new(policy, jwks),
             host: SimHost {

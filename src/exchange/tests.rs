@@ -4,14 +4,13 @@
 use super::sim::{Sim, SimHost};
 use super::*;
 use crate::config::Policy;
-use crate::jwt::jwks_state::JwksCoordinator;
 use serde_json::{json, Value};
 
 const CARD: &str = "4111 1111 1111 1111";
 
 fn worker(config: Value) -> Worker {
     let policy = Rc::new(Policy::from_value(&config).unwrap());
-    let jwks = JwksCoordinator::new(&policy, 1);
+    let jwks = policy.jwks_coordinator(1);
     Worker::new(policy, jwks)
 }
 

@@ -11,7 +11,7 @@ use crate::discovery::delivery::Outcome;
 use crate::discovery::event::Source;
 use crate::discovery::{DiscoveryWorker, WorkerStats};
 use crate::exchange::Worker;
-use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
+use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult};
 use crate::ratelimit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -148,7 +148,7 @@ impl RootContext for ApiGuardRoot {
                 return false;
             }
         };
-        let jwks = JwksCoordinator::new(&policy, worker_id());
+        let jwks = policy.jwks_coordinator(worker_id());
         if let Err(e) = jwks.ensure_shared_records(&HostStore) {
             log::warn!(
                 "{}: cannot initialise shared JWKS state: {e:?}",

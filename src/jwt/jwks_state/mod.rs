@@ -19,9 +19,9 @@
 //! as Envoy's `jwt_authn` does with `async_fetch`.
 
 use super::keys::KeySet;
-use crate::config::{Policy, RemoteJwks};
 use crate::store::{SharedStore, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Fraction of `cache_duration` after which a document is refreshed (before it expires).
 const REFRESH_AT_PERCENT: u64 = 80;
@@ -114,6 +114,21 @@ struct ProviderKeys {
     unknown_kid_seen: bool,
 }
 
+/// Where and how often to fetch a provider's JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout: Duration,
+    pub cache_duration: Duration,
+    pub max_bytes: usize,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Least time between two fetches caused by tokens with an unknown `kid`; `None` never refetches for that.
+    pub refetch_on_unknown_kid: Option<Duration>,
+}
+
 /// One worker's view of every remote JWKS of the policy.
 #[derive(Debug)]
 pub struct JwksCoordinator {
@@ -122,20 +137,17 @@ pub struct JwksCoordinator {
 }
 
 impl JwksCoordinator {
-    /// `worker_id` must differ between VMs (a random number): it identifies the lease holder.
-    pub fn new(policy: &Policy, worker_id: u64) -> Self {
-        let providers = policy
-            .remote_jwks()
-            .map(|(provider, remote)| {
-                let name = policy
-                    .providers
-                    .get(provider)
-                    .map_or("", |p| p.name.as_str())
-                    .to_string();
-                let prefix = format!("{}.jwks.{name}", policy.name);
+    /// `remotes`: (provider index, provider name, where to fetch) for each provider with remote keys;
+    /// `plugin` prefixes the shared-data keys; `worker_id` must differ between VMs (a random number):
+    /// it identifies the lease holder.
+    pub fn new(plugin: &str, remotes: &[(usize, &str, &RemoteJwks)], worker_id: u64) -> Self {
+        let providers = remotes
+            .iter()
+            .map(|&(provider, name, remote)| {
+                let prefix = format!("{plugin}.jwks.{name}");
                 ProviderKeys {
                     provider,
-                    name,
+                    name: name.to_string(),
                     remote: remote.clone(),
                     state_key: format!("{prefix}.state"),
                     doc_key: format!("{prefix}.doc"),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Policy;
 use crate::store::memory::MemoryStore;
 use serde_json::json;
 
@@ -26,7 +27,7 @@ fn workers(n: u64, store: &MemoryStore) -> Vec<JwksCoordinator> {
     let policy = policy();
     (0..n)
         .map(|id| {
-            let c = JwksCoordinator::new(&policy, id + 1);
+            let c = policy.jwks_coordinator(id + 1);
             c.ensure_shared_records(store).unwrap();
             c
         })
