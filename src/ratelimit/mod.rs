@@ -118,9 +118,9 @@ pub enum LimitEvent {
     CasExhausted,
     /// Shared data refused a read or write; `on_cas_exhausted` decided.
     StoreFailed,
-    /// A slot was created in shared data: the count of these is the number of keys tracked
-    /// (shared-data entries in use; never more than `max_keys + 1`).
-    KeyTracked,
+    /// A slot was created in shared data: the count is the number of shared-data entries the policy
+    /// uses (never more than `max_keys + 1`), not of live keys (stale slots are reused).
+    SlotCreated,
     /// A stale slot was taken over by a new key.
     KeyReclaimed,
     /// The table was full of live keys; the shared overflow budget decided.
@@ -140,7 +140,7 @@ impl LimitEvent {
             LimitEvent::AmbiguousKey => "ambiguous_key",
             LimitEvent::CasExhausted => "cas_exhausted",
             LimitEvent::StoreFailed => "store_failed",
-            LimitEvent::KeyTracked => "keys_tracked",
+            LimitEvent::SlotCreated => "slots_created",
             LimitEvent::KeyReclaimed => "keys_reclaimed",
             LimitEvent::Overflow => "overflow",
             LimitEvent::CasRetry => "cas_retries",
@@ -156,7 +156,7 @@ impl LimitEvent {
         LimitEvent::AmbiguousKey,
         LimitEvent::CasExhausted,
         LimitEvent::StoreFailed,
-        LimitEvent::KeyTracked,
+        LimitEvent::SlotCreated,
         LimitEvent::KeyReclaimed,
         LimitEvent::Overflow,
         LimitEvent::CasRetry,
@@ -429,7 +429,7 @@ fn failure(
 
 fn slot_event(event: SlotEvent) -> LimitEvent {
     match event {
-        SlotEvent::SlotCreated => LimitEvent::KeyTracked,
+        SlotEvent::SlotCreated => LimitEvent::SlotCreated,
         SlotEvent::SlotReclaimed => LimitEvent::KeyReclaimed,
         SlotEvent::Overflow => LimitEvent::Overflow,
         SlotEvent::CasRetry => LimitEvent::CasRetry,

@@ -466,7 +466,7 @@ fn new_keys_are_counted_once_as_tracked() {
     let tracked = |facts: &Facts| {
         l.check(&[0], "r", facts, &store, &SEED, NOW_MS)
             .events
-            .contains(&(0, LimitEvent::KeyTracked))
+            .contains(&(0, LimitEvent::SlotCreated))
     };
     assert!(tracked(&user("alice")));
     assert!(!tracked(&user("alice")));
