@@ -186,14 +186,23 @@ fn a_flood_of_distinct_paths_stays_within_the_table_bound() {
     let Some((envoy, _echo)) = start(&collector, discovery(json!({"max_endpoints": 20}))) else {
         return;
     };
-    // Literal segments that do not look like ids, so that each path is its own endpoint.
-    for i in 0..300 {
-        let word: String = format!("{i:03}")
-            .chars()
-            .map(|c| (b'a' + (c as u8 - b'0')) as char)
-            .collect();
-        assert_eq!(envoy.get(&format!("/flood/{word}"), &[]).status, 200);
-    }
+    // Literal segments that do not look like ids, so that each path is its own endpoint. From 8
+    // threads: a full table is flushed early (at most once a second), so the flood must outrun that
+    // even on a loaded machine.
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let envoy = &envoy;
+            scope.spawn(move || {
+                for i in (t..400).step_by(8) {
+                    let word: String = format!("{i:03}")
+                        .chars()
+                        .map(|c| (b'a' + (c as u8 - b'0')) as char)
+                        .collect();
+                    assert_eq!(envoy.get(&format!("/flood/{word}"), &[]).status, 200);
+                }
+            });
+        }
+    });
     // Generous: counters move on timer ticks, which lag on a loaded 2-core machine.
     assert!(envoy.eventually(Duration::from_secs(30), |e| e
         .counter(&format!("{P}_discovery_overflowed"))
