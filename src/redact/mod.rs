@@ -27,6 +27,7 @@
 //!   emails. A JSON escape ends a token (`\n4111…` is seen as a card after a line break).
 //! - Field rules apply to JSON member names and form field names; XML bodies are scanned as text.
 
+mod decode;
 mod detectors;
 mod json;
 mod mask;

@@ -21,6 +21,7 @@
 //! or the end of the body (a key block that never ends is masked to the end of its JSON string,
 //! form value or body: fail closed).
 
+use super::decode::{self, Enc, View};
 use super::detectors as d;
 use super::json::JsonCtx;
 use super::rewrite::Writer;
@@ -32,6 +33,19 @@ use std::collections::VecDeque;
 /// Bytes kept before the scan position: the longest email local part plus one, and room for
 /// the two bytes of left context other detectors read.
 pub(crate) const LOOKBACK: usize = 72;
+
+/// Raw bytes looked at to decide whether a candidate needs the decoded view.
+const VIEW_PROBE: usize = 48;
+/// Most decoded bytes a detector reads (the longest email domain, with room around it).
+const VIEW_MAX: usize = 320;
+
+/// The outcome of a candidate that starts with an encoded or non-ASCII character.
+enum Step {
+    /// A match; scanning resumes at this offset.
+    Found(usize),
+    /// No match: skip the character's `len` raw bytes; `word` if it decodes to a word byte.
+    Pass { word: bool, len: usize },
+}
 
 // Byte classes of the content tables.
 const PLAIN: u8 = 0; // word byte that starts no detector
@@ -47,17 +61,14 @@ const fn table(stops: &[u8], specials: &[u8]) -> [u8; 256] {
     let mut b = 0usize;
     while b < 256 {
         let c = b as u8;
-        if c.is_ascii_digit()
-            || c.is_ascii_uppercase()
-            || c == b'e'
-            || c == b'g'
-            || c == b'x'
-            || c == b's'
-            || c == b'r'
-        {
+        if c.is_ascii_alphanumeric() {
+            // Lower-case letters start IBANs written in lower case, and JWTs and secrets.
             t[b] = START;
-        } else if c.is_ascii_alphanumeric() || c == b'_' {
+        } else if c == b'_' {
             t[b] = PLAIN;
+        } else if c >= 0xC2 && c <= 0xF4 {
+            // A UTF-8 lead byte: the character may fold to a digit, a letter or `@`.
+            t[b] = SPECIAL;
         }
         b += 1;
     }
@@ -76,6 +87,8 @@ const fn table(stops: &[u8], specials: &[u8]) -> [u8; 256] {
 
 const JSON_TABLE: [u8; 256] = table(b"\"\\", b"@+(-");
 const TEXT_TABLE: [u8; 256] = table(b"\n", b"@+(-");
+// XML: `&` starts a character reference.
+const XML_TABLE: [u8; 256] = table(b"\n", b"@+(-&");
 // In form bodies `+` is a space and `%40` an `@`.
 const FORM_TABLE: [u8; 256] = table(b"&", b"@%(-");
 const FORM_KEY_TABLE: [u8; 256] = table(b"&=", b"@%(-");
@@ -208,6 +221,12 @@ pub fn redact<'a>(policy: &Redaction, kind: BodyKind, body: &'a [u8]) -> Outcome
 pub(crate) struct Engine {
     lex: Lex,
     form: bool,
+    /// How the content spells characters (for the decoded view).
+    enc: Enc,
+    /// Scratch space for the decoded view of a candidate.
+    view: View,
+    /// Whether the JSON escape being lexed decodes to a word character.
+    esc_word: bool,
     /// Whether the byte before `pos` is a word byte (JSON escapes count as non-word).
     prev_word: bool,
     /// No match may start before this absolute offset (start of the current string, line or
@@ -256,6 +275,14 @@ impl Engine {
         Engine {
             lex,
             form: kind == BodyKind::Form,
+            enc: match kind {
+                BodyKind::Json => Enc::Json,
+                BodyKind::Form => Enc::Form,
+                BodyKind::Text => Enc::Text,
+                BodyKind::Xml => Enc::Xml,
+            },
+            view: View::default(),
+            esc_word: false,
             prev_word: false,
             floor: 0,
             pos: 0,
@@ -534,13 +561,29 @@ impl Engine {
             let Some(&b) = buf.get(i) else { break };
             match class_of(t, b) {
                 PLAIN | START if self.prev_word => {
+                    let glue = p.enabled(CARD);
+                    if glue && b.is_ascii_digit() && self.glued_before(buf, base, i) {
+                        if let Some(e) = self.glued_card(p, buf, base, i, out) {
+                            i = e;
+                            continue;
+                        }
+                    }
                     i += 1;
                     let stop = if has_custom {
                         limit.min(rel(self.custom_next, base))
                     } else {
                         limit
                     };
-                    while i < stop && buf.get(i).is_some_and(|b| class_of(t, *b) <= START) {
+                    while let Some(&c) = buf.get(i).filter(|_| i < stop) {
+                        if class_of(t, c) > START
+                            || (glue
+                                && c.is_ascii_digit()
+                                && i.checked_sub(1)
+                                    .and_then(|k| buf.get(k))
+                                    .is_some_and(|x| !x.is_ascii_digit()))
+                        {
+                            break;
+                        }
                         i += 1;
                     }
                 }
@@ -568,10 +611,31 @@ impl Engine {
                         }
                         continue;
                     }
+                    if b >= 0x80 || matches!((b, self.enc), (b'%', Enc::Form) | (b'&', Enc::Xml)) {
+                        match self.encoded_start(p, buf, base, i, out) {
+                            Step::Found(e) => i = e,
+                            Step::Pass { word, len } => {
+                                self.prev_word = word;
+                                i += len.max(1);
+                            }
+                        }
+                        continue;
+                    }
                     self.prev_word = false;
                     i += 1;
                 }
-                _ => return i,
+                _ => {
+                    if b == b'\\' && self.enc == Enc::Json {
+                        match self.encoded_start(p, buf, base, i, out) {
+                            Step::Found(e) => {
+                                i = e;
+                                continue;
+                            }
+                            Step::Pass { word, .. } => self.esc_word = word,
+                        }
+                    }
+                    return i;
+                }
             }
         }
         i
@@ -592,22 +656,38 @@ impl Engine {
         b: u8,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let w = window(buf, i, p.window());
-        let (class, n) = match b {
+        let raw = window(buf, i, p.window());
+        let mut view = std::mem::take(&mut self.view);
+        let hit = if b.is_ascii_alphanumeric() && decode::needs_view(raw, self.enc, VIEW_PROBE) {
+            decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
+            self.detect(p, buf, base, i, &view.bytes, false)
+                .and_then(|(class, n)| Some((class, view.raw_len(n)?)))
+        } else {
+            self.detect(p, buf, base, i, raw, self.form)
+        };
+        self.view = view;
+        let (class, n) = hit?;
+        Some(self.found(p, buf, base, class, i, i + n, false, out))
+    }
+
+    /// The detectors for a token whose (decoded) first byte is `w[0]`; the length is in `w`.
+    fn detect(
+        &self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        w: &[u8],
+        form: bool,
+    ) -> Option<(u16, usize)> {
+        let b = *w.first()?;
+        Some(match b {
             b'0'..=b'9' => {
                 let before = self.before(buf, base, i, 2);
-                let before6 = self.before(buf, base, i, 6);
-                if let Some(n) = p
-                    .enabled(CARD)
-                    .then(|| d::card(w, before6, self.form))
-                    .flatten()
-                {
+                let before6 = self.before(buf, base, i, 8);
+                if let Some(n) = p.enabled(CARD).then(|| d::card(w, before6, form)).flatten() {
                     (CARD, n)
-                } else if let Some(n) = p
-                    .enabled(SSN)
-                    .then(|| d::ssn(w, before, self.form))
-                    .flatten()
-                {
+                } else if let Some(n) = p.enabled(SSN).then(|| d::ssn(w, before, form)).flatten() {
                     (SSN, n)
                 } else {
                     (
@@ -616,19 +696,126 @@ impl Engine {
                     )
                 }
             }
-            b'A'..=b'Z' => {
-                if let Some(n) = p.enabled(IBAN).then(|| d::iban(w, self.form)).flatten() {
+            b'A'..=b'Z' | b'a'..=b'z' => {
+                if let Some(n) = p.enabled(IBAN).then(|| iban_any_case(w, form)).flatten() {
                     (IBAN, n)
-                } else if b == b'A' {
+                } else if b == b'e' {
+                    (JWT, p.enabled(JWT).then(|| d::jwt(w))??)
+                } else if matches!(b, b'A' | b'g' | b'x' | b's' | b'r') {
                     secret_class(p, w)?
                 } else {
                     return None;
                 }
             }
-            b'e' => (JWT, p.enabled(JWT).then(|| d::jwt(w))??),
-            _ => secret_class(p, w)?,
+            b'+' if p.enabled(PHONE) => (PHONE, d::phone_plus(w)?),
+            b'(' if p.enabled(PHONE) => {
+                let before = self.before(buf, base, i, 2);
+                (PHONE, d::phone_national(w, before)?)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether the bytes before `i` (a digit inside a word) glue a card to a word that is not
+    /// hexadecimal (`x4111…`, `id_4111…`), see [`d::glue_ok`].
+    fn glued_before(&self, buf: &[u8], base: u64, i: usize) -> bool {
+        let before = self.before(buf, base, i, 32);
+        if !before
+            .last()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        {
+            return false;
+        }
+        let word_len = before.iter().rev().take_while(|b| d::is_word(**b)).count();
+        let word = before.get(before.len() - word_len..).unwrap_or(&[]);
+        d::glue_ok(word)
+    }
+
+    /// A card glued to the word before it; only the card is masked.
+    fn glued_card(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let raw = window(buf, i, p.window());
+        let mut view = std::mem::take(&mut self.view);
+        let n = if decode::needs_view(raw, self.enc, VIEW_PROBE) {
+            decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
+            d::card(&view.bytes, &[], false).and_then(|n| view.raw_len(n))
+        } else {
+            d::card(raw, &[], self.form)
         };
-        Some(self.found(p, buf, base, class, i, i + n, false, out))
+        self.view = view;
+        let n = n?;
+        Some(self.found(p, buf, base, CARD, i, i + n, false, out))
+    }
+
+    /// A candidate whose first character is encoded (a JSON escape, `%XX` in a form, an XML
+    /// reference) or not ASCII: the detectors run on the decoded view.
+    fn encoded_start(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let raw = window(buf, i, p.window());
+        let Some((first, len)) = decode::first_folded(raw, self.enc) else {
+            return Step::Pass {
+                word: false,
+                len: 1,
+            };
+        };
+        let word = first.is_some_and(d::is_word);
+        let pass = Step::Pass { word, len };
+        let Some(f) = first else {
+            // A zero-width character: transparent.
+            return Step::Pass {
+                word: self.prev_word,
+                len,
+            };
+        };
+        let glued = self.prev_word && word;
+        if glued && !(f.is_ascii_digit() && p.enabled(CARD) && self.glued_before(buf, base, i)) {
+            return pass;
+        }
+        if !(f.is_ascii_alphanumeric() || matches!(f, b'@' | b'+' | b'(')) {
+            return pass;
+        }
+        let mut view = std::mem::take(&mut self.view);
+        decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
+        let hit = if glued {
+            d::card(&view.bytes, &[], false).map(|n| (CARD, n))
+        } else {
+            self.detect(p, buf, base, i, &view.bytes, false)
+        };
+        let hit = hit.and_then(|(class, n)| Some((class, view.raw_len(n)?)));
+        // An encoded `@` (`\u0040`, `&#64;`, `＠`): the local part before it is read raw.
+        let email = if f == b'@' && p.enabled(EMAIL) {
+            let before = self.before(buf, base, i, d::MAX_LOCAL + 1);
+            d::email_local(before).and_then(|local| {
+                let domain = d::email_domain(view.bytes.get(1..)?)?;
+                Some((local, view.raw_len(1 + domain)?))
+            })
+        } else {
+            None
+        };
+        self.view = view;
+        if let Some((local, end)) = email {
+            let start = i - local;
+            if abs(start, base) < self.writer.out_pos && self.writer.enabled {
+                return pass;
+            }
+            return Step::Found(self.found(p, buf, base, EMAIL, start, i + end, false, out));
+        }
+        match hit {
+            Some((class, n)) => Step::Found(self.found(p, buf, base, class, i, i + n, false, out)),
+            None => pass,
+        }
     }
 
     /// Detectors for the non-word byte `b` at `i`.
@@ -646,7 +833,7 @@ impl Engine {
             b'%' if p.enabled(EMAIL) && window(buf, i, 3) == b"%40" => {
                 self.email(p, buf, base, i, 3, out)
             }
-            b'+' if p.enabled(PHONE) && !self.prev_word => {
+            b'+' if p.enabled(PHONE) && !self.prev_word && !self.form => {
                 let n = d::phone_plus(window(buf, i, p.window()))?;
                 Some(self.found(p, buf, base, PHONE, i, i + n, false, out))
             }
@@ -824,7 +1011,12 @@ impl Engine {
             self.new_line = false;
             self.start_unit(p, buf, base, i, Unit::Text);
         }
-        let j = self.content(p, buf, base, i, limit, &TEXT_TABLE, out);
+        let table = if self.enc == Enc::Xml {
+            &XML_TABLE
+        } else {
+            &TEXT_TABLE
+        };
+        let j = self.content(p, buf, base, i, limit, table, out);
         if self.skip.is_none() && j < limit && buf.get(j) == Some(&b'\n') {
             self.prev_word = false;
             self.floor = abs(j + 1, base);
@@ -885,7 +1077,10 @@ impl Engine {
                     }
                     self.lex = Lex::JsonNumber;
                     if b != b'-' && p.enabled(CARD) {
-                        if let Some(n) = d::card_number_token(window(buf, i, p.window())) {
+                        let w = window(buf, i, p.window());
+                        if let Some(n) =
+                            d::card_number_token(w).or_else(|| d::card_number_decimal(w))
+                        {
                             return self.found(p, buf, base, CARD, i, i + n, true, out);
                         }
                     }
@@ -975,7 +1170,8 @@ impl Engine {
         self.lex = next;
         if matches!(next, Lex::JsonString { .. }) {
             self.floor = abs(i + 1, base);
-            self.prev_word = false;
+            // An escape that decodes to a word character keeps the word going.
+            self.prev_word = std::mem::take(&mut self.esc_word);
         }
         i + 1
     }
@@ -1050,6 +1246,25 @@ impl Engine {
         }
         j
     }
+}
+
+/// An IBAN in any letter case (`de89 3704 …` is read as `DE89 3704 …`).
+fn iban_any_case(w: &[u8], form: bool) -> Option<usize> {
+    let head = w.get(..4)?;
+    if !(head.iter().take(2).all(u8::is_ascii_alphabetic)
+        && head.iter().skip(2).all(u8::is_ascii_digit))
+    {
+        return None;
+    }
+    if head.iter().take(2).all(u8::is_ascii_uppercase) {
+        return d::iban(w, form);
+    }
+    let mut upper = [0u8; 48];
+    let n = w.len().min(upper.len());
+    for (slot, b) in upper.iter_mut().zip(w.iter().take(n)) {
+        *slot = b.to_ascii_uppercase();
+    }
+    d::iban(upper.get(..n)?, form)
 }
 
 fn secret_class(p: &Redaction, w: &[u8]) -> Option<(u16, usize)> {

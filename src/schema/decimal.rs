@@ -163,6 +163,17 @@ impl Decimal {
             .then_with(|| self.digits.cmp(&other.digits))
     }
 
+    /// The ASCII digits of a non-negative integer with at most `max` digits (`1.5e3` → `1500`).
+    pub fn integer_digits(&self, max: usize) -> Option<Vec<u8>> {
+        if self.negative || self.is_zero() || !self.is_integer() {
+            return None;
+        }
+        let len = usize::try_from(self.exp).ok().filter(|n| *n <= max)?;
+        let mut out: Vec<u8> = self.digits.iter().map(|d| b'0' + d).collect();
+        out.resize(len, b'0');
+        Some(out)
+    }
+
     /// `self` is an integer multiple of `m` (`m > 0`). Exact when `m` has at most 19 significant
     /// digits; `None` (undecided) beyond that.
     pub fn is_multiple_of(&self, m: &Decimal) -> Option<bool> {
