@@ -436,12 +436,12 @@ fn generated_form_bodies_are_redacted_exactly() {
                 expected.push_str("password=[REDACTED:password]");
             } else {
                 let (v, class) = rng.pick(PII);
-                let v = v.replace(' ', "+");
                 let v = if class == "email" {
-                    v.replace('@', "%40")
+                    v.replace('+', "%2B").replace('@', "%40")
                 } else {
-                    v
+                    v.to_string()
                 };
+                let v = v.replace(' ', "+");
                 // `+` stands for a space: a form-encoded phone number starts with %2B; keep
                 // the classes whose encoded form the scanner reads.
                 if class == "phone" || class == "ssn" && v.contains('+') {

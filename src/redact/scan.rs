@@ -227,11 +227,17 @@ pub(crate) struct Engine {
     view: View,
     /// Whether the JSON escape being lexed decodes to a word character.
     esc_word: bool,
+    /// Absolute offset just after the last encoded character that glues a card (`_` or a
+    /// lower-case letter outside a-f spelled `\u0078`, `%78`, `&#x78;`), or `u64::MAX`.
+    glue_at: u64,
     /// Whether the byte before `pos` is a word byte (JSON escapes count as non-word).
     prev_word: bool,
     /// No match may start before this absolute offset (start of the current string, line or
     /// form value, end of an escape sequence, end of the previous match).
     floor: u64,
+    /// As `floor`, but not moved by JSON escapes: the start of the current string, line or form
+    /// value, or the end of the previous match (decoded e-mail local parts reach back to it).
+    hard_floor: u64,
     pub(crate) pos: u64,
     pub(crate) writer: Writer,
     json: JsonCtx,
@@ -283,8 +289,10 @@ impl Engine {
             },
             view: View::default(),
             esc_word: false,
+            glue_at: u64::MAX,
             prev_word: false,
             floor: 0,
+            hard_floor: 0,
             pos: 0,
             writer: Writer {
                 enabled: policy.rewrites(),
@@ -402,6 +410,7 @@ impl Engine {
             out,
         );
         self.floor = abs(end, base);
+        self.hard_floor = self.floor;
         self.prev_word = end
             .checked_sub(1)
             .and_then(|k| buf.get(k))
@@ -446,6 +455,7 @@ impl Engine {
             out,
         );
         self.floor = abs(end, base);
+        self.hard_floor = self.floor;
         self.prev_word = false;
         if skip.until == Until::JsonNumber {
             self.lex = Lex::JsonValue;
@@ -578,9 +588,11 @@ impl Engine {
                         if class_of(t, c) > START
                             || (glue
                                 && c.is_ascii_digit()
-                                && i.checked_sub(1)
+                                && (i
+                                    .checked_sub(1)
                                     .and_then(|k| buf.get(k))
-                                    .is_some_and(|x| !x.is_ascii_digit()))
+                                    .is_some_and(|x| !x.is_ascii_digit())
+                                    || abs(i, base) == self.glue_at))
                         {
                             break;
                         }
@@ -716,9 +728,32 @@ impl Engine {
         })
     }
 
+    /// Raw length of the e-mail local part that ends at `i`. Read decoded (escapes, `%XX`,
+    /// references) when it lies within the `LOOKBACK` bytes after the start of the current string,
+    /// line or value (or the previous match), raw otherwise.
+    fn email_local(&self, buf: &[u8], base: u64, i: usize) -> Option<usize> {
+        let lo = rel(self.hard_floor, base);
+        let region = buf.get(lo..i).unwrap_or(&[]);
+        if lo <= i && i - lo < LOOKBACK && decode::needs_view(region, self.enc, region.len()) {
+            let mut view = View::default();
+            decode::normalize(region, self.enc, LOOKBACK, &mut view);
+            if view.ends.last() == Some(&region.len()) {
+                let skip = view.bytes.len().saturating_sub(d::MAX_LOCAL + 1);
+                let n = d::email_local(view.bytes.get(skip..)?)?;
+                let k = view.bytes.len() - n;
+                let raw_start = if k == 0 { 0 } else { *view.ends.get(k - 1)? };
+                return Some(region.len() - raw_start);
+            }
+        }
+        d::email_local(self.before(buf, base, i, d::MAX_LOCAL + 1))
+    }
+
     /// Whether the bytes before `i` (a digit inside a word) glue a card to a word that is not
     /// hexadecimal (`x4111…`, `id_4111…`), see [`d::glue_ok`].
     fn glued_before(&self, buf: &[u8], base: u64, i: usize) -> bool {
+        if self.glue_at == abs(i, base) {
+            return true;
+        }
         let before = self.before(buf, base, i, 32);
         if !before
             .last()
@@ -771,6 +806,9 @@ impl Engine {
             };
         };
         let word = first.is_some_and(d::is_word);
+        if first.is_some_and(|f| d::glue_ok(&[f])) {
+            self.glue_at = abs(i + len, base);
+        }
         let pass = Step::Pass { word, len };
         let Some(f) = first else {
             // A zero-width character: transparent.
@@ -796,8 +834,7 @@ impl Engine {
         let hit = hit.and_then(|(class, n)| Some((class, view.raw_len(n)?)));
         // An encoded `@` (`\u0040`, `&#64;`, `＠`): the local part before it is read raw.
         let email = if f == b'@' && p.enabled(EMAIL) {
-            let before = self.before(buf, base, i, d::MAX_LOCAL + 1);
-            d::email_local(before).and_then(|local| {
+            self.email_local(buf, base, i).and_then(|local| {
                 let domain = d::email_domain(view.bytes.get(1..)?)?;
                 Some((local, view.raw_len(1 + domain)?))
             })
@@ -864,8 +901,7 @@ impl Engine {
         at_len: usize,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let before = self.before(buf, base, i, d::MAX_LOCAL + 1);
-        let local = d::email_local(before)?;
+        let local = self.email_local(buf, base, i)?;
         let domain = d::email_domain(window(buf, i + at_len, p.window()))?;
         let start = i - local;
         if abs(start, base) < self.writer.out_pos && self.writer.enabled {
@@ -1020,6 +1056,7 @@ impl Engine {
         if self.skip.is_none() && j < limit && buf.get(j) == Some(&b'\n') {
             self.prev_word = false;
             self.floor = abs(j + 1, base);
+            self.hard_floor = self.floor;
             self.new_line = true;
             self.end_unit();
             return j + 1;
@@ -1056,6 +1093,7 @@ impl Engine {
                 b'"' => {
                     i += 1;
                     self.floor = abs(i, base);
+                    self.hard_floor = self.floor;
                     self.prev_word = false;
                     if self.json.expect_key() {
                         self.json.begin_key();
@@ -1096,6 +1134,7 @@ impl Engine {
                     self.unit = Unit::Text;
                     self.new_line = true;
                     self.floor = abs(i, base);
+                    self.hard_floor = self.floor;
                     self.prev_word = false;
                     return i;
                 }
@@ -1202,6 +1241,7 @@ impl Engine {
                 self.form_key.clear();
                 self.form_key_overlong = false;
                 self.floor = abs(j + 1, base);
+                self.hard_floor = self.floor;
                 self.prev_word = false;
                 j + 1
             }
@@ -1209,6 +1249,7 @@ impl Engine {
                 let i = j + 1;
                 self.lex = Lex::FormValue;
                 self.floor = abs(i, base);
+                self.hard_floor = self.floor;
                 self.prev_word = false;
                 let class = if self.form_key_overlong {
                     None
