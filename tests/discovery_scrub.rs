@@ -34,7 +34,11 @@ const SECRETS: &[&str] = &[
 ];
 
 /// (content type, body, extra request header).
-type Body = (&'static str, &'static str, Option<(&'static str, &'static str)>);
+type Body = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
 
 fn digits_only(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()

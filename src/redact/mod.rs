@@ -22,9 +22,10 @@
 //! # What it does not do
 //! - It does not decompress bodies: the host asks upstream for identity encoding and applies
 //!   `on_unknown_encoding` to whatever still arrives encoded or with an unknown content type.
-//! - It does not decode JSON escape sequences or percent-encoding before matching, except that
-//!   in form bodies `+` counts as a space inside cards, IBANs and SSNs, and `%40` as `@` in
-//!   emails. A JSON escape ends a token (`\n4111…` is seen as a card after a line break).
+//! - It does not decode base64, double percent-encoding or compressed bodies. What it does
+//!   decode before matching (JSON escapes, percent-encoding, XML references, Unicode digits,
+//!   spaces and dashes) is in `decode` and `docs/detectors.md`; a control escape such as `\n`
+//!   ends a token.
 //! - Field rules apply to JSON member names and form field names; XML bodies are scanned as text.
 
 mod decode;
