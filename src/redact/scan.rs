@@ -158,6 +158,16 @@ impl Findings {
         }
     }
 
+    /// Adds the counts of `other`.
+    pub fn merge(&mut self, other: &Findings) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine = mine.saturating_add(*theirs);
+        }
+    }
+
     pub fn count(&self, class: usize) -> u32 {
         self.counts.get(class).copied().unwrap_or(0)
     }

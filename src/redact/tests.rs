@@ -656,3 +656,51 @@ fn a_form_body_without_any_equals_sign_is_still_scanned() {
         "a=1&[REDACTED:email]&b=2"
     );
 }
+
+#[test]
+fn listed_response_headers_are_masked_blocked_or_reported_by_the_policy_action() {
+    let redact_p = policy(json!({"headers": ["Location", "content-disposition"]}));
+    assert_eq!(redact_p.header_names(), ["location", "content-disposition"]);
+    match redact_p.scan_header("location", b"/cards/4111%201111%201111%201111?x=1") {
+        HeaderScan::Masked { value, findings } => {
+            assert_eq!(value, b"/cards/[REDACTED:card]?x=1");
+            assert_eq!(findings.count(0), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    match redact_p.scan_header(
+        "Content-Disposition",
+        "attachment; filename=\"jane@example.com.pdf\"".as_bytes(),
+    ) {
+        HeaderScan::Masked { value, .. } => {
+            assert!(!String::from_utf8(value).unwrap().contains("jane"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        redact_p.scan_header("location", b"/orders/12345"),
+        HeaderScan::Clean
+    );
+    assert_eq!(
+        redact_p.scan_header("x-other", b"4111111111111111"),
+        HeaderScan::Clean,
+        "unlisted headers are not read"
+    );
+    let block = policy(json!({"headers": ["location"], "action": "block"}));
+    assert!(matches!(
+        block.scan_header("location", b"/u/+14155552671"),
+        HeaderScan::Block { .. }
+    ));
+    let report = policy(json!({"headers": ["location"], "action": "report"}));
+    assert!(matches!(
+        report.scan_header("location", b"/ssn/536-22-1234"),
+        HeaderScan::Report { .. }
+    ));
+}
+
+#[test]
+fn a_header_name_that_is_not_a_token_is_refused_at_its_index() {
+    let v = json!({"headers": ["location", "bad name"]});
+    let err = compile("p", &Node::root(&v)).unwrap_err();
+    assert_eq!(err.path, "headers[1]");
+}
