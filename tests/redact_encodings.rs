@@ -399,3 +399,46 @@ fn a_json_number_in_exponent_form_that_is_a_card_is_masked_and_others_stay() {
         );
     }
 }
+
+fn utf16(s: &str, be: bool, bom: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let units = (if bom { "\u{feff}" } else { "" })
+        .encode_utf16()
+        .chain(s.encode_utf16());
+    for u in units {
+        out.extend_from_slice(&if be { u.to_be_bytes() } else { u.to_le_bytes() });
+    }
+    out
+}
+
+fn utf32le(s: &str) -> Vec<u8> {
+    s.chars().flat_map(|c| u32::from(c).to_le_bytes()).collect()
+}
+
+#[test]
+fn utf16_and_utf32_json_is_scanned_and_rewritten_in_its_own_encoding() {
+    let redact_p = policy("redact");
+    let block_p = policy("block");
+    let doc = r#"{"card":"4111 1111 1111 1111","mail":"jane@example.com","n":"é😀"}"#;
+    let masked = r#"{"card":"[REDACTED:card]","mail":"[REDACTED:email]","n":"é😀"}"#;
+    let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (utf16(doc, false, false), utf16(masked, false, false)),
+        (utf16(doc, true, false), utf16(masked, true, false)),
+        (utf16(doc, false, true), utf16(masked, false, true)),
+        (utf16(doc, true, true), utf16(masked, true, true)),
+        (utf32le(doc), utf32le(masked)),
+    ];
+    for (body, expected) in cases {
+        let o = redact(&redact_p, BodyKind::Json, &body);
+        assert_eq!(o.body.to_vec(), expected);
+        assert_eq!(o.findings.total(), 2);
+        assert_eq!(redact(&block_p, BodyKind::Json, &body).findings.total(), 2);
+        stream_all_splits(&redact_p, BodyKind::Json, &body, &expected);
+    }
+    // A clean UTF-16 body, lone surrogate included, comes back byte for byte.
+    let mut clean = utf16(r#"{"a":"b"}"#, false, false);
+    clean.extend_from_slice(&[0x00, 0xD8]);
+    let o = redact(&redact_p, BodyKind::Json, &clean);
+    assert!(!o.changed);
+    stream_all_splits(&redact_p, BodyKind::Json, &clean, &clean);
+}

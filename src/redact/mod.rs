@@ -35,6 +35,7 @@ mod mask;
 mod rewrite;
 mod scan;
 mod stream;
+mod utf;
 
 pub use mask::MaskStyle;
 pub use scan::{redact, Findings, Outcome};

@@ -25,6 +25,7 @@ use super::decode::{self, Enc, View};
 use super::detectors as d;
 use super::json::JsonCtx;
 use super::rewrite::Writer;
+use super::utf;
 use super::{BodyKind, Redaction, CARD, CUSTOM_WINDOW, EMAIL, IBAN, JWT, PHONE, PRIVATE_KEY, SSN};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -207,8 +208,41 @@ pub struct Outcome<'a> {
     pub changed: bool,
 }
 
-/// Scans (and, with `action: redact`, rewrites) a whole body in one pass.
+/// Scans (and, with `action: redact`, rewrites) a whole body in one pass. A UTF-16 or UTF-32
+/// body (a byte order mark, or for JSON the zero-byte pattern) is scanned as UTF-8 and the
+/// output written back in its own encoding (see `utf`).
 pub fn redact<'a>(policy: &Redaction, kind: BodyKind, body: &'a [u8]) -> Outcome<'a> {
+    let head = body.get(..4).unwrap_or(body);
+    if let Some((enc, bom)) = utf::sniff(head, kind == BodyKind::Json) {
+        let mut dec = utf::Decoder::new(enc);
+        let mut text = Vec::new();
+        let tail = dec.push(body.get(bom..).unwrap_or(&[]), true, &mut text);
+        let inner = redact_utf8(policy, kind, &text);
+        if !policy.rewrites() {
+            return Outcome {
+                body: Cow::Borrowed(body),
+                findings: inner.findings,
+                changed: false,
+            };
+        }
+        let mut out = Vec::with_capacity(body.len() + 64);
+        utf::Encoder::new(enc, bom > 0).push(&inner.body, true, &mut out);
+        out.extend_from_slice(&tail);
+        let changed = out != body;
+        return Outcome {
+            body: if changed {
+                Cow::Owned(out)
+            } else {
+                Cow::Borrowed(body)
+            },
+            findings: inner.findings,
+            changed,
+        };
+    }
+    redact_utf8(policy, kind, body)
+}
+
+fn redact_utf8<'a>(policy: &Redaction, kind: BodyKind, body: &'a [u8]) -> Outcome<'a> {
     let mut engine = Engine::new(policy, kind);
     let mut out = Vec::new();
     if engine.writer.enabled {
