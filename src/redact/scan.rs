@@ -807,7 +807,13 @@ impl Engine {
         }
         let word_len = before.iter().rev().take_while(|b| d::is_word(**b)).count();
         let word = before.get(before.len() - word_len..).unwrap_or(&[]);
-        d::glue_ok(word)
+        // A word after `.` or `@` is a domain label (`a@example.com4111…`): not a glue.
+        let label = before
+            .len()
+            .checked_sub(word_len + 1)
+            .and_then(|k| before.get(k))
+            .is_some_and(|b| matches!(b, b'.' | b'@'));
+        !label && d::glue_ok(word)
     }
 
     /// A card glued to the word before it; only the card is masked.

@@ -5,8 +5,8 @@
 //!
 //! The UTF-8 side is WTF-8: a lone surrogate code unit travels as its three-byte form and comes
 //! back as the same code unit, so UTF-16 is transcoded losslessly (an odd final byte is kept
-//! aside and appended as it was). UTF-32 units above U+10FFFF become U+FFFD (lossy, and then the
-//! body counts as changed). Streaming: the decoder keeps at most 3 bytes of an incomplete unit
+//! aside and appended as it was); UTF-32 units above U+10FFFF travel in a private six-byte form
+//! (lead byte 0xF8, never UTF-8, opaque to the detectors), so UTF-32 is lossless too. Streaming: the decoder keeps at most 3 bytes of an incomplete unit
 //! and one pending high surrogate; the encoder at most 3 bytes of an incomplete sequence.
 
 /// A non-UTF-8 Unicode encoding.
@@ -47,11 +47,19 @@ pub fn sniff(head: &[u8], json: bool) -> Option<(Utf, usize)> {
     }
 }
 
+/// Lead byte of the private six-byte form that carries a UTF-32 unit above U+10FFFF through the
+/// scanner (never valid UTF-8; the five bytes after it hold 7 bits each, all non-ASCII).
+const RAW_UNIT: u8 = 0xF8;
+
 fn push_wtf8(cp: u32, out: &mut Vec<u8>) {
-    // Surrogates included (WTF-8); values above U+10FFFF are replaced.
-    let cp = if cp > 0x10FFFF { 0xFFFD } else { cp };
+    // Surrogates included (WTF-8); values above U+10FFFF in the private six-byte form.
     let b = |v: u32| u8::try_from(v & 0xFF).unwrap_or(0);
-    if cp < 0x80 {
+    if cp > 0x10FFFF {
+        out.push(RAW_UNIT);
+        for shift in [28, 21, 14, 7, 0] {
+            out.push(b(0x80 | ((cp >> shift) & 0x7F)));
+        }
+    } else if cp < 0x80 {
         out.push(b(cp));
     } else if cp < 0x800 {
         out.extend_from_slice(&[b(0xC0 | (cp >> 6)), b(0x80 | (cp & 0x3F))]);
@@ -198,6 +206,7 @@ impl Encoder {
                 0xC0..=0xDF => 2,
                 0xE0..=0xEF => 3,
                 0xF0..=0xF7 => 4,
+                RAW_UNIT => 6,
                 _ => {
                     self.emit(0xFFFD, out);
                     i += 1;
@@ -209,11 +218,17 @@ impl Encoder {
             };
             let mut v = if n == 1 {
                 u32::from(b0)
+            } else if n == 6 {
+                0
             } else {
                 u32::from(b0) & (0x7F >> n)
             };
             for &c in seq.iter().skip(1) {
-                v = v << 6 | (u32::from(c) & 0x3F);
+                v = if n == 6 {
+                    v << 7 | (u32::from(c) & 0x7F)
+                } else {
+                    v << 6 | (u32::from(c) & 0x3F)
+                };
             }
             self.emit(v, out);
             i += n;
@@ -267,6 +282,21 @@ mod tests {
             back.extend_from_slice(&tail);
             assert_eq!(back, body, "cut {cut}");
         }
+    }
+
+    #[test]
+    fn utf32_units_beyond_unicode_round_trip() {
+        let body = [
+            0u8, 0, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, b'{', 0, 0, 0xD8, 0,
+        ];
+        let mut dec = Decoder::new(Utf::Utf32Be);
+        let mut mid = Vec::new();
+        let tail = dec.push(&body[4..], true, &mut mid);
+        let mut enc = Encoder::new(Utf::Utf32Be, true);
+        let mut back = Vec::new();
+        enc.push(&mid, true, &mut back);
+        back.extend_from_slice(&tail);
+        assert_eq!(back, body);
     }
 
     #[test]
