@@ -6,12 +6,15 @@
 //! see [`Redaction::window`]) plus its fixed state: the JSON path (at most 128 levels, member
 //! names cut at 256 bytes, kept only when pointers are configured), the member name being read
 //! (256 bytes) and custom-detector matches ahead in the current 1 KiB window. While a chunk is
-//! processed, that chunk is held too. Field-rule values and private-key blocks longer than the
-//! window are dropped as they pass (not held) and their mask is written when they end.
+//! processed, that chunk is held too. The decoded view of a candidate (`decode`) is a scratch
+//! buffer of at most 320 bytes and 320 offsets, reused for the whole body. Field-rule values and
+//! private-key blocks longer than the window are dropped as they pass (not held) and their mask
+//! is written when they end.
 //!
 //! A UTF-16 or UTF-32 body (see `utf`) is transcoded as it streams: the hold-back is then
-//! counted in UTF-8 bytes, plus at most 3 bytes of an incomplete code unit and 3 of an
-//! incomplete UTF-8 sequence; the first 4 bytes are held until they tell the encoding.
+//! counted in UTF-8 bytes, plus at most 3 bytes of an incomplete code unit and 5 of an
+//! incomplete UTF-8 (or private six-byte) sequence; the first 4 bytes are held until they tell
+//! the encoding.
 //!
 //! # Output
 //! The concatenation of everything [`StreamRedactor::push`] appends to `out` is byte-for-byte
