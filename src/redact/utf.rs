@@ -7,7 +7,7 @@
 //! back as the same code unit, so UTF-16 is transcoded losslessly (an odd final byte is kept
 //! aside and appended as it was); UTF-32 units above U+10FFFF travel in a private six-byte form
 //! (lead byte 0xF8, never UTF-8, opaque to the detectors), so UTF-32 is lossless too. Streaming: the decoder keeps at most 3 bytes of an incomplete unit
-//! and one pending high surrogate; the encoder at most 3 bytes of an incomplete sequence.
+//! and one pending high surrogate; the encoder at most 5 bytes of an incomplete sequence.
 
 /// A non-UTF-8 Unicode encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
