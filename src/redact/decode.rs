@@ -247,17 +247,76 @@ pub(crate) fn first_folded(w: &[u8], enc: Enc) -> Option<(Option<u8>, usize)> {
     Some((fold(c).unwrap_or(Some(OPAQUE)), n))
 }
 
-/// Whether the bytes at a candidate need the decoded view: an escape, a percent sign, a `+` in
-/// a form, a reference in XML, or a non-ASCII byte among the first `probe` bytes.
-pub(crate) fn needs_view(w: &[u8], enc: Enc, probe: usize) -> bool {
-    w.iter().take(probe).any(|&b| {
-        b >= 0x80
-            || match enc {
-                Enc::Json => b == b'\\',
-                Enc::Form => b == b'%' || b == b'+',
-                Enc::Xml => b == b'&',
-                Enc::Text => false,
+// Probe classes (bits) for `needs_view`.
+const P_GO: u8 = 1; // digits and separators: the spelling goes on
+const P_LETTER: u8 = 2; // letters: go on when letters may follow
+const P_ANY: u8 = 4; // non-ASCII: always needs the view
+const P_JSON: u8 = 8; // `\`
+const P_FORM: u8 = 16; // `%`, `+`
+const P_XML: u8 = 32; // `&`
+
+#[allow(clippy::indexing_slicing)] // const evaluation: 256 slots, byte indices
+const fn probe_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c >= 0x80 {
+            P_ANY
+        } else if c.is_ascii_digit() {
+            P_GO
+        } else if c.is_ascii_alphabetic() {
+            P_LETTER
+        } else {
+            match c {
+                b' ' | b'-' | b'.' | b'/' | b'(' | b')' => P_GO,
+                b'+' => P_GO | P_FORM,
+                b'%' => P_FORM,
+                b'\\' => P_JSON,
+                b'&' => P_XML,
+                _ => 0,
             }
+        };
+        b += 1;
+    }
+    t
+}
+
+const PROBE: [u8; 256] = probe_table();
+
+/// Whether the bytes at a candidate need the decoded view: an escape, a percent sign, a `+` in
+/// a form, a reference in XML, or a non-ASCII byte before the candidate's plain ASCII spelling
+/// ends (at most `probe` bytes; the probe stops at the first ASCII byte that no detector grammar
+/// continues with: anything but digits and `-./()+` and space, and letters unless `letters`).
+pub(crate) fn needs_view(w: &[u8], enc: Enc, probe: usize, letters: bool) -> bool {
+    let trigger = P_ANY
+        | match enc {
+            Enc::Json => P_JSON,
+            Enc::Form => P_FORM,
+            Enc::Xml => P_XML,
+            Enc::Text => 0,
+        };
+    let go = if letters { P_GO | P_LETTER } else { P_GO };
+    for &b in w.iter().take(probe) {
+        let c = PROBE.get(usize::from(b)).copied().unwrap_or(0);
+        if c & trigger != 0 {
+            return true;
+        }
+        if c & go == 0 {
+            return false;
+        }
+    }
+    false
+}
+
+/// Whether any byte of `w` is encoded or not ASCII (a full scan, for short regions).
+pub(crate) fn has_encoded(w: &[u8], enc: Enc) -> bool {
+    w.iter().any(|&b| {
+        b >= 0x80
+            || matches!(
+                (enc, b),
+                (Enc::Json, b'\\') | (Enc::Form, b'%' | b'+') | (Enc::Xml, b'&')
+            )
     })
 }
 

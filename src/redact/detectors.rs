@@ -200,15 +200,9 @@ fn card_end_ok(w: &[u8], end: usize) -> bool {
         None => true,
         Some(b) if b.is_ascii_digit() => false,
         Some(b) if is_word(b) => {
-            let tail: Vec<u8> = w
-                .get(end..)
-                .unwrap_or(&[])
-                .iter()
-                .take(32)
-                .take_while(|b| is_word(**b))
-                .copied()
-                .collect();
-            glue_ok(&tail)
+            let tail = w.get(end..).unwrap_or(&[]);
+            let n = tail.iter().take(32).take_while(|b| is_word(**b)).count();
+            glue_ok(tail.get(..n).unwrap_or(&[]))
         }
         Some(b'-' | b'.' | b'/') => !is_digit_at(w, end + 1),
         Some(_) => true,
@@ -221,6 +215,10 @@ fn card_end_ok(w: &[u8], end: usize) -> bool {
 /// behind a space, the longest valid prefix at a group boundary is the card; behind `-`, `.` or
 /// `/` that prefix is part of one longer number.
 pub(crate) fn card(w: &[u8], before: &[u8], form: bool) -> Option<usize> {
+    let g1 = run_digits(w, 0, 19);
+    if g1 < 13 && card_sep_run(w, g1, form).is_none() {
+        return None; // a short number on its own: the common case, decided here
+    }
     if joined_before(before) || mid_group_run(before) {
         return None;
     }
@@ -302,7 +300,12 @@ pub(crate) fn card_number_decimal(w: &[u8]) -> Option<usize> {
         .take(64)
         .take_while(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
         .count();
-    let text = std::str::from_utf8(w.get(..n)?).ok()?;
+    let token = w.get(..n)?;
+    // Cheap refusals first (most numbers): no exponent and fewer than 13 integer digits.
+    if !token.iter().any(|b| matches!(b, b'e' | b'E')) && run_digits(token, 0, 13) < 13 {
+        return None;
+    }
+    let text = std::str::from_utf8(token).ok()?;
     let digits = crate::schema::decimal::Decimal::parse(text)?.integer_digits(19)?;
     card_digits_valid(&digits).then_some(n)
 }

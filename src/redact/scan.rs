@@ -62,10 +62,17 @@ const fn table(stops: &[u8], specials: &[u8]) -> [u8; 256] {
     let mut b = 0usize;
     while b < 256 {
         let c = b as u8;
-        if c.is_ascii_alphanumeric() {
-            // Lower-case letters start IBANs written in lower case, and JWTs and secrets.
+        if c.is_ascii_digit()
+            || c.is_ascii_uppercase()
+            || c == b'e'
+            || c == b'g'
+            || c == b'x'
+            || c == b's'
+            || c == b'r'
+        {
             t[b] = START;
-        } else if c == b'_' {
+        } else if c.is_ascii_alphanumeric() || c == b'_' {
+            // Other lower-case letters start only lower-case IBANs: checked inline (`PLAIN`).
             t[b] = PLAIN;
         } else if c >= 0xC2 && c <= 0xF4 {
             // A UTF-8 lead byte: the character may fold to a digit, a letter or `@`.
@@ -644,6 +651,12 @@ impl Engine {
                     }
                 }
                 PLAIN => {
+                    if b != b'_' && p.enabled(IBAN) && lower_iban_start(buf, i) {
+                        if let Some(e) = self.word_start(p, buf, base, i, b, out) {
+                            i = e;
+                            continue;
+                        }
+                    }
                     self.prev_word = true;
                     i += 1;
                 }
@@ -713,8 +726,29 @@ impl Engine {
         out: &mut Vec<u8>,
     ) -> Option<usize> {
         let raw = window(buf, i, p.window());
+        if b.is_ascii_alphabetic() && !matches!(b, b'A' | b'e' | b'g' | b'x' | b's' | b'r') {
+            // Letters start only IBANs here (two letters, then check digits, maybe encoded).
+            let digit_like = |k: usize| {
+                raw.get(k)
+                    .is_some_and(|c| c.is_ascii_digit() || *c >= 0x80 || b"\\%&".contains(c))
+            };
+            if !(p.enabled(IBAN)
+                && raw.get(1).is_some_and(u8::is_ascii_alphabetic)
+                && digit_like(2))
+            {
+                return None;
+            }
+        }
         let mut view = std::mem::take(&mut self.view);
-        let hit = if b.is_ascii_alphanumeric() && decode::needs_view(raw, self.enc, VIEW_PROBE) {
+        // Letters: IBANs may have their digits encoded far in; tokens are judged on a short probe.
+        let probe = if b.is_ascii_digit() || raw.get(2).is_some_and(u8::is_ascii_digit) {
+            VIEW_PROBE
+        } else {
+            8
+        };
+        let letters = b.is_ascii_alphabetic();
+        let hit = if b.is_ascii_alphanumeric() && decode::needs_view(raw, self.enc, probe, letters)
+        {
             decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
             self.detect(p, buf, base, i, &view.bytes, false)
                 .and_then(|(class, n)| Some((class, view.raw_len(n)?)))
@@ -778,7 +812,7 @@ impl Engine {
     fn email_local(&self, buf: &[u8], base: u64, i: usize) -> Option<usize> {
         let lo = rel(self.hard_floor, base);
         let region = buf.get(lo..i).unwrap_or(&[]);
-        if lo <= i && i - lo < LOOKBACK && decode::needs_view(region, self.enc, region.len()) {
+        if lo <= i && i - lo < LOOKBACK && decode::has_encoded(region, self.enc) {
             let mut view = View::default();
             decode::normalize(region, self.enc, LOOKBACK, &mut view);
             if view.ends.last() == Some(&region.len()) {
@@ -798,22 +832,30 @@ impl Engine {
         if self.glue_at == abs(i, base) {
             return true;
         }
-        let before = self.before(buf, base, i, 32);
+        let lo = i.saturating_sub(32).max(rel(self.floor, base)).min(i);
+        let before = buf.get(lo..i).unwrap_or(&[]);
         if !before
             .last()
             .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
         {
             return false;
         }
-        let word_len = before.iter().rev().take_while(|b| d::is_word(**b)).count();
-        let word = before.get(before.len() - word_len..).unwrap_or(&[]);
+        let mut glue = false;
+        let mut word_len = 0;
+        for &b in before.iter().rev() {
+            if !d::is_word(b) {
+                break;
+            }
+            word_len += 1;
+            glue |= b == b'_' || (b.is_ascii_lowercase() && !b.is_ascii_hexdigit());
+        }
         // A word after `.` or `@` is a domain label (`a@example.com4111…`): not a glue.
         let label = before
             .len()
             .checked_sub(word_len + 1)
             .and_then(|k| before.get(k))
             .is_some_and(|b| matches!(b, b'.' | b'@'));
-        !label && d::glue_ok(word)
+        glue && !label
     }
 
     /// A card glued to the word before it; only the card is masked.
@@ -827,7 +869,7 @@ impl Engine {
     ) -> Option<usize> {
         let raw = window(buf, i, p.window());
         let mut view = std::mem::take(&mut self.view);
-        let n = if decode::needs_view(raw, self.enc, VIEW_PROBE) {
+        let n = if decode::needs_view(raw, self.enc, VIEW_PROBE, false) {
             decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
             d::card(&view.bytes, &[], false).and_then(|n| view.raw_len(n))
         } else {
@@ -1337,6 +1379,15 @@ impl Engine {
         }
         j
     }
+}
+
+/// A lower-case letter, a letter, then a digit (or an encoded or non-ASCII byte): maybe an IBAN.
+#[inline]
+fn lower_iban_start(buf: &[u8], i: usize) -> bool {
+    buf.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+        && buf
+            .get(i + 2)
+            .is_some_and(|c| c.is_ascii_digit() || *c >= 0x80 || b"\\%&".contains(c))
 }
 
 /// An IBAN in any letter case (`de89 3704 …` is read as `DE89 3704 …`).
