@@ -108,14 +108,15 @@ clean:
 # they are), crashes to fuzz/artifacts/<target>/, each run's log to fuzz/target/<target>.log.
 # `cargo test --test fuzz_corpus_replay` replays the seed corpora on stable Rust.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact discovery pipeline canonical_path body_flow
+FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact redact_encodings discovery pipeline canonical_path body_flow
 .PHONY: fuzz
 fuzz:
 	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) +nightly install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/target/corpus-work/$$t; \
 		echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
-		if ! $(CARGO) +nightly fuzz run $$t fuzz/target/corpus-work/$$t fuzz/corpus/$$t -- \
+		case $$t in redact*) dict=-dict=fuzz/dict/redact.dict;; *) dict=;; esac; \
+		if ! $(CARGO) +nightly fuzz run $$t fuzz/target/corpus-work/$$t fuzz/corpus/$$t -- $$dict \
 			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 			> fuzz/target/$$t.log 2>&1; then \
 			tail -n 40 fuzz/target/$$t.log; echo "fuzz $$t FAILED (log: fuzz/target/$$t.log)" >&2; exit 1; \

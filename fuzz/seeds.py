@@ -251,6 +251,24 @@ redact_seed("broken_json.bin", 0, 0, '{"a": [1, 2, "4111111111111111" } ] ] x@y.
 redact_seed("report.bin", 5, 2, "x@y.io 4111111111111111")
 redact_seed("empty.bin", 0, 0, "", 0, 0)
 
+# ---------------------------------------------------------------- redact_encodings
+# byte 0: body kind (bits 0-1: json, form, text, xml); bytes 1-2: split points (/256); the rest is the body.
+reset("redact_encodings")
+def enc_seed(name, kind, body, a=64, b=192):
+    if isinstance(body, str):
+        body = body.encode()
+    write("redact_encodings", name, bytes([kind, a, b]) + body)
+enc_seed("json_escapes.bin", 0, '{"a":"\\u0034111111111111111","b":"\\u0034\\u0031\\u0031\\u0031 1111 1111 1111","m":"jane\\u0040example.com"}')
+enc_seed("json_exponent.bin", 0, '{"pan":4.111111111111111e15,"x":4.111111111111112e15}')
+enc_seed("json_unicode.bin", 0, '{"a":"４１１１１１１１１１１１１１１１","s":"536–22–1234","i":"de89 3704 0044 0532 0130 00"}')
+enc_seed("json_glued.bin", 0, '{"a":"x4111111111111111","b":"id_4111111111111111_x","c":"INV4111111111111111"}')
+enc_seed("form_percent.bin", 1, "a=4111%201111%201111%201111&b=%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31&m=jane%40example.com&p=%2B14155552671")
+enc_seed("text_separators.bin", 2, "4111.1111.1111.1111 4111/1111/1111/1111 4111\u00a01111\u00a01111\u00a01111 41111111 11111111 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\n")
+enc_seed("xml_refs.bin", 3, "<a>&#52;111 1111 1111 1111</a><m>jane&#64;example.com</m><s>536&#8211;22&#8211;1234</s>")
+enc_seed("utf16le_json.bin", 0, '{"card":"4111 1111 1111 1111","m":"jane@example.com"}'.encode("utf-16-le"))
+enc_seed("utf16_bom.bin", 0, '{"card":"4111111111111111"}'.encode("utf-16"), 3, 100)
+enc_seed("empty.bin", 0, b"", 0, 0)
+
 # ---------------------------------------------------------------- discovery
 # Lines: method, path (with query), content-type, soapaction, upgrade, :protocol, response content-type;
 # everything after the 7th newline is the body (an empty line means "absent").

@@ -173,7 +173,9 @@ impl Inventory {
     }
 
     /// Folds one finished observation into the table.
-    pub fn record(&mut self, obs: Observation, now_ms: u64) -> Recorded {
+    pub fn record(&mut self, mut obs: Observation, now_ms: u64) -> Recorded {
+        // Nothing is stored (and so nothing is emitted) before the scrub.
+        super::scrub::observation(&mut obs);
         let findings = obs.findings();
         let key = EndpointKey {
             host: obs.host,

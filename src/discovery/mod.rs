@@ -31,6 +31,7 @@ pub mod event;
 pub mod findings;
 pub mod inventory;
 pub mod observe;
+pub mod scrub;
 pub mod shape;
 pub mod template;
 

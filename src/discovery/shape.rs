@@ -149,6 +149,9 @@ fn member_name(name: &str) -> &str {
     if let Some(p) = placeholder(name) {
         return p;
     }
+    if let Some(s) = super::scrub::check(name) {
+        return s.placeholder;
+    }
     if name.chars().any(char::is_control) {
         return "{unprintable}";
     }

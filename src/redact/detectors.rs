@@ -152,58 +152,90 @@ pub(crate) fn card_digits_valid(d: &[u8]) -> bool {
     (13..=19).contains(&d.len()) && luhn(d) && card_brand(d).is_some()
 }
 
-/// Digit groupings accepted for separated card numbers: 4-4-4-4 with a last group of 1-4
-/// (13 to 19 digits), Amex 4-6-5, Diners 4-6-4, and 4-4-5.
-fn grouping_ok(groups: &[usize]) -> bool {
-    match groups {
-        [4, 6, 5] | [4, 6, 4] | [4, 4, 5] => true,
-        [init @ .., last] if groups.len() >= 4 => {
-            init.iter().all(|g| *g == 4) && (1..=4).contains(last)
+/// Separator characters between card digit groups: space (NBSP and the other space-like
+/// characters fold to it), `-`, `.`, `/` (and `+`, a space, in form bodies).
+fn is_card_sep(b: u8, form: bool) -> bool {
+    matches!(b, b'-' | b'.' | b'/') || is_space_sep(b, form)
+}
+
+/// Length of the separator run at `pos` (one to three separator characters) when a digit
+/// follows, and whether it is made of spaces only.
+fn card_sep_run(w: &[u8], pos: usize, form: bool) -> Option<(usize, bool)> {
+    let mut n = 0;
+    let mut spaces = true;
+    while n < 3 && at(w, pos + n).is_some_and(|b| is_card_sep(b, form)) {
+        spaces &= at(w, pos + n).is_some_and(|b| is_space_sep(b, form));
+        n += 1;
+    }
+    (n > 0 && is_digit_at(w, pos + n)).then_some((n, spaces))
+}
+
+/// True when the word glued to a number joins it the way hostile spellings do: it holds `_` or
+/// a lower-case letter outside `a`-`f` (`x4111…`, `id_4111…_x`, `card4111…`). Upper-case codes
+/// (`INV4111…`, `…1111X`: invoice, order and SKU identifiers) and hexadecimal words (`ab4111…`,
+/// `…1111cafe`: hashes) are not glued cards.
+pub(crate) fn glue_ok(word: &[u8]) -> bool {
+    word.iter()
+        .any(|b| *b == b'_' || (b.is_ascii_lowercase() && !b.is_ascii_hexdigit()))
+}
+
+/// True when the bytes before the candidate end with a whole group of four digits and a
+/// separator run: the candidate is a group in the middle of a longer grouped run (`… 1234 5678 …`).
+fn mid_group_run(before: &[u8]) -> bool {
+    let seps = before
+        .iter()
+        .rev()
+        .take(3)
+        .take_while(|b| is_card_sep(**b, true))
+        .count();
+    let head = before.get(..before.len() - seps).unwrap_or(&[]);
+    let digits = head.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    seps > 0 && digits == 4
+}
+
+/// The end of a card: not a digit, not `-`, `.` or `/` followed by a digit (a longer number or
+/// a decimal); a letter or `_` only when the glued word is not hexadecimal (see [`glue_ok`]).
+fn card_end_ok(w: &[u8], end: usize) -> bool {
+    match at(w, end) {
+        None => true,
+        Some(b) if b.is_ascii_digit() => false,
+        Some(b) if is_word(b) => {
+            let tail = w.get(end..).unwrap_or(&[]);
+            let n = tail.iter().take(32).take_while(|b| is_word(**b)).count();
+            glue_ok(tail.get(..n).unwrap_or(&[]))
         }
-        _ => false,
+        Some(b'-' | b'.' | b'/') => !is_digit_at(w, end + 1),
+        Some(_) => true,
     }
 }
 
-/// A payment card number at the start of `w`: either 13-19 digits in one run, or groups
-/// separated by one consistent separator (space or dash; `+` in form bodies).
+/// A payment card number at the start of `w` (grammar in `docs/detectors.md`): 13 to 19 digits
+/// in groups of any size separated by one to three of space, `-`, `.`, `/` (mixed separators
+/// allowed), passing Luhn and an issuer range with that brand's lengths. When more digits follow
+/// behind a space, the longest valid prefix at a group boundary is the card; behind `-`, `.` or
+/// `/` that prefix is part of one longer number.
 pub(crate) fn card(w: &[u8], before: &[u8], form: bool) -> Option<usize> {
-    if joined_before(before) {
-        return None;
-    }
     let g1 = run_digits(w, 0, 19);
-    if g1 >= 13 {
-        if g1 > 19 || !end_ok(w, g1) {
-            return None;
-        }
-        return card_digits_valid(w.get(..g1)?).then_some(g1);
+    if g1 < 13 && card_sep_run(w, g1, form).is_none() {
+        return None; // a short number on its own: the common case, decided here
     }
-    if g1 != 4 {
+    if joined_before(before) || mid_group_run(before) {
         return None;
-    }
-    let sep = at(w, 4)?;
-    if !(sep == b'-' || is_space_sep(sep, form)) {
-        return None;
-    }
-    // A group in the middle of a longer space-grouped run (`… 1234 5678 …`) starts no card.
-    if let [.., a, b, c, d, s] = before {
-        let group = [a, b, c, d].iter().all(|x| x.is_ascii_digit());
-        let whole = before.len() < 6
-            || before
-                .get(before.len() - 6)
-                .is_some_and(|x| !x.is_ascii_digit());
-        if *s == sep && group && whole {
-            return None;
-        }
     }
     let mut digits = [0u8; 19];
     let mut nd = 0usize;
-    let mut groups = [0usize; 8];
-    let mut ends = [0usize; 8];
+    // (digits so far, end offset, the separator after it is spaces only) per group.
+    let mut groups: [(usize, usize, bool); 19] = [(0, 0, true); 19];
     let mut n = 0usize;
     let mut pos = 0usize;
+    let mut more = false;
     while n < groups.len() {
         let g = run_digits(w, pos, 19);
-        if g == 0 || nd + g > 19 {
+        if g == 0 {
+            break;
+        }
+        if nd + g > 19 {
+            more = true;
             break;
         }
         for (slot, b) in digits
@@ -214,33 +246,31 @@ pub(crate) fn card(w: &[u8], before: &[u8], form: bool) -> Option<usize> {
             *slot = *b;
         }
         nd += g;
-        if let (Some(gs), Some(es)) = (groups.get_mut(n), ends.get_mut(n)) {
-            *gs = g;
-            *es = pos + g;
+        pos += g;
+        let sep = card_sep_run(w, pos, form);
+        if let Some(slot) = groups.get_mut(n) {
+            *slot = (nd, pos, sep.is_none_or(|s| s.1));
         }
         n += 1;
-        pos += g;
-        if at(w, pos) == Some(sep) && is_digit_at(w, pos + 1) {
-            pos += 1;
-        } else {
-            break;
+        match sep {
+            Some((len, _)) => pos += len,
+            None => break,
         }
     }
-    // Longest acceptable prefix at a group boundary first.
+    if n == groups.len() && is_digit_at(w, pos) {
+        more = true;
+    }
     for k in (1..=n).rev() {
-        let gs = groups.get(..k)?;
-        let total: usize = gs.iter().sum();
-        if !(13..=19).contains(&total) || !grouping_ok(gs) {
+        let (total, end, spaced) = *groups.get(k - 1)?;
+        if !(13..=19).contains(&total) {
             continue;
         }
-        let end = *ends.get(k - 1)?;
-        let continues = at(w, end) == Some(sep) && is_digit_at(w, end + 1);
+        let continues = k < n || more;
         if continues {
-            // Only a space may separate a card from a following number; a dash joins them.
-            if sep == b'-' {
-                return None;
+            if !spaced {
+                continue;
             }
-        } else if !end_ok(w, end) {
+        } else if !card_end_ok(w, end) {
             continue;
         }
         if card_digits_valid(digits.get(..total)?) {
@@ -260,6 +290,24 @@ pub(crate) fn card_number_token(w: &[u8]) -> Option<usize> {
         Some(b'.' | b'e' | b'E' | b'0'..=b'9') => None,
         _ => card_digits_valid(w.get(..n)?).then_some(n),
     }
+}
+
+/// A JSON number written with a fraction or an exponent whose value is a 13-19 digit card
+/// (`4.111111111111111e15`, `4111111111111111.0`): the receiver's parser reads the card.
+pub(crate) fn card_number_decimal(w: &[u8]) -> Option<usize> {
+    let n = w
+        .iter()
+        .take(64)
+        .take_while(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        .count();
+    let token = w.get(..n)?;
+    // Cheap refusals first (most numbers): no exponent and fewer than 13 integer digits.
+    if !token.iter().any(|b| matches!(b, b'e' | b'E')) && run_digits(token, 0, 13) < 13 {
+        return None;
+    }
+    let text = std::str::from_utf8(token).ok()?;
+    let digits = crate::schema::decimal::Decimal::parse(text)?.integer_digits(19)?;
+    card_digits_valid(&digits).then_some(n)
 }
 
 // ---------------------------------------------------------------------------------------------

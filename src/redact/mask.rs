@@ -127,7 +127,15 @@ pub(crate) fn render(spec: &MaskSpec<'_>, value: &[u8], out: &mut Vec<u8>) {
         out.push(b'"');
     }
     match (spec.style, spec.key) {
-        (MaskStyle::Last4, _) if spec.is_card => {
+        // Only a card spelled in ASCII digits and separators keeps its shape: an escaped,
+        // percent-encoded or Unicode spelling would keep encoded digits (and escapes) around
+        // the stars, so it gets the token.
+        (MaskStyle::Last4, _)
+            if spec.is_card
+                && value
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b" -./+".contains(b)) =>
+        {
             let digits = value.iter().filter(|b| b.is_ascii_digit()).count();
             let mut seen = 0;
             for b in value {
@@ -201,6 +209,23 @@ mod tests {
             canon: Canon::Alnum,
             is_card: true,
             quote: false,
+        }
+    }
+
+    #[test]
+    fn last_four_of_an_encoded_spelling_is_the_token() {
+        for raw in [
+            &b"\\u0034111111111111111"[..],
+            "４１１１１１１１１１１１１１１１".as_bytes(),
+            b"4111%201111%201111%201111",
+        ] {
+            let mut out = Vec::new();
+            render(&spec(MaskStyle::Last4, None), raw, &mut out);
+            assert!(
+                out.starts_with(b"[REDACTED"),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
         }
     }
 

@@ -22,17 +22,20 @@
 //! # What it does not do
 //! - It does not decompress bodies: the host asks upstream for identity encoding and applies
 //!   `on_unknown_encoding` to whatever still arrives encoded or with an unknown content type.
-//! - It does not decode JSON escape sequences or percent-encoding before matching, except that
-//!   in form bodies `+` counts as a space inside cards, IBANs and SSNs, and `%40` as `@` in
-//!   emails. A JSON escape ends a token (`\n4111…` is seen as a card after a line break).
+//! - It does not decode base64, double percent-encoding or compressed bodies. What it does
+//!   decode before matching (JSON escapes, percent-encoding, XML references, Unicode digits,
+//!   spaces and dashes) is in `decode` and `docs/detectors.md`; a control escape such as `\n`
+//!   ends a token.
 //! - Field rules apply to JSON member names and form field names; XML bodies are scanned as text.
 
+mod decode;
 mod detectors;
 mod json;
 mod mask;
 mod rewrite;
 mod scan;
 mod stream;
+mod utf;
 
 pub use mask::MaskStyle;
 pub use scan::{redact, Findings, Outcome};
@@ -185,6 +188,21 @@ pub struct Redaction {
     key: Option<HmacKey>,
     labels: Vec<String>,
     window: usize,
+    /// Response header names (lower case) whose values are scanned by [`Redaction::scan_header`].
+    headers: Vec<String>,
+}
+
+/// The verdict on one header value ([`Redaction::scan_header`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderScan {
+    /// Nothing found (or the header is not in the policy's `headers`): send it as it is.
+    Clean,
+    /// `action: redact`: send this value instead (each match replaced by its mask).
+    Masked { value: Vec<u8>, findings: Findings },
+    /// `action: block`: the response must not be sent (the host replaces it, as for a body).
+    Block { findings: Findings },
+    /// `action: report`: send it unchanged, count what was found.
+    Report { findings: Findings },
 }
 
 impl Redaction {
@@ -204,6 +222,40 @@ impl Redaction {
 
     pub fn class_count(&self) -> usize {
         self.labels.len()
+    }
+
+    /// Response header names (lower case) this policy scans, from its `headers` field.
+    pub fn header_names(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// Scans one response header value when `name` (any case) is in the policy's `headers`.
+    /// Values are read twice: as form/URL text (`%XX` decoded, `+` a space), then as text (`+`
+    /// itself, as in a path: `/u/+14155552671`); `%XX` is decoded before matching (a `location`
+    /// of `/cards/4111%201111%201111%201111`, a `content-disposition` of
+    /// `filename*=UTF-8''4111%201111…`), Unicode digits and spaces folded, like bodies
+    /// (`docs/detectors.md`). The masked value holds only printable ASCII masks in place of the
+    /// matched bytes. Headers not listed are [`HeaderScan::Clean`] without being read.
+    pub fn scan_header(&self, name: &str, value: &[u8]) -> HeaderScan {
+        if !self.headers.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return HeaderScan::Clean;
+        }
+        // As a form/query (`%XX`, `+` as a space), then as text (`+` as itself, as in a path).
+        let form = redact(self, BodyKind::Form, value);
+        let text = redact(self, BodyKind::Text, &form.body);
+        let mut findings = form.findings.clone();
+        findings.merge(&text.findings);
+        if findings.is_empty() {
+            return HeaderScan::Clean;
+        }
+        match self.action {
+            Action::Redact => HeaderScan::Masked {
+                value: text.body.into_owned(),
+                findings,
+            },
+            Action::Block => HeaderScan::Block { findings },
+            Action::Report => HeaderScan::Report { findings },
+        }
     }
 
     /// Bytes a [`StreamRedactor`] may hold back (the scan window).
@@ -320,6 +372,7 @@ pub fn compile(name: &str, node: &Node<'_>) -> Result<Redaction> {
         "bodies",
         "max_buffer_bytes",
         "on_unknown_encoding",
+        "headers",
     ])?;
     let enabled = match obj.get("detectors") {
         None => (1u16 << BUILTIN) - 1,
@@ -473,6 +526,24 @@ pub fn compile(name: &str, node: &Node<'_>) -> Result<Redaction> {
         })
         .transpose()?
         .unwrap_or(UnknownEncoding::Pass);
+    let mut headers: Vec<String> = Vec::new();
+    if let Some(list) = obj.get("headers") {
+        for item in list.array()? {
+            let h = item.non_empty_str()?;
+            let token = h.len() <= 128
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(
+                    item.error("not an HTTP header name (RFC 9110 token, at most 128 bytes)")
+                );
+            }
+            let lower = h.to_ascii_lowercase();
+            if !headers.contains(&lower) {
+                headers.push(lower);
+            }
+        }
+    }
     let mut window = BASE_WINDOW;
     if enabled & (1 << JWT) != 0 {
         window = window.max(detectors::MAX_JWT + 64);
@@ -495,6 +566,7 @@ pub fn compile(name: &str, node: &Node<'_>) -> Result<Redaction> {
         key,
         labels,
         window,
+        headers,
     })
 }
 

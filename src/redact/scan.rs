@@ -21,9 +21,11 @@
 //! or the end of the body (a key block that never ends is masked to the end of its JSON string,
 //! form value or body: fail closed).
 
+use super::decode::{self, Enc, View};
 use super::detectors as d;
 use super::json::JsonCtx;
 use super::rewrite::Writer;
+use super::utf;
 use super::{BodyKind, Redaction, CARD, CUSTOM_WINDOW, EMAIL, IBAN, JWT, PHONE, PRIVATE_KEY, SSN};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -32,6 +34,19 @@ use std::collections::VecDeque;
 /// Bytes kept before the scan position: the longest email local part plus one, and room for
 /// the two bytes of left context other detectors read.
 pub(crate) const LOOKBACK: usize = 72;
+
+/// Raw bytes looked at to decide whether a candidate needs the decoded view.
+const VIEW_PROBE: usize = 48;
+/// Most decoded bytes a detector reads (the longest email domain, with room around it).
+const VIEW_MAX: usize = 320;
+
+/// The outcome of a candidate that starts with an encoded or non-ASCII character.
+enum Step {
+    /// A match; scanning resumes at this offset.
+    Found(usize),
+    /// No match: skip the character's `len` raw bytes; `word` if it decodes to a word byte.
+    Pass { word: bool, len: usize },
+}
 
 // Byte classes of the content tables.
 const PLAIN: u8 = 0; // word byte that starts no detector
@@ -57,7 +72,11 @@ const fn table(stops: &[u8], specials: &[u8]) -> [u8; 256] {
         {
             t[b] = START;
         } else if c.is_ascii_alphanumeric() || c == b'_' {
+            // Other lower-case letters start only lower-case IBANs: checked inline (`PLAIN`).
             t[b] = PLAIN;
+        } else if c >= 0xC2 && c <= 0xF4 {
+            // A UTF-8 lead byte: the character may fold to a digit, a letter or `@`.
+            t[b] = SPECIAL;
         }
         b += 1;
     }
@@ -76,6 +95,8 @@ const fn table(stops: &[u8], specials: &[u8]) -> [u8; 256] {
 
 const JSON_TABLE: [u8; 256] = table(b"\"\\", b"@+(-");
 const TEXT_TABLE: [u8; 256] = table(b"\n", b"@+(-");
+// XML: `&` starts a character reference.
+const XML_TABLE: [u8; 256] = table(b"\n", b"@+(-&");
 // In form bodies `+` is a space and `%40` an `@`.
 const FORM_TABLE: [u8; 256] = table(b"&", b"@%(-");
 const FORM_KEY_TABLE: [u8; 256] = table(b"&=", b"@%(-");
@@ -145,6 +166,16 @@ impl Findings {
         }
     }
 
+    /// Adds the counts of `other`.
+    pub fn merge(&mut self, other: &Findings) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine = mine.saturating_add(*theirs);
+        }
+    }
+
     pub fn count(&self, class: usize) -> u32 {
         self.counts.get(class).copied().unwrap_or(0)
     }
@@ -184,8 +215,41 @@ pub struct Outcome<'a> {
     pub changed: bool,
 }
 
-/// Scans (and, with `action: redact`, rewrites) a whole body in one pass.
+/// Scans (and, with `action: redact`, rewrites) a whole body in one pass. A UTF-16 or UTF-32
+/// body (a byte order mark, or for JSON the zero-byte pattern) is scanned as UTF-8 and the
+/// output written back in its own encoding (see `utf`).
 pub fn redact<'a>(policy: &Redaction, kind: BodyKind, body: &'a [u8]) -> Outcome<'a> {
+    let head = body.get(..4).unwrap_or(body);
+    if let Some((enc, bom)) = utf::sniff(head, kind == BodyKind::Json) {
+        let mut dec = utf::Decoder::new(enc);
+        let mut text = Vec::new();
+        let tail = dec.push(body.get(bom..).unwrap_or(&[]), true, &mut text);
+        let inner = redact_utf8(policy, kind, &text);
+        if !policy.rewrites() {
+            return Outcome {
+                body: Cow::Borrowed(body),
+                findings: inner.findings,
+                changed: false,
+            };
+        }
+        let mut out = Vec::with_capacity(body.len() + 64);
+        utf::Encoder::new(enc, bom > 0).push(&inner.body, true, &mut out);
+        out.extend_from_slice(&tail);
+        let changed = out != body;
+        return Outcome {
+            body: if changed {
+                Cow::Owned(out)
+            } else {
+                Cow::Borrowed(body)
+            },
+            findings: inner.findings,
+            changed,
+        };
+    }
+    redact_utf8(policy, kind, body)
+}
+
+fn redact_utf8<'a>(policy: &Redaction, kind: BodyKind, body: &'a [u8]) -> Outcome<'a> {
     let mut engine = Engine::new(policy, kind);
     let mut out = Vec::new();
     if engine.writer.enabled {
@@ -208,11 +272,23 @@ pub fn redact<'a>(policy: &Redaction, kind: BodyKind, body: &'a [u8]) -> Outcome
 pub(crate) struct Engine {
     lex: Lex,
     form: bool,
+    /// How the content spells characters (for the decoded view).
+    enc: Enc,
+    /// Scratch space for the decoded view of a candidate.
+    view: View,
+    /// Whether the JSON escape being lexed decodes to a word character.
+    esc_word: bool,
+    /// Absolute offset just after the last encoded character that glues a card (`_` or a
+    /// lower-case letter outside a-f spelled `\u0078`, `%78`, `&#x78;`), or `u64::MAX`.
+    glue_at: u64,
     /// Whether the byte before `pos` is a word byte (JSON escapes count as non-word).
     prev_word: bool,
     /// No match may start before this absolute offset (start of the current string, line or
     /// form value, end of an escape sequence, end of the previous match).
     floor: u64,
+    /// As `floor`, but not moved by JSON escapes: the start of the current string, line or form
+    /// value, or the end of the previous match (decoded e-mail local parts reach back to it).
+    hard_floor: u64,
     pub(crate) pos: u64,
     pub(crate) writer: Writer,
     json: JsonCtx,
@@ -256,8 +332,18 @@ impl Engine {
         Engine {
             lex,
             form: kind == BodyKind::Form,
+            enc: match kind {
+                BodyKind::Json => Enc::Json,
+                BodyKind::Form => Enc::Form,
+                BodyKind::Text => Enc::Text,
+                BodyKind::Xml => Enc::Xml,
+            },
+            view: View::default(),
+            esc_word: false,
+            glue_at: u64::MAX,
             prev_word: false,
             floor: 0,
+            hard_floor: 0,
             pos: 0,
             writer: Writer {
                 enabled: policy.rewrites(),
@@ -375,6 +461,7 @@ impl Engine {
             out,
         );
         self.floor = abs(end, base);
+        self.hard_floor = self.floor;
         self.prev_word = end
             .checked_sub(1)
             .and_then(|k| buf.get(k))
@@ -419,6 +506,7 @@ impl Engine {
             out,
         );
         self.floor = abs(end, base);
+        self.hard_floor = self.floor;
         self.prev_word = false;
         if skip.until == Until::JsonNumber {
             self.lex = Lex::JsonValue;
@@ -534,17 +622,41 @@ impl Engine {
             let Some(&b) = buf.get(i) else { break };
             match class_of(t, b) {
                 PLAIN | START if self.prev_word => {
+                    let glue = p.enabled(CARD);
+                    if glue && b.is_ascii_digit() && self.glued_before(buf, base, i) {
+                        if let Some(e) = self.glued_card(p, buf, base, i, out) {
+                            i = e;
+                            continue;
+                        }
+                    }
                     i += 1;
                     let stop = if has_custom {
                         limit.min(rel(self.custom_next, base))
                     } else {
                         limit
                     };
-                    while i < stop && buf.get(i).is_some_and(|b| class_of(t, *b) <= START) {
+                    while let Some(&c) = buf.get(i).filter(|_| i < stop) {
+                        if class_of(t, c) > START
+                            || (glue
+                                && c.is_ascii_digit()
+                                && (i
+                                    .checked_sub(1)
+                                    .and_then(|k| buf.get(k))
+                                    .is_some_and(|x| !x.is_ascii_digit())
+                                    || abs(i, base) == self.glue_at))
+                        {
+                            break;
+                        }
                         i += 1;
                     }
                 }
                 PLAIN => {
+                    if b != b'_' && p.enabled(IBAN) && lower_iban_start(buf, i) {
+                        if let Some(e) = self.word_start(p, buf, base, i, b, out) {
+                            i = e;
+                            continue;
+                        }
+                    }
                     self.prev_word = true;
                     i += 1;
                 }
@@ -568,10 +680,31 @@ impl Engine {
                         }
                         continue;
                     }
+                    if b >= 0x80 || matches!((b, self.enc), (b'%', Enc::Form) | (b'&', Enc::Xml)) {
+                        match self.encoded_start(p, buf, base, i, out) {
+                            Step::Found(e) => i = e,
+                            Step::Pass { word, len } => {
+                                self.prev_word = word;
+                                i += len.max(1);
+                            }
+                        }
+                        continue;
+                    }
                     self.prev_word = false;
                     i += 1;
                 }
-                _ => return i,
+                _ => {
+                    if b == b'\\' && self.enc == Enc::Json {
+                        match self.encoded_start(p, buf, base, i, out) {
+                            Step::Found(e) => {
+                                i = e;
+                                continue;
+                            }
+                            Step::Pass { word, .. } => self.esc_word = word,
+                        }
+                    }
+                    return i;
+                }
             }
         }
         i
@@ -592,22 +725,59 @@ impl Engine {
         b: u8,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let w = window(buf, i, p.window());
-        let (class, n) = match b {
+        let raw = window(buf, i, p.window());
+        if b.is_ascii_alphabetic() && !matches!(b, b'A' | b'e' | b'g' | b'x' | b's' | b'r') {
+            // Letters start only IBANs here (two letters, then check digits, maybe encoded).
+            let digit_like = |k: usize| {
+                raw.get(k)
+                    .is_some_and(|c| c.is_ascii_digit() || *c >= 0x80 || b"\\%&".contains(c))
+            };
+            if !(p.enabled(IBAN)
+                && raw.get(1).is_some_and(u8::is_ascii_alphabetic)
+                && digit_like(2))
+            {
+                return None;
+            }
+        }
+        let mut view = std::mem::take(&mut self.view);
+        // Letters: IBANs may have their digits encoded far in; tokens are judged on a short probe.
+        let probe = if b.is_ascii_digit() || raw.get(2).is_some_and(u8::is_ascii_digit) {
+            VIEW_PROBE
+        } else {
+            8
+        };
+        let letters = b.is_ascii_alphabetic();
+        let hit = if b.is_ascii_alphanumeric() && decode::needs_view(raw, self.enc, probe, letters)
+        {
+            decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
+            self.detect(p, buf, base, i, &view.bytes, false)
+                .and_then(|(class, n)| Some((class, view.raw_len(n)?)))
+        } else {
+            self.detect(p, buf, base, i, raw, self.form)
+        };
+        self.view = view;
+        let (class, n) = hit?;
+        Some(self.found(p, buf, base, class, i, i + n, false, out))
+    }
+
+    /// The detectors for a token whose (decoded) first byte is `w[0]`; the length is in `w`.
+    fn detect(
+        &self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        w: &[u8],
+        form: bool,
+    ) -> Option<(u16, usize)> {
+        let b = *w.first()?;
+        Some(match b {
             b'0'..=b'9' => {
                 let before = self.before(buf, base, i, 2);
-                let before6 = self.before(buf, base, i, 6);
-                if let Some(n) = p
-                    .enabled(CARD)
-                    .then(|| d::card(w, before6, self.form))
-                    .flatten()
-                {
+                let before6 = self.before(buf, base, i, 8);
+                if let Some(n) = p.enabled(CARD).then(|| d::card(w, before6, form)).flatten() {
                     (CARD, n)
-                } else if let Some(n) = p
-                    .enabled(SSN)
-                    .then(|| d::ssn(w, before, self.form))
-                    .flatten()
-                {
+                } else if let Some(n) = p.enabled(SSN).then(|| d::ssn(w, before, form)).flatten() {
                     (SSN, n)
                 } else {
                     (
@@ -616,19 +786,165 @@ impl Engine {
                     )
                 }
             }
-            b'A'..=b'Z' => {
-                if let Some(n) = p.enabled(IBAN).then(|| d::iban(w, self.form)).flatten() {
+            b'A'..=b'Z' | b'a'..=b'z' => {
+                if let Some(n) = p.enabled(IBAN).then(|| iban_any_case(w, form)).flatten() {
                     (IBAN, n)
-                } else if b == b'A' {
+                } else if b == b'e' {
+                    (JWT, p.enabled(JWT).then(|| d::jwt(w))??)
+                } else if matches!(b, b'A' | b'g' | b'x' | b's' | b'r') {
                     secret_class(p, w)?
                 } else {
                     return None;
                 }
             }
-            b'e' => (JWT, p.enabled(JWT).then(|| d::jwt(w))??),
-            _ => secret_class(p, w)?,
+            b'+' if p.enabled(PHONE) => (PHONE, d::phone_plus(w)?),
+            b'(' if p.enabled(PHONE) => {
+                let before = self.before(buf, base, i, 2);
+                (PHONE, d::phone_national(w, before)?)
+            }
+            _ => return None,
+        })
+    }
+
+    /// Raw length of the e-mail local part that ends at `i`. Read decoded (escapes, `%XX`,
+    /// references) when it lies within the `LOOKBACK` bytes after the start of the current string,
+    /// line or value (or the previous match), raw otherwise.
+    fn email_local(&self, buf: &[u8], base: u64, i: usize) -> Option<usize> {
+        let lo = rel(self.hard_floor, base);
+        let region = buf.get(lo..i).unwrap_or(&[]);
+        if lo <= i && i - lo < LOOKBACK && decode::has_encoded(region, self.enc) {
+            let mut view = View::default();
+            decode::normalize(region, self.enc, LOOKBACK, &mut view);
+            if view.ends.last() == Some(&region.len()) {
+                let skip = view.bytes.len().saturating_sub(d::MAX_LOCAL + 1);
+                let n = d::email_local(view.bytes.get(skip..)?)?;
+                let k = view.bytes.len() - n;
+                let raw_start = if k == 0 { 0 } else { *view.ends.get(k - 1)? };
+                return Some(region.len() - raw_start);
+            }
+        }
+        d::email_local(self.before(buf, base, i, d::MAX_LOCAL + 1))
+    }
+
+    /// Whether the bytes before `i` (a digit inside a word) glue a card to a word that is not
+    /// hexadecimal (`x4111…`, `id_4111…`), see [`d::glue_ok`].
+    fn glued_before(&self, buf: &[u8], base: u64, i: usize) -> bool {
+        if self.glue_at == abs(i, base) {
+            return true;
+        }
+        let lo = i.saturating_sub(32).max(rel(self.floor, base)).min(i);
+        let before = buf.get(lo..i).unwrap_or(&[]);
+        if !before
+            .last()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        {
+            return false;
+        }
+        let mut glue = false;
+        let mut word_len = 0;
+        for &b in before.iter().rev() {
+            if !d::is_word(b) {
+                break;
+            }
+            word_len += 1;
+            glue |= b == b'_' || (b.is_ascii_lowercase() && !b.is_ascii_hexdigit());
+        }
+        // A word after `.` or `@` is a domain label (`a@example.com4111…`): not a glue.
+        let label = before
+            .len()
+            .checked_sub(word_len + 1)
+            .and_then(|k| before.get(k))
+            .is_some_and(|b| matches!(b, b'.' | b'@'));
+        glue && !label
+    }
+
+    /// A card glued to the word before it; only the card is masked.
+    fn glued_card(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let raw = window(buf, i, p.window());
+        let mut view = std::mem::take(&mut self.view);
+        let n = if decode::needs_view(raw, self.enc, VIEW_PROBE, false) {
+            decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
+            d::card(&view.bytes, &[], false).and_then(|n| view.raw_len(n))
+        } else {
+            d::card(raw, &[], self.form)
         };
-        Some(self.found(p, buf, base, class, i, i + n, false, out))
+        self.view = view;
+        let n = n?;
+        Some(self.found(p, buf, base, CARD, i, i + n, false, out))
+    }
+
+    /// A candidate whose first character is encoded (a JSON escape, `%XX` in a form, an XML
+    /// reference) or not ASCII: the detectors run on the decoded view.
+    fn encoded_start(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        i: usize,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let raw = window(buf, i, p.window());
+        let Some((first, len)) = decode::first_folded(raw, self.enc) else {
+            return Step::Pass {
+                word: false,
+                len: 1,
+            };
+        };
+        let word = first.is_some_and(d::is_word);
+        if first.is_some_and(|f| d::glue_ok(&[f])) {
+            self.glue_at = abs(i + len, base);
+        }
+        let pass = Step::Pass { word, len };
+        let Some(f) = first else {
+            // A zero-width character: transparent.
+            return Step::Pass {
+                word: self.prev_word,
+                len,
+            };
+        };
+        let glued = self.prev_word && word;
+        if glued && !(f.is_ascii_digit() && p.enabled(CARD) && self.glued_before(buf, base, i)) {
+            return pass;
+        }
+        if !(f.is_ascii_alphanumeric() || matches!(f, b'@' | b'+' | b'(')) {
+            return pass;
+        }
+        let mut view = std::mem::take(&mut self.view);
+        decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
+        let hit = if glued {
+            d::card(&view.bytes, &[], false).map(|n| (CARD, n))
+        } else {
+            self.detect(p, buf, base, i, &view.bytes, false)
+        };
+        let hit = hit.and_then(|(class, n)| Some((class, view.raw_len(n)?)));
+        // An encoded `@` (`\u0040`, `&#64;`, `＠`): the local part before it is read raw.
+        let email = if f == b'@' && p.enabled(EMAIL) {
+            self.email_local(buf, base, i).and_then(|local| {
+                let domain = d::email_domain(view.bytes.get(1..)?)?;
+                Some((local, view.raw_len(1 + domain)?))
+            })
+        } else {
+            None
+        };
+        self.view = view;
+        if let Some((local, end)) = email {
+            let start = i - local;
+            if abs(start, base) < self.writer.out_pos && self.writer.enabled {
+                return pass;
+            }
+            return Step::Found(self.found(p, buf, base, EMAIL, start, i + end, false, out));
+        }
+        match hit {
+            Some((class, n)) => Step::Found(self.found(p, buf, base, class, i, i + n, false, out)),
+            None => pass,
+        }
     }
 
     /// Detectors for the non-word byte `b` at `i`.
@@ -646,7 +962,7 @@ impl Engine {
             b'%' if p.enabled(EMAIL) && window(buf, i, 3) == b"%40" => {
                 self.email(p, buf, base, i, 3, out)
             }
-            b'+' if p.enabled(PHONE) && !self.prev_word => {
+            b'+' if p.enabled(PHONE) && !self.prev_word && !self.form => {
                 let n = d::phone_plus(window(buf, i, p.window()))?;
                 Some(self.found(p, buf, base, PHONE, i, i + n, false, out))
             }
@@ -677,8 +993,7 @@ impl Engine {
         at_len: usize,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let before = self.before(buf, base, i, d::MAX_LOCAL + 1);
-        let local = d::email_local(before)?;
+        let local = self.email_local(buf, base, i)?;
         let domain = d::email_domain(window(buf, i + at_len, p.window()))?;
         let start = i - local;
         if abs(start, base) < self.writer.out_pos && self.writer.enabled {
@@ -824,10 +1139,16 @@ impl Engine {
             self.new_line = false;
             self.start_unit(p, buf, base, i, Unit::Text);
         }
-        let j = self.content(p, buf, base, i, limit, &TEXT_TABLE, out);
+        let table = if self.enc == Enc::Xml {
+            &XML_TABLE
+        } else {
+            &TEXT_TABLE
+        };
+        let j = self.content(p, buf, base, i, limit, table, out);
         if self.skip.is_none() && j < limit && buf.get(j) == Some(&b'\n') {
             self.prev_word = false;
             self.floor = abs(j + 1, base);
+            self.hard_floor = self.floor;
             self.new_line = true;
             self.end_unit();
             return j + 1;
@@ -864,6 +1185,7 @@ impl Engine {
                 b'"' => {
                     i += 1;
                     self.floor = abs(i, base);
+                    self.hard_floor = self.floor;
                     self.prev_word = false;
                     if self.json.expect_key() {
                         self.json.begin_key();
@@ -885,7 +1207,10 @@ impl Engine {
                     }
                     self.lex = Lex::JsonNumber;
                     if b != b'-' && p.enabled(CARD) {
-                        if let Some(n) = d::card_number_token(window(buf, i, p.window())) {
+                        let w = window(buf, i, p.window());
+                        if let Some(n) =
+                            d::card_number_token(w).or_else(|| d::card_number_decimal(w))
+                        {
                             return self.found(p, buf, base, CARD, i, i + n, true, out);
                         }
                     }
@@ -901,6 +1226,7 @@ impl Engine {
                     self.unit = Unit::Text;
                     self.new_line = true;
                     self.floor = abs(i, base);
+                    self.hard_floor = self.floor;
                     self.prev_word = false;
                     return i;
                 }
@@ -975,7 +1301,8 @@ impl Engine {
         self.lex = next;
         if matches!(next, Lex::JsonString { .. }) {
             self.floor = abs(i + 1, base);
-            self.prev_word = false;
+            // An escape that decodes to a word character keeps the word going.
+            self.prev_word = std::mem::take(&mut self.esc_word);
         }
         i + 1
     }
@@ -1006,6 +1333,7 @@ impl Engine {
                 self.form_key.clear();
                 self.form_key_overlong = false;
                 self.floor = abs(j + 1, base);
+                self.hard_floor = self.floor;
                 self.prev_word = false;
                 j + 1
             }
@@ -1013,6 +1341,7 @@ impl Engine {
                 let i = j + 1;
                 self.lex = Lex::FormValue;
                 self.floor = abs(i, base);
+                self.hard_floor = self.floor;
                 self.prev_word = false;
                 let class = if self.form_key_overlong {
                     None
@@ -1050,6 +1379,34 @@ impl Engine {
         }
         j
     }
+}
+
+/// A lower-case letter, a letter, then a digit (or an encoded or non-ASCII byte): maybe an IBAN.
+#[inline]
+fn lower_iban_start(buf: &[u8], i: usize) -> bool {
+    buf.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+        && buf
+            .get(i + 2)
+            .is_some_and(|c| c.is_ascii_digit() || *c >= 0x80 || b"\\%&".contains(c))
+}
+
+/// An IBAN in any letter case (`de89 3704 …` is read as `DE89 3704 …`).
+fn iban_any_case(w: &[u8], form: bool) -> Option<usize> {
+    let head = w.get(..4)?;
+    if !(head.iter().take(2).all(u8::is_ascii_alphabetic)
+        && head.iter().skip(2).all(u8::is_ascii_digit))
+    {
+        return None;
+    }
+    if head.iter().take(2).all(u8::is_ascii_uppercase) {
+        return d::iban(w, form);
+    }
+    let mut upper = [0u8; 48];
+    let n = w.len().min(upper.len());
+    for (slot, b) in upper.iter_mut().zip(w.iter().take(n)) {
+        *slot = b.to_ascii_uppercase();
+    }
+    d::iban(upper.get(..n)?, form)
 }
 
 fn secret_class(p: &Redaction, w: &[u8]) -> Option<(u16, usize)> {

@@ -11,6 +11,7 @@
 //! URI that is not among the resources, `$dynamicRef`, `unevaluatedProperties`, ...) is refused by
 //! name with the JSON pointer of the keyword: a keyword is never silently ignored.
 
+use super::decimal::{self, Decimal};
 use super::format::Format;
 use regex_lite::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
@@ -99,11 +100,11 @@ pub(crate) enum Check {
     Enum(Vec<Value>),
     Const(Value),
     Ref(usize),
-    Minimum(f64),
-    Maximum(f64),
-    ExclusiveMinimum(f64),
-    ExclusiveMaximum(f64),
-    MultipleOf(f64),
+    Minimum(Decimal),
+    Maximum(Decimal),
+    ExclusiveMinimum(Decimal),
+    ExclusiveMaximum(Decimal),
+    MultipleOf(Decimal),
     MinLength(u64),
     MaxLength(u64),
     Pattern(Box<Regex>),
@@ -616,11 +617,12 @@ impl<'a> Compiler<'a> {
                 return Ok(checks);
             }
         }
-        let num = |key: &str| -> Result<Option<f64>, CompileError> {
+        let num = |key: &str| -> Result<Option<Decimal>, CompileError> {
             match map.get(key) {
                 None => Ok(None),
                 Some(v) => v
-                    .as_f64()
+                    .as_number()
+                    .and_then(decimal::of)
                     .map(Some)
                     .ok_or_else(|| err(&child(pointer, key), "must be a number")),
             }
@@ -780,8 +782,8 @@ impl<'a> Compiler<'a> {
                         Check::ExclusiveMaximum
                     }));
                 }
-                "multipleOf" => match value.as_f64() {
-                    Some(m) if m > 0.0 => checks.push(Check::MultipleOf(m)),
+                "multipleOf" => match value.as_number().and_then(decimal::of) {
+                    Some(m) if m > Decimal::default() => checks.push(Check::MultipleOf(m)),
                     _ => return Err(err(&here, "must be a number greater than 0")),
                 },
                 "minProperties" => checks.extend(count(key)?.map(Check::MinProperties)),

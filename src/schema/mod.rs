@@ -26,6 +26,7 @@
 //! Compiled schemas hold at most [`compile::MAX_NODES`] subschemas per document.
 
 pub mod compile;
+pub mod decimal;
 pub mod format;
 pub mod openapi;
 pub mod problem;

@@ -30,6 +30,11 @@ pub enum Rejection {
     InvalidJson { line: usize, column: usize },
     /// The body nests arrays/objects deeper than `max_depth` (400).
     TooDeep { limit: usize },
+    /// An object of the body names the same member twice, compared after unescaping, at any depth
+    /// (400). Parsers disagree on which one wins, so the body is not judged; the key is not quoted.
+    DuplicateKey,
+    /// The body is not valid UTF-8 (400). RFC 8259 §8.1: JSON exchanged between systems is UTF-8.
+    InvalidUtf8,
     /// The body does not match its schema (400).
     SchemaViolation {
         violations: Vec<Violation>,
@@ -56,6 +61,8 @@ impl Rejection {
             Rejection::MissingBody
             | Rejection::InvalidJson { .. }
             | Rejection::TooDeep { .. }
+            | Rejection::DuplicateKey
+            | Rejection::InvalidUtf8
             | Rejection::SchemaViolation { .. }
             | Rejection::InvalidParameters { .. } => 400,
             Rejection::UnknownPath => 404,
@@ -71,6 +78,8 @@ impl Rejection {
             Rejection::MissingBody => "missing_body",
             Rejection::InvalidJson { .. } => "invalid_json",
             Rejection::TooDeep { .. } => "too_deep",
+            Rejection::DuplicateKey => "duplicate_key",
+            Rejection::InvalidUtf8 => "invalid_utf8",
             Rejection::SchemaViolation { .. } => "schema_violation",
             Rejection::InvalidParameters { .. } => "invalid_parameters",
             Rejection::UnknownPath => "unknown_path",
@@ -85,6 +94,8 @@ impl Rejection {
             Rejection::MissingBody => "Request body required",
             Rejection::InvalidJson { .. } => "Request body is not valid JSON",
             Rejection::TooDeep { .. } => "Request body nests too deeply",
+            Rejection::DuplicateKey => "Request body repeats an object key",
+            Rejection::InvalidUtf8 => "Request body is not valid UTF-8",
             Rejection::SchemaViolation { .. } => "Request body does not match the schema",
             Rejection::InvalidParameters { .. } => {
                 "Request parameters do not match the API description"
@@ -109,6 +120,10 @@ impl Rejection {
             Rejection::TooDeep { limit } => {
                 format!("Arrays and objects nest deeper than {limit} levels.")
             }
+            Rejection::DuplicateKey => {
+                "An object names the same member more than once (compared after unescaping).".into()
+            }
+            Rejection::InvalidUtf8 => "The body is not valid UTF-8.".into(),
             Rejection::SchemaViolation {
                 violations,
                 truncated,
@@ -209,6 +224,8 @@ mod tests {
             Rejection::MissingBody,
             Rejection::InvalidJson { line: 1, column: 2 },
             Rejection::TooDeep { limit: 3 },
+            Rejection::DuplicateKey,
+            Rejection::InvalidUtf8,
             Rejection::UnknownPath,
         ] {
             assert!(r.status() >= 400);

@@ -18,8 +18,11 @@
 use super::compile::{
     Check, SNode, Schema, T_ARRAY, T_BOOL, T_INTEGER, T_NULL, T_NUMBER, T_OBJECT, T_STRING,
 };
+use super::decimal::{self, Decimal};
 use super::problem::{Rejection, Violation};
 use serde_json::Value;
+use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 /// The deepest `max_depth` a policy may configure (serde_json refuses deeper documents anyway).
@@ -101,10 +104,114 @@ pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
     if nesting_depth_exceeds(body, max_depth) {
         return Err(Rejection::TooDeep { limit: max_depth });
     }
-    serde_json::from_slice(body).map_err(|e| Rejection::InvalidJson {
+    if std::str::from_utf8(body).is_err() {
+        return Err(Rejection::InvalidUtf8);
+    }
+    let value = serde_json::from_slice(body).map_err(|e| Rejection::InvalidJson {
         line: e.line(),
         column: e.column(),
-    })
+    })?;
+    if has_duplicate_key(body) {
+        return Err(Rejection::DuplicateKey);
+    }
+    Ok(value)
+}
+
+/// Linear scan of a syntactically valid JSON document: does any object name a member twice,
+/// compared after unescaping (`"qty"` and `"q\u0074y"` are the same key)? serde_json keeps the
+/// last one, other parsers the first: a body whose meaning depends on the parser is refused.
+/// Memory: the keys of the objects open on the current path (at most the body's size).
+pub fn has_duplicate_key(body: &[u8]) -> bool {
+    // One entry per open container: `Some(keys)` for an object, `None` for an array.
+    let mut stack: Vec<Option<HashSet<Vec<u8>>>> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        i += 1;
+        match b {
+            b'{' => {
+                stack.push(Some(HashSet::new()));
+                expect_key = true;
+            }
+            b'[' => {
+                stack.push(None);
+                expect_key = false;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = matches!(stack.last(), Some(Some(_))),
+            b'"' => {
+                let (text, next) = unescape_string(body, i);
+                i = next;
+                if expect_key {
+                    expect_key = false;
+                    if let Some(Some(keys)) = stack.last_mut() {
+                        if !keys.insert(text) {
+                            return true;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The unescaped bytes of the JSON string starting after its opening quote at `start`, and the
+/// offset after its closing quote. `\uXXXX` (surrogate pairs joined) becomes UTF-8.
+pub fn unescape_string(body: &[u8], start: usize) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let mut i = start;
+    let hex4 = |at: usize| -> Option<u32> {
+        let s = body.get(at..at + 4)?;
+        let s = std::str::from_utf8(s).ok()?;
+        u32::from_str_radix(s, 16).ok()
+    };
+    while let Some(&b) = body.get(i) {
+        i += 1;
+        match b {
+            b'"' => return (out, i),
+            b'\\' => {
+                let Some(&e) = body.get(i) else {
+                    break;
+                };
+                i += 1;
+                let c = match e {
+                    b'n' => '\n',
+                    b't' => '\t',
+                    b'r' => '\r',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'u' => {
+                        let Some(hi) = hex4(i) else {
+                            continue;
+                        };
+                        i += 4;
+                        let mut cp = hi;
+                        if (0xD800..0xDC00).contains(&hi)
+                            && body.get(i) == Some(&b'\\')
+                            && body.get(i + 1) == Some(&b'u')
+                        {
+                            if let Some(lo) = hex4(i + 2).filter(|lo| (0xDC00..0xE000).contains(lo))
+                            {
+                                cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                                i += 6;
+                            }
+                        }
+                        char::from_u32(cp).unwrap_or('\u{FFFD}')
+                    }
+                    other => char::from(other),
+                };
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            _ => out.push(b),
+        }
+    }
+    (out, i)
 }
 
 /// Linear scan: does any array/object open deeper than `max`? Strings (with escapes) are skipped.
@@ -217,10 +324,16 @@ struct Eval<'s> {
 
 fn is_integer(v: &Value) -> bool {
     match v {
-        Value::Number(n) => {
-            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
-        }
+        Value::Number(n) => decimal::of(n).is_some_and(|d| d.is_integer()),
         _ => false,
+    }
+}
+
+/// A numeric bound on an instance: non-numbers pass (`type` judges them).
+fn bound(v: &Value, ok: impl Fn(Ordering) -> bool, m: &Decimal) -> bool {
+    match v {
+        Value::Number(n) => decimal::of(n).is_some_and(|x| ok(x.cmp(m))),
+        _ => true,
     }
 }
 
@@ -241,6 +354,23 @@ fn type_matches(mask: u8, v: &Value) -> bool {
     mask & bit != 0
 }
 
+fn multiple_of_exact(v: &Value, m: &Decimal) -> bool {
+    let Value::Number(n) = v else {
+        return true;
+    };
+    let Some(x) = decimal::of(n) else {
+        return false;
+    };
+    match x.is_multiple_of(m) {
+        Some(ok) => ok,
+        // A divisor with more than 19 significant digits: the f64 approximation.
+        None => match (n.as_f64(), m.to_f64()) {
+            (Some(x), Some(m)) => multiple_of(x, m),
+            _ => false,
+        },
+    }
+}
+
 fn multiple_of(v: f64, m: f64) -> bool {
     if m.fract() == 0.0 && v.fract() == 0.0 && v.abs() < 9.0e15 && m < 9.0e15 {
         return (v as i64) % (m as i64) == 0;
@@ -255,15 +385,10 @@ fn multiple_of(v: f64, m: f64) -> bool {
 /// JSON equality as JSON Schema defines it: `1` equals `1.0`; object member order is irrelevant.
 pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
-                x == y
-            } else if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
-                x == y
-            } else {
-                x.as_f64() == y.as_f64()
-            }
-        }
+        (Value::Number(x), Value::Number(y)) => match (decimal::of(x), decimal::of(y)) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_str() == y.as_str(),
+        },
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
         }
@@ -280,11 +405,7 @@ fn hash_value<H: Hasher>(v: &Value, h: &mut H) {
     match v {
         Value::Null => 0u8.hash(h),
         Value::Bool(b) => (1u8, *b).hash(h),
-        Value::Number(n) => {
-            let f = n.as_f64().unwrap_or(0.0);
-            let f = if f == 0.0 { 0.0 } else { f };
-            (2u8, f.to_bits()).hash(h);
-        }
+        Value::Number(n) => (2u8, decimal::of(n)).hash(h),
         Value::String(s) => (3u8, s).hash(h),
         Value::Array(items) => {
             (4u8, items.len()).hash(h);
@@ -425,11 +546,11 @@ impl<'s> Eval<'s> {
             Check::Enum(list) => list.iter().any(|e| json_eq(e, v)),
             Check::Const(c) => json_eq(c, v),
             Check::Ref(i) => return self.node(*i, v, path, "$ref", d),
-            Check::Minimum(m) => v.as_f64().is_none_or(|x| x >= *m),
-            Check::Maximum(m) => v.as_f64().is_none_or(|x| x <= *m),
-            Check::ExclusiveMinimum(m) => v.as_f64().is_none_or(|x| x > *m),
-            Check::ExclusiveMaximum(m) => v.as_f64().is_none_or(|x| x < *m),
-            Check::MultipleOf(m) => v.as_f64().is_none_or(|x| multiple_of(x, *m)),
+            Check::Minimum(m) => bound(v, Ordering::is_ge, m),
+            Check::Maximum(m) => bound(v, Ordering::is_le, m),
+            Check::ExclusiveMinimum(m) => bound(v, Ordering::is_gt, m),
+            Check::ExclusiveMaximum(m) => bound(v, Ordering::is_lt, m),
+            Check::MultipleOf(m) => multiple_of_exact(v, m),
             Check::MinLength(n) => v.as_str().is_none_or(|s| char_count_at_least(s, *n)),
             Check::MaxLength(n) => v.as_str().is_none_or(|s| char_count_at_most(s, *n)),
             Check::Pattern(re) => v.as_str().is_none_or(|s| re.is_match(s)),
@@ -962,5 +1083,120 @@ mod tests {
             .unwrap_err();
         assert!(matches!(r, Rejection::InvalidJson { line: 1, .. }));
         assert!(!r.problem_body().contains("secretword"));
+    }
+
+    fn body_verdict(schema_v: Value, body: &str) -> Result<(), Rejection> {
+        schema(schema_v).validate_bytes(body.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn a_key_repeated_at_any_depth_is_refused_as_duplicate_key() {
+        let s = json!({"properties": {"qty": {"minimum": 0}}});
+        for body in [
+            r#"{"qty":-5,"qty":1}"#,
+            r#"{"qty":-5,"q\u0074y":1}"#,
+            r#"{"a":{"b":1,"c":{"x":[{"k":1,"\u006b":2}]}}}"#,
+            r#"{"\ud83d\ude00":1,"😀":2}"#,
+        ] {
+            let r = body_verdict(s.clone(), body).unwrap_err();
+            assert_eq!(r, Rejection::DuplicateKey, "{body}");
+            assert_eq!(r.status(), 400);
+            assert_eq!(r.reason(), "duplicate_key");
+            assert!(!r.problem_body().contains("qty"));
+        }
+    }
+
+    #[test]
+    fn equal_keys_in_different_objects_or_as_values_are_not_duplicates() {
+        let s = json!({});
+        for body in [
+            r#"{"a":{"k":1},"b":{"k":1}}"#,
+            r#"{"k":"k","x":["k","k"]}"#,
+            r#"[{"k":1},{"k":2}]"#,
+            r#"{"a\"b":1,"a\\b":2,"k":{"a\"b":3}}"#,
+        ] {
+            assert_eq!(body_verdict(s.clone(), body), Ok(()), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_as_invalid_utf8() {
+        let s = schema(json!({}));
+        for body in [
+            &b"{\"a\":\"\xff\"}"[..],
+            b"\xfe\xff\x00{\x00}",
+            b"\"\xc3\x28\"",
+        ] {
+            let r = s.validate_bytes(body, &Limits::default()).unwrap_err();
+            assert_eq!(r, Rejection::InvalidUtf8);
+            assert_eq!(r.reason(), "invalid_utf8");
+        }
+    }
+
+    #[test]
+    fn numeric_keywords_compare_decimals_exactly_as_written() {
+        let v = |s: Value, body: &str| body_verdict(s, body).is_ok();
+        assert!(!v(json!({"minimum": 1}), "0.99999999999999999"));
+        assert!(v(json!({"minimum": 1}), "1.00000000000000000"));
+        assert!(!v(json!({"maximum": 10}), "10.0000000000000001"));
+        assert!(!v(json!({"exclusiveMaximum": 10}), "10"));
+        assert!(v(json!({"exclusiveMaximum": 10}), "9.9999999999999999999"));
+        assert!(!v(json!({"exclusiveMinimum": 0}), "0e5"));
+        assert!(!v(json!({"maximum": 1e300}), "1e400"));
+        assert!(!v(json!({"minimum": -1e300}), "-1e400"));
+        assert!(!v(json!({"type": "integer"}), "1.0000000000000001"));
+        assert!(v(json!({"type": "integer"}), "1.0"));
+        assert!(v(json!({"type": "integer"}), "1e400"));
+        assert!(!v(json!({"multipleOf": 1}), "10.0000000000000001"));
+        assert!(v(json!({"multipleOf": 0.01}), "19.99"));
+        assert!(v(json!({"multipleOf": 0.0001}), "0.0075"));
+        assert!(!v(json!({"const": 1}), "1.0000000000000001"));
+        assert!(v(json!({"const": 1}), "1.0"));
+        assert!(!v(
+            json!({"enum": [9007199254740993u64]}),
+            "9007199254740992"
+        ));
+        assert!(v(
+            json!({"enum": [9007199254740993u64]}),
+            "9.007199254740993e15"
+        ));
+        assert!(!v(json!({"uniqueItems": true}), "[1, 1.0]"));
+        assert!(v(json!({"uniqueItems": true}), "[1, 1.0000000000000001]"));
+    }
+
+    #[test]
+    fn bignum_cases_behave_as_the_test_suite_optional_bignum_file() {
+        // JSON-Schema-Test-Suite `optional/bignum.json` (not in the shared copy): same cases.
+        let v = |s: Value, body: &str| body_verdict(s, body).is_ok();
+        assert!(v(
+            json!({"type": "integer"}),
+            "12345678910111213141516171819202122232425262728293031"
+        ));
+        assert!(v(
+            json!({"type": "number"}),
+            "98249283749234923498293171823948729348710298301928331"
+        ));
+        assert!(!v(
+            json!({"type": "string"}),
+            "98249283749234923498293171823948729348710298301928331"
+        ));
+        let max = serde_json::from_str::<Value>(r#"{"maximum": 18446744073709551615}"#).unwrap();
+        assert!(v(max.clone(), "18446744073709551600"));
+        assert!(!v(max, "18446744073709551616"));
+        let emax = serde_json::from_str::<Value>(
+            r#"{"exclusiveMaximum": 972783798187987123879878123.18878137}"#,
+        )
+        .unwrap();
+        assert!(!v(emax, "972783798187987123879878123.188781371"));
+        let min = serde_json::from_str::<Value>(r#"{"minimum": -18446744073709551615}"#).unwrap();
+        assert!(v(min.clone(), "-18446744073709551600"));
+        assert!(!v(min, "-18446744073709551616"));
+        let emin = serde_json::from_str::<Value>(
+            r#"{"exclusiveMinimum": -972783798187987123879878123.18878137}"#,
+        )
+        .unwrap();
+        assert!(!v(emin, "-972783798187987123879878123.188781371"));
+        // float-overflow.json: 1e308 is a multiple of 0.5 and an integer.
+        assert!(v(json!({"type": "integer", "multipleOf": 0.5}), "1e308"));
     }
 }

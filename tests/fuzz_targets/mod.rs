@@ -62,6 +62,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("jwks", jwks),
     ("schema", schema),
     ("redact", redact),
+    ("redact_encodings", redact_encodings),
     ("discovery", discovery),
     ("pipeline", pipeline),
     ("canonical_path", canonical_path),
@@ -536,7 +537,12 @@ pub fn redact(data: &[u8]) {
     // (2) Every byte outside a mask is unchanged. Skipped when the input itself holds mask-like
     // text (it would be taken for a mask) and for last4 masks (they keep input digits).
     let last4 = usize::from(sel & 7) % policies.len() == 3;
-    if one.changed && !last4 && !body.windows(MASK_PREFIX.len()).any(|w| w == MASK_PREFIX) {
+    // UTF-16/32 bodies are written back in their encoding: masks are not ASCII there.
+    let wide = body.iter().take(4).any(|b| *b == 0)
+        || body.starts_with(&[0xFF, 0xFE])
+        || body.starts_with(&[0xFE, 0xFF]);
+    if one.changed && !last4 && !wide && !body.windows(MASK_PREFIX.len()).any(|w| w == MASK_PREFIX)
+    {
         let pieces = literal_pieces(&one.body);
         assert!(pieces.len() >= 2, "changed output without a mask");
         assert!(
@@ -1054,4 +1060,90 @@ pub fn body_flow(data: &[u8]) {
         "route {} cuts {cuts:?} trailers {trailers}: the verdict depends on the chunking",
         route % 5
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// redact_encodings
+
+fn encoding_policies() -> &'static [Arc<Redaction>; 2] {
+    static POLICIES: OnceLock<[Arc<Redaction>; 2]> = OnceLock::new();
+    POLICIES.get_or_init(|| {
+        let compile = |v: Value| {
+            Arc::new(
+                redact::compile("fuzz", &Node::root(&v)).expect("fixed redaction policy compiles"),
+            )
+        };
+        [
+            compile(json!({"detectors": ["card", "iban", "ssn", "email", "phone"]})),
+            compile(
+                json!({"detectors": ["card", "iban", "ssn", "email", "phone"], "action": "block"}),
+            ),
+        ]
+    })
+}
+
+/// Re-encoded values (`fuzz/dict/redact.dict`: escapes, percent-encoding, references, Unicode
+/// digits and separators, UTF-16): for any body and chunking, (1) every value the `redact` policy
+/// finds is replaced by a mask and nothing else changes: the output holds exactly one mask per
+/// finding (UTF-8 bodies) and a body changes exactly when something was found (a second pass over
+/// the output is not required to find nothing: a mask changes its neighbours' boundaries, and
+/// `05 3704 0044 0532 0130 00` → `05 3704 0044 [REDACTED:phone]` leaves a shorter number that is
+/// a phone on its own); (2) a `block` policy with the same detectors finds exactly what `redact` finds, so it
+/// never lets through a value `redact` would mask; (3) streaming gives the one-shot output.
+/// Input: byte 0 body kind (bits 0-1), bytes 1-2 split points (/256), then the body.
+pub fn redact_encodings(data: &[u8]) {
+    let [sel, a, b, body @ ..] = data else {
+        return;
+    };
+    let kind = [
+        BodyKind::Json,
+        BodyKind::Form,
+        BodyKind::Text,
+        BodyKind::Xml,
+    ][usize::from(sel & 3)];
+    let [redact_p, block_p] = encoding_policies();
+    let one = redact::redact(redact_p, kind, body);
+    assert_eq!(
+        one.changed,
+        !one.findings.is_empty(),
+        "changed without findings, or findings left in place"
+    );
+    let masks = |b: &[u8]| {
+        b.windows(MASK_PREFIX.len())
+            .filter(|w| *w == MASK_PREFIX)
+            .count()
+    };
+    let wide = body.iter().take(4).any(|b| *b == 0)
+        || body.starts_with(&[0xFF, 0xFE])
+        || body.starts_with(&[0xFE, 0xFF]);
+    if !wide {
+        assert_eq!(
+            masks(&one.body) - masks(body).min(masks(&one.body)),
+            one.findings.total() as usize,
+            "a value found is not masked:\n in: {:?}\nout: {:?}",
+            String::from_utf8_lossy(body),
+            String::from_utf8_lossy(&one.body)
+        );
+    }
+    let blocked = redact::redact(block_p, kind, body);
+    assert_eq!(
+        blocked.findings, one.findings,
+        "block and redact with the same detectors disagree"
+    );
+    assert!(!blocked.changed);
+    let mut cuts = [
+        usize::from(*a) * body.len() / 256,
+        usize::from(*b) * body.len() / 256,
+    ];
+    cuts.sort_unstable();
+    for p in [redact_p, block_p] {
+        let mut stream = StreamRedactor::new(p.clone(), kind);
+        let mut out = Vec::new();
+        stream.push(&body[..cuts[0]], false, &mut out);
+        stream.push(&body[cuts[0]..cuts[1]], false, &mut out);
+        stream.push(&body[cuts[1]..], true, &mut out);
+        let expected: &[u8] = if p.rewrites() { &one.body } else { body };
+        assert_eq!(out, expected, "streamed output differs (cuts {cuts:?})");
+        assert_eq!(stream.findings(), &one.findings, "streamed findings differ");
+    }
 }
