@@ -91,6 +91,14 @@ impl Headers {
         self.bytes(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// Every value of `name`, in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k.as_slice() == name.as_bytes())
+            .map(|(_, v)| v.as_slice())
+    }
+
     /// How many times `name` occurs.
     pub fn count(&self, name: &str) -> usize {
         self.0

@@ -17,7 +17,7 @@ use super::{Exchange, Flow, StreamHost, Worker};
 use crate::config::Policy;
 use crate::discovery::observe::Side;
 use crate::pipeline;
-use crate::redact::{Action as RedactAction, BodyKind, Redaction, StreamRedactor};
+use crate::redact::{Action as RedactAction, BodyKind, Findings, Redaction, StreamRedactor};
 use crate::refusal::{self, Denial};
 use crate::schema::BodyCheck;
 use std::sync::Arc;
@@ -397,8 +397,8 @@ impl Exchange {
         Flow::Continue
     }
 
-    /// A rewritten body could not be written back: never forward it unredacted.
-    fn unwritable(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
+    /// A rewritten body or header could not be written back: never forward it unredacted.
+    pub(super) fn unwritable(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
         host.count("body_unwritable", 1);
         self.log(worker, host, "cannot rewrite a body; resetting the stream");
         host.reset();
@@ -406,8 +406,22 @@ impl Exchange {
     }
 
     fn count_findings(&mut self, host: &mut dyn StreamHost, redactor: &StreamRedactor, side: Side) {
-        let policy = redactor.policy();
-        let named = redactor.findings().named(policy);
+        self.record_findings(host, redactor.policy(), redactor.findings(), side);
+        if redactor.changed() {
+            host.count("redaction_bodies_changed", 1);
+        }
+    }
+
+    /// Counts what a redaction policy found, per class (never values), and hands the classes to
+    /// discovery.
+    pub(super) fn record_findings(
+        &mut self,
+        host: &mut dyn StreamHost,
+        policy: &Redaction,
+        findings: &Findings,
+        side: Side,
+    ) {
+        let named = findings.named(policy);
         for (class, count) in &named {
             host.count(
                 &format!("redaction_{}_{}", policy.name, class),
@@ -417,9 +431,6 @@ impl Exchange {
         if let Some(observation) = self.observation.as_mut() {
             let classes: Vec<&str> = named.iter().map(|(class, _)| *class).collect();
             observation.add_data_classes(side, &classes);
-        }
-        if redactor.changed() {
-            host.count("redaction_bodies_changed", 1);
         }
     }
 

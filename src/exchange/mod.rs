@@ -26,7 +26,7 @@ pub use worker::{Admit, LogLimiter, Worker};
 use crate::config::{Mode, Policy};
 use crate::discovery::observe::{Observation, Side};
 use crate::pipeline::{decide, original_uri, Event, HeaderChange, WorkerEnv};
-use crate::redact::{BodyDecision, Redaction};
+use crate::redact::{BodyDecision, HeaderScan, Redaction};
 use crate::refusal::{self, Denial};
 use crate::reply::Reply;
 use crate::request::{Headers, Request};
@@ -273,7 +273,11 @@ impl Exchange {
     ) -> Flow {
         let policy = Rc::clone(&worker.policy);
         let wants_headers = self.observation.is_some()
-            || (!self.responded && self.response_redaction.is_some() && !end_of_stream);
+            || (!self.responded
+                && self
+                    .response_redaction
+                    .as_ref()
+                    .is_some_and(|r| !end_of_stream || !r.header_names().is_empty()));
         let headers = if wants_headers {
             host.response_headers().unwrap_or_default()
         } else {
@@ -299,6 +303,9 @@ impl Exchange {
         let Some(redaction) = self.response_redaction.take() else {
             return Flow::Continue;
         };
+        if let Some(flow) = self.scan_response_headers(worker, host, &redaction, &headers) {
+            return flow;
+        }
         if end_of_stream {
             return Flow::Continue;
         }
@@ -364,6 +371,59 @@ impl Exchange {
 
     pub fn on_response_trailers(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
         self.on_body(worker, host, Side::Response, body::Chunk::Trailers)
+    }
+
+    /// Masks, blocks or reports the response headers the policy lists (`headers`). `Some(flow)`:
+    /// the response was refused.
+    fn scan_response_headers(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        redaction: &Redaction,
+        headers: &Headers,
+    ) -> Option<Flow> {
+        for name in redaction.header_names() {
+            let mut values = Vec::new();
+            let mut masked = false;
+            for value in headers.values(name) {
+                match redaction.scan_header(name, value) {
+                    HeaderScan::Clean => values.push(value.to_vec()),
+                    HeaderScan::Masked {
+                        value: mask,
+                        findings,
+                    } => {
+                        self.record_findings(host, redaction, &findings, Side::Response);
+                        values.push(mask);
+                        masked = true;
+                    }
+                    HeaderScan::Report { findings } => {
+                        self.record_findings(host, redaction, &findings, Side::Response);
+                        values.push(value.to_vec());
+                    }
+                    HeaderScan::Block { findings } => {
+                        self.record_findings(host, redaction, &findings, Side::Response);
+                        host.count("redaction_blocked", 1);
+                        let denial = Denial::SensitiveData { response: true };
+                        if let Some(flow) = self.judge(worker, host, &denial, &[]) {
+                            return Some(flow);
+                        }
+                        values.push(value.to_vec());
+                    }
+                }
+            }
+            if masked {
+                host.count("redaction_headers_changed", 1);
+                let mut written = host.set_header(Side::Response, name, None).is_ok();
+                for value in &values {
+                    written &= host.add_header(Side::Response, name, value).is_ok();
+                }
+                if !written {
+                    // Never let the unmasked value out.
+                    return Some(self.unwritable(worker, host));
+                }
+            }
+        }
+        None
     }
 
     /// The request is over: its observation goes into the worker's discovery table (the next tick

@@ -35,6 +35,8 @@ pub struct SimHost {
     pub counters: BTreeMap<String, u64>,
     pub events: Vec<Event>,
     pub header_changes: Vec<(Side, String, Option<Vec<u8>>)>,
+    /// Headers added (another copy), with their values.
+    pub headers_added: Vec<(Side, String, Vec<u8>)>,
     pub store: MemoryStore,
     pub now: u64,
 }
@@ -117,8 +119,10 @@ impl StreamHost for SimHost {
         Ok(())
     }
 
-    fn add_header(&mut self, _side: Side, name: &str, _value: &[u8]) -> Result<(), HostFault> {
+    fn add_header(&mut self, side: Side, name: &str, value: &[u8]) -> Result<(), HostFault> {
         self.calls.push(format!("add_header {name}"));
+        self.headers_added
+            .push((side, name.to_string(), value.to_vec()));
         Ok(())
     }
 

@@ -68,7 +68,9 @@ fn config() -> Value {
             "blocker": {"action": "block"},
             "req_blocker": {"action": "block", "bodies": ["request"]},
             "watcher": {"action": "report"},
-            "guarded": {"action": "redact", "on_unknown_encoding": "block"}
+            "guarded": {"action": "redact", "on_unknown_encoding": "block"},
+            "hdr": {"action": "redact", "headers": ["location", "content-disposition"]},
+            "hdrblock": {"action": "block", "headers": ["location"]}
         },
         "rules": [
             {"name": "orders", "match": {"prefix": "/orders"}, "schema": "order"},
@@ -76,7 +78,9 @@ fn config() -> Value {
             {"name": "block", "match": {"prefix": "/b/"}, "redaction": "blocker"},
             {"name": "reqblock", "match": {"prefix": "/rb/"}, "redaction": "req_blocker"},
             {"name": "report", "match": {"prefix": "/w/"}, "redaction": "watcher", "mode": "report"},
-            {"name": "guarded", "match": {"prefix": "/g/"}, "redaction": "guarded"}
+            {"name": "guarded", "match": {"prefix": "/g/"}, "redaction": "guarded"},
+            {"name": "hdr", "match": {"prefix": "/h/"}, "redaction": "hdr"},
+            {"name": "hdrblock", "match": {"prefix": "/hb/"}, "redaction": "hdrblock"}
         ]
     })
 }
@@ -405,4 +409,64 @@ fn host_call_budget_per_request_shape() {
             "set_body Response"
         ]
     );
+}
+
+#[test]
+fn listed_response_headers_are_masked_or_blocked_even_without_a_body() {
+    let mut d = Drive::new(config());
+    d.request(
+        &[(":method", "GET"), (":path", "/h/doc"), (":authority", "h")],
+        true,
+    );
+    d.response(
+        &[
+            (":status", "302"),
+            ("location", "/cards/4111%201111%201111%201111"),
+            ("content-disposition", "attachment; filename=\"report.pdf\""),
+            ("x-other", "4111 1111 1111 1111"),
+        ],
+        true,
+    );
+    let changes = &d.0.host.header_changes;
+    assert!(
+        changes
+            .iter()
+            .any(|(_, n, v)| n == "location" && v.is_none()),
+        "{changes:?}"
+    );
+    let added: Vec<String> =
+        d.0.host
+            .headers_added
+            .iter()
+            .filter(|(_, n, _)| n == "location")
+            .map(|(_, _, v)| String::from_utf8_lossy(v).into_owned())
+            .collect();
+    assert_eq!(added.len(), 1);
+    assert!(
+        added[0].starts_with("/cards/") && !added[0].contains("1111"),
+        "{added:?}"
+    );
+    assert!(!d
+        .0
+        .host
+        .calls
+        .iter()
+        .any(|c| c.contains("content-disposition") || c.contains("x-other")));
+    assert_eq!(d.0.host.counter("redaction_headers_changed"), 1);
+    assert_eq!(d.0.host.counter("redaction_hdr_card"), 1);
+
+    let mut d = Drive::new(config());
+    d.request(
+        &[
+            (":method", "GET"),
+            (":path", "/hb/doc"),
+            (":authority", "h"),
+        ],
+        true,
+    );
+    d.response(
+        &[(":status", "302"), ("location", "/u/4111-1111-1111-1111")],
+        false,
+    );
+    assert_eq!(d.status(), Some(502));
 }

@@ -58,6 +58,7 @@ pub const COUNTERS: &[&str] = &[
     "path_matrix_parameters",
     "method_override",
     "redaction_bodies_changed",
+    "redaction_headers_changed",
     "redaction_unscanned",
     "redaction_blocked",
     "redaction_too_large",
