@@ -163,6 +163,7 @@ fn run_draft(folder: &str, draft: Draft) -> (usize, Vec<String>) {
     assert!(files.len() > 30, "suite not found at {}", dir.display());
 
     let (mut whole, mut passed, mut failed, mut skipped) = (0, 0, 0, 0);
+    let mut counts = Vec::new();
     let mut failures = Vec::new();
     let mut unsupported_files = Vec::new();
     let mut partial = Vec::new();
@@ -185,6 +186,7 @@ fn run_draft(folder: &str, draft: Draft) -> (usize, Vec<String>) {
         passed += r.passed;
         failed += r.failed;
         skipped += r.skipped;
+        counts.push(format!("{folder}\t{name}\t{}\t{}", r.passed, r.skipped));
         if r.failed == 0 && r.skipped == 0 {
             whole += 1;
         } else if r.passed == 0 && r.failed == 0 {
@@ -212,7 +214,34 @@ fn run_draft(folder: &str, draft: Draft) -> (usize, Vec<String>) {
         "TOTAL {folder}: {} files, {whole} passed whole; cases passed {passed} / failed {failed} / skipped {skipped}",
         files.len()
     );
+    check_counts(folder, &counts);
     (passed, failures)
+}
+
+/// Every file's passed and skipped counts are pinned in `tests/fixtures/json_schema_counts.tsv`, so
+/// that no case turns into "unsupported" (or a skip into a pass) unnoticed. After a deliberate
+/// change, replace that folder's lines with the ones this prints.
+fn check_counts(folder: &str, counts: &[String]) {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/json_schema_counts.tsv");
+    let pinned = std::fs::read_to_string(&path).unwrap_or_default();
+    let expected: Vec<&str> = pinned
+        .lines()
+        .filter(|l| l.starts_with(&format!("{folder}\t")))
+        .collect();
+    let actual: Vec<&str> = counts.iter().map(String::as_str).collect();
+    if expected != actual {
+        println!("-- counts now (folder, file, passed, skipped):");
+        for line in &actual {
+            println!("{line}");
+        }
+    }
+    assert_eq!(
+        expected,
+        actual,
+        "per-file counts differ from {} (the lines to pin are printed above)",
+        path.display()
+    );
 }
 
 #[test]
