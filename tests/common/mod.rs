@@ -132,6 +132,9 @@ pub fn reserve_port() -> u16 {
 // ---------------------------------------------------------------------------------------------------------
 // HTTP client
 
+/// Header or trailer fields: (lower-cased name, value bytes), in order.
+pub type Fields = Vec<(String, Vec<u8>)>;
+
 /// One HTTP response as the client saw it.
 #[derive(Debug, Clone, Default)]
 pub struct Response {
@@ -627,7 +630,7 @@ pub fn read_body_and_trailers(
     reader: &mut impl BufRead,
     headers: &[(String, String)],
     until_eof: bool,
-) -> std::io::Result<(Vec<u8>, Vec<(String, Vec<u8>)>)> {
+) -> std::io::Result<(Vec<u8>, Fields)> {
     let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         let mut body = Vec::new();
