@@ -6,9 +6,19 @@
 //!   `collector` clusters), starts Envoy on ports it picks itself (port 0; the harness reads them back from
 //!   the admin endpoint, so parallel tests never collide) and kills it on drop. When a test fails, the tail
 //!   of Envoy's log is printed and its directory kept.
-//! - [`Echo`] is the upstream: it answers 200 with a JSON list of the headers it received.
+//!   The listener speaks HTTP/1.1 and HTTP/2 (`codec_type: AUTO`, h2c) and passes HTTP/1.1 trailers on
+//!   (`enable_trailers`).
+//! - [`Proto`] `H1`/`H2` is the client's protocol; [`per_protocol!`] runs each listed test function as
+//!   `http1::<name>` and `http2::<name>`, and [`EnvoyOpts::new`] takes [`Proto::current`], so that
+//!   [`Envoy::request`], [`Envoy::get`] and [`Envoy::send`] speak the test's protocol.
+//! - [`Req`] is one request: header values and trailers as bytes, the body in pieces, with or without a
+//!   length; [`send`] sends it over either protocol ([`send_h1`], [`h2::send`]). [`Response`] has the
+//!   headers (also as raw bytes), the body, the trailers, and over HTTP/2 a stream reset after the headers.
+//! - [`Echo`] is the HTTP/1.1 upstream: it answers 200 with JSON of the request it received (headers,
+//!   body, trailers). [`H2Echo`] is the HTTP/2 upstream ([`EnvoyOpts::h2_upstream`]): the same JSON, or
+//!   canned [`Reply`]s with any header bytes, DATA frames and response trailers.
 //! - [`JwksServer`] serves a JWKS, counts fetches, and can go down, come up, or start late.
-//! - [`Response`] comes from a small blocking HTTP/1.1 client (one request per connection).
+//! - [`Envoy::wasm_failures`] lists the log lines that show the filter panicking or trapping.
 //! - [`token`] signs test tokens with the fixture keys.
 //!
 //! Every wait is bounded; nothing here retries forever.
