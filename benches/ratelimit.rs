@@ -5,9 +5,9 @@
 
 use apiguard::apikey::{self, digest_hex};
 use apiguard::authz::{self, Caller};
-use apiguard::config::reader::Node;
 use apiguard::jwt::extract::TokenSource;
 use apiguard::ratelimit::{self, RateLimits, RequestFacts, Seed};
+use apiguard::reader::Node;
 use apiguard::store::memory::MemoryStore;
 use serde_json::{json, Map, Value};
 use std::hint::black_box;

@@ -14,7 +14,7 @@
     reason = "benchmark code: a panic aborts the run"
 )]
 
-use apiguard::config::reader::Node;
+use apiguard::reader::Node;
 use apiguard::redact::{compile, redact, BodyKind, Redaction, StreamRedactor};
 use regex::bytes::{Regex, RegexSet};
 use std::hint::black_box;

@@ -478,8 +478,8 @@ def limiter_memory(jwks):
         tracked = 0
         for run in range(30):
             wrk(envoy.port, None, 3, sequential(run * 1000000))
-            stats = urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/stats?filter=rl_mem_keys_tracked").read()
-            match = re.search(rb"keys_tracked: (\d+)", stats)
+            stats = urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/stats?filter=rl_mem_slots_created").read()
+            match = re.search(rb"slots_created: (\d+)", stats)
             tracked = int(match.group(1)) if match else 0
             if tracked >= keys:
                 break

@@ -117,6 +117,10 @@ show "tampered signature" /api/orders -H "authorization: Bearer $TOKEN_TAMPERED"
 show "not a JWT" /api/orders -H "authorization: Bearer hello.world"
 show "spoofed x-jwt-sub: admin + valid token" /api/orders \
     -H "authorization: Bearer $TOKEN_RS256" -H "x-jwt-sub: admin"
+show "path trick /healthz/%2e%2e/api/orders" /healthz/%2e%2e/api/orders --path-as-is
+show "matrix parameter /api;jsessionid=1/orders" "/api;jsessionid=1/orders" --path-as-is
+show "method override on /api/orders + token" /api/orders \
+    -H "authorization: Bearer $TOKEN_RS256" -H "x-http-method-override: DELETE"
 
 # order SCENARIO TOKEN BODY: POST /orders; prints the status and the body the client got.
 order() {

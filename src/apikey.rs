@@ -14,9 +14,10 @@
 //! `www-authenticate: ApiKey realm="<set name>"` (there is no registered scheme for API keys; this
 //! one names the header-independent concept and the set, so a client knows which keys are wanted).
 
-use crate::config::reader::{Node, Result};
-use crate::jwt::extract::TokenSource;
+use crate::jwt::extract::param_name_matches;
+use crate::reader::{Node, Result};
 use crate::reply::Reply;
+use crate::request::TokenSource;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -98,6 +99,15 @@ impl ApiKeySet {
             .ok_or(ApiKeyFailure::Invalid)
     }
 
+    /// The query parameter to remove from `:path` before forwarding, if any (not with `forward`).
+    pub fn param_to_strip(&self) -> Option<&str> {
+        if self.forward {
+            None
+        } else {
+            self.from_param.as_deref()
+        }
+    }
+
     /// The header to remove before forwarding, if any.
     pub fn header_to_remove(&self) -> Option<&str> {
         if self.forward {
@@ -107,36 +117,53 @@ impl ApiKeySet {
         }
     }
 
+    /// The presented key. A key header sent twice or not UTF-8, a key parameter present twice (names
+    /// compared after percent-decoding), or a key in both the header and the parameter is ambiguous:
+    /// `Invalid`, never one chosen copy.
     fn presented<'r>(
         &self,
         request: &'r dyn TokenSource,
     ) -> std::result::Result<Cow<'r, [u8]>, ApiKeyFailure> {
-        if let Some(value) = self
-            .from_header
-            .as_deref()
-            .and_then(|h| request.header(h))
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return Ok(Cow::Borrowed(value.as_bytes()));
+        let header = match self.from_header.as_deref() {
+            None => None,
+            Some(h) => match request.header_count(h) {
+                0 => None,
+                1 if request.header_is_utf8(h) => {
+                    request.header(h).map(str::trim).filter(|v| !v.is_empty())
+                }
+                _ => return Err(ApiKeyFailure::Invalid),
+            },
+        };
+        let param = match self.from_param.as_deref() {
+            None => None,
+            Some(p) => query_param(request.query(), p)?.filter(|v| !v.is_empty()),
+        };
+        match (header, param) {
+            (Some(_), Some(_)) => Err(ApiKeyFailure::Invalid),
+            (Some(value), None) => Ok(Cow::Borrowed(value.as_bytes())),
+            (None, Some(raw)) => percent_decode(raw).ok_or(ApiKeyFailure::Invalid),
+            (None, None) => Err(ApiKeyFailure::Missing),
         }
-        if let Some(raw) = self
-            .from_param
-            .as_deref()
-            .and_then(|p| query_param(request.query(), p))
-            .filter(|v| !v.is_empty())
-        {
-            return percent_decode(raw).ok_or(ApiKeyFailure::Invalid);
-        }
-        Err(ApiKeyFailure::Missing)
     }
 }
 
-fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then_some(value)
-    })
+/// The parameter's value, `None` when absent, `Invalid` when present more than once.
+fn query_param<'q>(
+    query: &'q str,
+    name: &str,
+) -> std::result::Result<Option<&'q str>, ApiKeyFailure> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !param_name_matches(key, name) {
+            continue;
+        }
+        if found.is_some() {
+            return Err(ApiKeyFailure::Invalid);
+        }
+        found = Some(value);
+    }
+    Ok(found)
 }
 
 /// `%XX` escapes decoded; `+` kept as it is (keys are not form data). `None` for a broken escape.
@@ -299,7 +326,7 @@ pub fn digest_hex(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::ConfigError;
+    use crate::reader::ConfigError;
     use serde_json::json;
 
     struct Req {
@@ -316,6 +343,9 @@ mod tests {
         }
         fn query(&self) -> &str {
             &self.query
+        }
+        fn header_count(&self, name: &str) -> usize {
+            self.headers.iter().filter(|(n, _)| *n == name).count()
         }
     }
 
@@ -455,6 +485,23 @@ mod tests {
         let g = "g".repeat(64);
         let e = refused(json!({"p": {"keys": [{"name": "a", "sha256": g}]}}));
         assert_eq!(e.path, "p.keys[0].sha256");
+    }
+
+    #[test]
+    fn a_key_that_could_be_read_two_ways_is_invalid_not_one_copy_chosen() {
+        let s = set();
+        let twice = req(&[("x-api-key", ACME_KEY), ("x-api-key", GLOBEX_KEY)], "");
+        assert_eq!(s.authenticate(&twice).err(), Some(ApiKeyFailure::Invalid));
+        let both = req(&[("x-api-key", ACME_KEY)], &format!("api_key={GLOBEX_KEY}"));
+        assert_eq!(s.authenticate(&both).err(), Some(ApiKeyFailure::Invalid));
+        let params = req(&[], &format!("api_key={ACME_KEY}&api%5Fkey={GLOBEX_KEY}"));
+        assert_eq!(s.authenticate(&params).err(), Some(ApiKeyFailure::Invalid));
+        let encoded = req(&[], &format!("api%5Fkey={ACME_KEY}"));
+        assert_eq!(
+            s.authenticate(&encoded).map(|k| k.name.as_str()),
+            Ok("acme")
+        );
+        assert_eq!(s.param_to_strip(), Some("api_key"));
     }
 
     #[test]

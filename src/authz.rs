@@ -17,7 +17,7 @@
 //! conditions failed, `scope="<the scopes they ask for>"` (RFC 6750 §3.1).
 
 use crate::apikey::KeyIdentity;
-use crate::config::reader::{Node, Result};
+use crate::reader::{Node, Result};
 use crate::reply::Reply;
 use serde_json::{Map, Value};
 
@@ -128,7 +128,7 @@ impl ClaimTest {
                 Value::Array(items) => items.contains(expected),
                 Value::String(words) => expected
                     .as_str()
-                    .is_some_and(|w| words.split_whitespace().any(|x| x == w)),
+                    .is_some_and(|w| words.split(' ').any(|x| x == w)),
                 _ => false,
             },
         }
@@ -144,10 +144,11 @@ fn lookup<'v>(claims: &'v Map<String, Value>, path: &[String]) -> Option<&'v Val
     Some(value)
 }
 
-/// A list claim: an array of strings, or a space-separated string.
+/// A list claim: an array of strings, or a string of words separated by spaces (U+0020 only, as
+/// RFC 6749 §3.3 separates scopes: `"admin\tread"` is one word, not `admin`).
 fn list_contains(value: Option<&Value>, wanted: &str) -> bool {
     match value {
-        Some(Value::String(words)) => words.split_whitespace().any(|w| w == wanted),
+        Some(Value::String(words)) => words.split(' ').any(|w| w == wanted),
         Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(wanted)),
         _ => false,
     }
@@ -317,7 +318,7 @@ fn scalar(node: &Node<'_>) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::reader::ConfigError;
+    use crate::reader::ConfigError;
     use serde_json::json;
 
     fn compile_value(value: &Value) -> std::result::Result<Authz, ConfigError> {
@@ -358,6 +359,25 @@ mod tests {
         // A scope is a whole word, never a substring.
         let sub = claims(json!({"scope": "orders:read-only orders:writer"}));
         assert!(a.evaluate(&jwt(&sub)).is_err());
+    }
+
+    #[test]
+    fn scopes_are_separated_by_spaces_only_as_rfc_6749_says() {
+        let a = authz(json!({"scopes": ["admin"]}));
+        for words in [
+            "admin\tread",
+            "read\nadmin",
+            "admin\u{a0}read",
+            "read\radmin",
+        ] {
+            let c = claims(json!({ "scope": words }));
+            assert!(a.evaluate(&jwt(&c)).is_err(), "{words:?}");
+        }
+        let c = claims(json!({"scope": "read  admin"}));
+        assert_eq!(a.evaluate(&jwt(&c)), Ok(()));
+        let contains = authz(json!({"claim": {"name": "groups", "contains": "eng"}}));
+        let c = claims(json!({"groups": "ops\teng"}));
+        assert!(contains.evaluate(&jwt(&c)).is_err());
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! # Where to start
 //! - [`config`] turns the plugin configuration (one JSON document) into an immutable [`config::Policy`]
 //!   once, in `on_configure`; every error names the JSON path that is wrong.
+//! - [`canonical`] puts a request path into the one canonical form rules, schemas and discovery match.
 //! - [`route`] picks the first route rule that matches a request.
 //! - [`jwt`] finds, parses and verifies JSON Web Tokens (no host calls: keys, clock and cache are passed in).
-//! - [`pipeline`] combines these into one verdict per request, and [`reply`] turns a refusal into the exact
+//! - [`pipeline`] combines these into one verdict per request, and [`refusal`] turns a refusal into the exact
 //!   status, body and headers the client sees.
 //! - [`host`] is the only module that talks to the proxy (proxy-wasm); it is compiled for `wasm32` only.
 //!
@@ -26,13 +27,18 @@
 
 pub mod apikey;
 pub mod authz;
+pub mod canonical;
 pub mod config;
 pub mod discovery;
+pub mod exchange;
 pub mod jwt;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod reader;
 pub mod redact;
+pub mod refusal;
 pub mod reply;
+pub mod request;
 pub mod route;
 pub mod schema;
 pub mod store;

@@ -1,5 +1,10 @@
 //! Route rules: which rule a request falls under (first match wins), as Envoy's route matcher does.
 //! Everything here is compiled at configure time; matching allocates nothing.
+//!
+//! Paths are matched in their canonical form ([`crate::canonical`]), case-sensitively unless the rule
+//! says `case_insensitive`. Methods compare case-insensitively (HTTP/2 clients may send `get`), and a
+//! `HEAD` request matches a rule that lists `HEAD` or `GET` (a HEAD is a GET without the body).
+//! Hosts compare case-insensitively, without port and without a trailing dot.
 
 /// How a rule matches the path (the part before `?`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +29,11 @@ pub struct RouteMatch {
     pub path: PathMatch,
     /// Upper-case method names.
     pub methods: Vec<String>,
-    /// Lower-case host names without port; `*.example.com` matches any subdomain; `*` matches all.
+    /// Lower-case host names without port or trailing dot; `*.example.com` matches any subdomain;
+    /// `*` matches all.
     pub hosts: Vec<String>,
+    /// Path literals compare with ASCII case folding (`/API/x` matches prefix `/api/`).
+    pub case_insensitive: bool,
 }
 
 /// Parses a path template such as `/users/{id}/orders/*` or `/static/**`.
@@ -63,16 +71,31 @@ pub fn compile_template(template: &str) -> Result<Vec<Segment>, String> {
 }
 
 impl PathMatch {
+    /// Case-sensitive match of a (canonical) path.
     pub fn matches(&self, path: &str) -> bool {
+        self.matches_case(path, false)
+    }
+
+    /// Matches a (canonical) path; `case_insensitive` folds ASCII case in literals.
+    pub fn matches_case(&self, path: &str, case_insensitive: bool) -> bool {
+        let same = |a: &str, b: &str| {
+            if case_insensitive {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
         match self {
-            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathMatch::Exact(exact) => path == exact,
-            PathMatch::Template(segments) => template_matches(segments, path),
+            PathMatch::Prefix(prefix) => path
+                .get(..prefix.len())
+                .is_some_and(|head| same(head, prefix)),
+            PathMatch::Exact(exact) => same(path, exact),
+            PathMatch::Template(segments) => template_matches(segments, path, &same),
         }
     }
 }
 
-fn template_matches(segments: &[Segment], path: &str) -> bool {
+fn template_matches(segments: &[Segment], path: &str, same: &dyn Fn(&str, &str) -> bool) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
@@ -85,7 +108,7 @@ fn template_matches(segments: &[Segment], path: &str) -> bool {
                 _ => return false,
             },
             Segment::Literal(literal) => match parts.next() {
-                Some(part) if part == literal => {}
+                Some(part) if same(part, literal) => {}
                 _ => return false,
             },
         }
@@ -93,12 +116,14 @@ fn template_matches(segments: &[Segment], path: &str) -> bool {
     parts.next().is_none()
 }
 
-/// `host` is the `:authority` value; its port, if any, is ignored, and comparison is case-insensitive.
+/// `host` is the `:authority` value; its port and a trailing dot (`admin.example.com.:443`), if any,
+/// are ignored, and comparison is case-insensitive.
 pub fn host_matches(patterns: &[String], authority: &str) -> bool {
     if patterns.is_empty() {
         return true;
     }
     let host = strip_port(authority);
+    let host = host.strip_suffix('.').unwrap_or(host);
     patterns.iter().any(|pattern| {
         if pattern == "*" {
             true
@@ -137,12 +162,20 @@ fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
 }
 
 impl RouteMatch {
-    /// `path` without the query string.
+    /// `path` is the canonical path, without the query string.
     pub fn matches(&self, method: &str, path: &str, authority: &str) -> bool {
-        self.path.matches(path)
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+        self.path.matches_case(path, self.case_insensitive)
+            && method_matches(&self.methods, method)
             && host_matches(&self.hosts, authority)
     }
+}
+
+/// Case-insensitive; `HEAD` also matches `GET`. An empty list matches every method.
+pub fn method_matches(methods: &[String], method: &str) -> bool {
+    methods.is_empty()
+        || methods.iter().any(|m| {
+            m.eq_ignore_ascii_case(method) || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+        })
 }
 
 /// The path without its query string or fragment.
@@ -210,5 +243,65 @@ mod tests {
         assert_eq!(path_only("/a/b?x=1#f"), "/a/b");
         assert_eq!(path_only("/a#f?x"), "/a");
         assert_eq!(path_only(""), "");
+    }
+
+    fn route(path: PathMatch, methods: &[&str], hosts: &[&str], ci: bool) -> RouteMatch {
+        RouteMatch {
+            path,
+            methods: methods.iter().map(|m| (*m).to_string()).collect(),
+            hosts: hosts.iter().map(|h| (*h).to_string()).collect(),
+            case_insensitive: ci,
+        }
+    }
+
+    #[test]
+    fn paths_are_case_sensitive_unless_the_rule_folds_case() {
+        let strict = route(PathMatch::Prefix("/api/".into()), &[], &[], false);
+        assert!(strict.matches("GET", "/api/x", "h"));
+        assert!(!strict.matches("GET", "/API/x", "h"));
+        let folded = route(PathMatch::Prefix("/api/".into()), &[], &[], true);
+        assert!(folded.matches("GET", "/API/x", "h"));
+        assert!(folded.matches("GET", "/Api/x", "h"));
+        assert!(!folded.matches("GET", "/ap", "h"));
+        let exact = route(PathMatch::Exact("/Admin".into()), &[], &[], true);
+        assert!(exact.matches("GET", "/aDMIN", "h"));
+        let t = route(template("/users/{id}/Orders"), &[], &[], true);
+        assert!(t.matches("GET", "/USERS/7/orders", "h"));
+        assert!(
+            !route(template("/users/{id}/Orders"), &[], &[], false).matches(
+                "GET",
+                "/users/7/orders",
+                "h"
+            )
+        );
+    }
+
+    #[test]
+    fn methods_compare_case_insensitively_and_head_follows_get() {
+        let get = route(PathMatch::Prefix("/".into()), &["GET"], &[], false);
+        assert!(get.matches("get", "/x", "h"));
+        assert!(get.matches("HEAD", "/x", "h"));
+        assert!(get.matches("head", "/x", "h"));
+        assert!(!get.matches("POST", "/x", "h"));
+        let head = route(PathMatch::Prefix("/".into()), &["HEAD"], &[], false);
+        assert!(head.matches("HEAD", "/x", "h"));
+        assert!(!head.matches("GET", "/x", "h"));
+        let post = route(PathMatch::Prefix("/".into()), &["POST"], &[], false);
+        assert!(!post.matches("HEAD", "/x", "h"));
+        assert!(post.matches("post", "/x", "h"));
+    }
+
+    #[test]
+    fn a_trailing_host_dot_and_the_port_are_ignored() {
+        let hosts = vec!["admin.example.com".to_string()];
+        assert!(host_matches(&hosts, "admin.example.com."));
+        assert!(host_matches(&hosts, "admin.example.com.:443"));
+        assert!(host_matches(&hosts, "ADMIN.example.com:8443"));
+        assert!(!host_matches(&hosts, "admin.example.com.."));
+        assert!(!host_matches(&hosts, "admin.example.com.evil"));
+        assert!(host_matches(
+            &["*.example.com".to_string()],
+            "a.example.com."
+        ));
     }
 }

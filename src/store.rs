@@ -1,5 +1,5 @@
 //! The process-wide key-value store every worker of one Envoy shares (proxy-wasm shared data), behind
-//! a small fallible trait so that the logic using it runs in tests against [`fake::MemoryStore`].
+//! a small fallible trait so that the logic using it runs in tests against [`memory::MemoryStore`].
 //!
 //! Shared data has compare-and-swap but no delete, no expiry and no create-if-absent: writing with a
 //! CAS token to a key that does not exist yet always succeeds. Users of this trait create their keys

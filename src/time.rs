@@ -1,16 +1,8 @@
-//! Time as the filter sees it: a clock trait (the host's clock in Envoy, a fake in tests) and the
-//! duration syntax of the configuration (`"500ms"`, `"60s"`, `"10m"`, `"24h"`).
+//! The duration syntax of the configuration (`"500ms"`, `"60s"`, `"10m"`, `"24h"`). The time of day
+//! itself is never read by the core: callers pass `now_ms` (the host's clock in Envoy, a fixed value
+//! in tests), so every decision is a function of its inputs.
 
 use std::time::Duration;
-
-/// Milliseconds since the Unix epoch. One method, so tests can pin or move time freely.
-pub trait Clock {
-    fn now_ms(&self) -> u64;
-
-    fn now_secs(&self) -> u64 {
-        self.now_ms() / 1000
-    }
-}
 
 /// Parses `<digits><unit>` with unit `ms`, `s`, `m` or `h`. No fractions, no spaces, no unit-less
 /// numbers: an operator who writes `"60"` is told what the field expects rather than guessed at.
@@ -42,35 +34,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .checked_mul(millis_per_unit)
         .ok_or_else(|| format!("duration {text:?} is too large"))?;
     Ok(Duration::from_millis(millis))
-}
-
-#[cfg(test)]
-pub mod fake {
-    use super::Clock;
-    use std::cell::Cell;
-
-    /// A clock that only moves when told to.
-    #[derive(Debug, Default)]
-    pub struct FakeClock {
-        pub ms: Cell<u64>,
-    }
-
-    impl FakeClock {
-        pub fn at_secs(secs: u64) -> Self {
-            FakeClock {
-                ms: Cell::new(secs * 1000),
-            }
-        }
-        pub fn advance_ms(&self, ms: u64) {
-            self.ms.set(self.ms.get() + ms);
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn now_ms(&self) -> u64 {
-            self.ms.get()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 mod discovery_common;
 
 use apiguard::discovery::observe::Observation;
-use apiguard::discovery::{DiscoveryWorker, HeaderList};
+use apiguard::discovery::DiscoveryWorker;
+use apiguard::request::Request;
 use discovery_common::*;
 use serde_json::json;
 
@@ -37,18 +38,17 @@ fn a_million_distinct_paths_stay_within_the_cap() {
     );
     let mut w = DiscoveryWorker::new(&d, source(), 0);
     // The host's header lists, reused: only `:path` changes from one request to the next.
-    let mut request = HeaderList::of(&Exchange::get("/").request);
-    let response = HeaderList::of(&[(":status", "404"), ("content-type", "text/html")]);
+    let mut request = Request::of(&Exchange::get("/").request);
+    let response = Request::of(&[(":status", "404"), ("content-type", "text/html")]);
     let mut received = Vec::new();
     let mut max_tracked = 0;
+    let mut path = String::from("/flood/");
     for i in 0..REQUESTS {
         // 100 requests per millisecond: 100,000 new paths a second against a cap of 1,000.
         let now = i / 100;
-        if let Some(slot) = request.0.iter_mut().find(|(k, _)| k == ":path") {
-            slot.1.clear();
-            slot.1.push_str("/flood/");
-            slot.1.push_str(&word(i));
-        }
+        path.truncate("/flood/".len());
+        path.push_str(&word(i));
+        request.headers_mut().replace(":path", path.as_bytes());
         let mut obs = Observation::request(&d, &request);
         obs.response(&d, &response);
         w.record(&d, obs, now);

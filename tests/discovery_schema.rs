@@ -68,6 +68,13 @@ fn traffic(d: &Discovery, w: &mut DiscoveryWorker, now: u64) {
             .response_header("content-type", "text/plain")
             .response_body("ERROR: syntax error at or near \"FROM\"\n    at Object.<anonymous> (/app/index.js:10:5)"),
         Exchange::get("/reset").status("0"),
+        Exchange::get("/subscriptions")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-protocol", "graphql-transport-ws")
+            .status("101"),
+        Exchange::get("/jsonrpc-batch")
+            .method("POST")
+            .body("application/json", r#"[{"jsonrpc":"2.0","method":"sum","id":1},{"foo":"boo"}]"#),
     ];
     for ex in &exchanges {
         w.record(d, ex.observe(d), now);
@@ -113,6 +120,33 @@ fn every_emitted_batch_validates_against_the_published_schema() {
     ] {
         assert!(types.contains(&t), "{t} in {types:?}");
     }
+}
+
+#[test]
+fn graphql_over_websocket_and_mixed_jsonrpc_batches_are_reported() {
+    let d = discovery(json!({}));
+    let mut w = DiscoveryWorker::new(&d, source(), 0);
+    traffic(&d, &mut w, 1);
+    w.flush(&d, 2);
+    let batches = deliver_all(&mut w, &d, 2);
+    let all = endpoints(&batches);
+    let ws = all
+        .iter()
+        .find(|e| e["path_template"] == "/subscriptions")
+        .unwrap();
+    assert_eq!(ws["api_type"], "websocket");
+    assert_eq!(ws["carried_api_type"], "graphql");
+    let plain = all.iter().find(|e| e["path_template"] == "/chat").unwrap();
+    assert!(plain.get("carried_api_type").is_none());
+    let rpc = all
+        .iter()
+        .find(|e| e["path_template"] == "/jsonrpc-batch")
+        .unwrap();
+    assert_eq!(rpc["api_type"], "jsonrpc");
+    assert!(rpc["findings"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("jsonrpc_invalid_batch_member")));
 }
 
 #[test]
@@ -194,7 +228,7 @@ fn the_otlp_encoding_carries_every_endpoint_as_a_log_record() {
     let records = scope["logRecords"].as_array().unwrap();
     assert_eq!(
         records.len(),
-        1 + 11,
+        1 + 13,
         "one batch record and one per endpoint"
     );
     for r in records {

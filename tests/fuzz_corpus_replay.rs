@@ -1,6 +1,8 @@
-//! Replays every seed (and every input the fuzzer kept) under `fuzz/corpus/<target>/` through the
+//! Replays every seed file under `fuzz/corpus/<target>/` (the seeds committed to the repository; inputs
+//! a fuzzing run keeps go to `fuzz/target/corpus-work/` and are not replayed) through the
 //! same checks the `cargo +nightly fuzz` targets run (`tests/fuzz_targets/mod.rs`), on stable Rust,
-//! so that `cargo test` catches a regression on any input the fuzzer ever found interesting.
+//! so that `cargo test` catches a regression on every committed seed. A crash a fuzzing run finds is
+//! added here as a seed once fixed.
 
 #![allow(
     clippy::unwrap_used,
@@ -72,4 +74,40 @@ fn the_pipeline_seeds_reach_every_stage() {
 fn the_pipeline_policy_of_the_fuzz_target_compiles() {
     // The other targets' fixed inputs are checked on first use; this one is worth its own name.
     apiguard::config::Policy::from_value(&fuzz_targets::pipeline_policy_json()).unwrap();
+}
+
+/// A stable-Rust stand-in for a fuzzing run of `canonical_path`: paths assembled from the pieces that
+/// matter to canonicalisation (dots, escapes of dots and slashes, `;`, `\`, bad escapes, case) go
+/// through the same check as the fuzz target.
+#[test]
+fn the_canonical_path_check_holds_for_generated_paths() {
+    const PIECES: &[&str] = &[
+        "/", "/", "/", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "\\", ";", ";x=1", "a", "A",
+        "api", "API", "files", "Legacy", "users", "7", "orders", "static", "admin", "%", "%4",
+        "%c0", "%ae", "%00", "%61", "%7e", "%25", "?", "#", "~", "\u{e9}",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let len = 1 + next() % 12;
+        let mut input = vec![(next() % 4) as u8];
+        if next() % 8 != 0 {
+            input.push(b'/');
+        }
+        for _ in 0..len {
+            let piece = PIECES[(next() % PIECES.len() as u64) as usize];
+            input.extend_from_slice(piece.as_bytes());
+        }
+        if catch_unwind(AssertUnwindSafe(|| fuzz_targets::canonical_path(&input))).is_err() {
+            panic!(
+                "canonical_path check failed for {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
 }

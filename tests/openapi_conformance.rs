@@ -11,7 +11,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
-use apiguard::config::reader::Node;
+use apiguard::reader::Node;
 use apiguard::schema::{
     compile_section, HeadOutcome, Rejection, RequestHead, SchemaPolicy, SchemaSet,
 };

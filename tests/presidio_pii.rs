@@ -13,7 +13,7 @@
     reason = "test code: a panic fails the test"
 )]
 
-use apiguard::config::reader::Node;
+use apiguard::reader::Node;
 use apiguard::redact::{compile, redact, BodyKind};
 use serde_json::{json, Value};
 

@@ -11,7 +11,7 @@
     reason = "test code: a panic fails the test"
 )]
 
-use apiguard::config::reader::Node;
+use apiguard::reader::Node;
 use apiguard::redact::{compile, redact, BodyKind, Redaction};
 use serde_json::json;
 

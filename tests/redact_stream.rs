@@ -9,7 +9,7 @@
     reason = "test code: a panic fails the test"
 )]
 
-use apiguard::config::reader::Node;
+use apiguard::reader::Node;
 use apiguard::redact::{compile, redact, BodyKind, Findings, Redaction, StreamRedactor};
 use serde_json::json;
 use std::sync::Arc;

@@ -4,20 +4,20 @@
 //! Later capabilities plug in as further named-policy sections (like `jwt_providers`) and further
 //! members of a rule (like `jwt`).
 
-pub mod reader;
-
 use crate::apikey::{self, ApiKeys};
 use crate::authz::{self, Authz};
 use crate::discovery::{self, Discovery};
 use crate::jwt::extract::TokenLocation;
+use crate::jwt::jwks_state::JwksCoordinator;
+pub use crate::jwt::jwks_state::RemoteJwks;
 use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
 use crate::jwt::verify::ClaimRules;
 use crate::ratelimit::{self, RateLimits};
+use crate::reader::{ConfigError, Node, Result};
 use crate::redact::{self, Redaction};
 use crate::route::{compile_template, PathMatch, RouteMatch};
 use crate::schema::{self, SchemaSet};
-use reader::{ConfigError, Node, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +40,16 @@ pub enum NoMatch {
     Deny,
 }
 
+/// What happens to a request whose path stays ambiguous after canonicalisation (an encoded `/`, an
+/// encoded dot segment, ...), or that carries matrix parameters on a guarded rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmbiguousPaths {
+    /// 400 (`ambiguous_path`, `matrix_parameters`).
+    Reject,
+    /// Counted, then routed by the canonical path.
+    Report,
+}
+
 /// The compiled configuration, shared by every request of a worker.
 #[derive(Debug)]
 pub struct Policy {
@@ -47,6 +57,7 @@ pub struct Policy {
     pub name: String,
     pub mode: Mode,
     pub on_no_match: NoMatch,
+    pub ambiguous_paths: AmbiguousPaths,
     pub strip_failure_response: bool,
     pub jwt_cache_max_entries: usize,
     pub providers: Vec<Provider>,
@@ -81,11 +92,24 @@ pub struct Rule {
     /// Index into the policy's schemas.
     pub schema: Option<usize>,
     pub redaction: Option<Arc<Redaction>>,
+    /// `X-HTTP-Method-Override` and its kin are let through on this (guarded) rule.
+    pub allow_method_override: bool,
 }
 
 impl Rule {
     pub fn mode(&self, policy: &Policy) -> Mode {
         self.mode.unwrap_or(policy.mode)
+    }
+
+    /// The rule protects something (authentication, authorization, limits, schema or redaction): a
+    /// request that could reach another resource than the one judged must not pass it.
+    pub fn guarded(&self) -> bool {
+        self.jwt.is_some()
+            || self.api_key.is_some()
+            || self.authz.is_some()
+            || !self.rate_limits.is_empty()
+            || self.schema.is_some()
+            || self.redaction.is_some()
     }
 }
 
@@ -112,21 +136,6 @@ pub struct ClaimToHeader {
 pub enum KeySource {
     Local(Arc<KeySet>),
     Remote(RemoteJwks),
-}
-
-/// Where and how often to fetch a provider's JWKS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
-    pub cluster: String,
-    pub authority: String,
-    pub path: String,
-    pub timeout: Duration,
-    pub cache_duration: Duration,
-    pub max_bytes: usize,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    /// Least time between two fetches caused by tokens with an unknown `kid`; `None` never refetches for that.
-    pub refetch_on_unknown_kid: Option<Duration>,
 }
 
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -157,6 +166,7 @@ impl Policy {
             "name",
             "mode",
             "on_no_match",
+            "ambiguous_paths",
             "strip_failure_response",
             "jwt_cache",
             "jwt_providers",
@@ -192,6 +202,16 @@ impl Policy {
             .map(|n| n.one_of(&[("allow", NoMatch::Allow), ("deny", NoMatch::Deny)]))
             .transpose()?
             .unwrap_or(NoMatch::Allow);
+        let ambiguous_paths = obj
+            .get("ambiguous_paths")
+            .map(|n| {
+                n.one_of(&[
+                    ("reject", AmbiguousPaths::Reject),
+                    ("report", AmbiguousPaths::Report),
+                ])
+            })
+            .transpose()?
+            .unwrap_or(AmbiguousPaths::Reject);
         let strip_failure_response = obj
             .get("strip_failure_response")
             .map(|n| n.bool())
@@ -279,6 +299,7 @@ impl Policy {
             name,
             mode,
             on_no_match,
+            ambiguous_paths,
             strip_failure_response,
             jwt_cache_max_entries,
             providers,
@@ -292,7 +313,8 @@ impl Policy {
         })
     }
 
-    /// The first rule that matches, with its index.
+    /// The first rule that matches, with its index. `path` is the canonical path
+    /// ([`crate::canonical`]) without query string.
     pub fn route(&self, method: &str, path: &str, authority: &str) -> Option<(usize, &Rule)> {
         self.rules
             .iter()
@@ -309,6 +331,18 @@ impl Policy {
                 KeySource::Remote(remote) => Some((i, remote)),
                 KeySource::Local(_) => None,
             })
+    }
+
+    /// One worker's JWKS state for every provider with remote keys (`worker_id` identifies the VM).
+    pub fn jwks_coordinator(&self, worker_id: u64) -> JwksCoordinator {
+        let remotes: Vec<(usize, &str, &RemoteJwks)> = self
+            .remote_jwks()
+            .map(|(i, remote)| {
+                let name = self.providers.get(i).map_or("", |p| p.name.as_str());
+                (i, name, remote)
+            })
+            .collect();
+        JwksCoordinator::new(&self.name, &remotes, worker_id)
     }
 }
 
@@ -523,7 +557,15 @@ fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
     let refetch_on_unknown_kid = match obj.get("refetch_on_unknown_kid") {
         None => Some(Duration::from_secs(30)),
         Some(n) if n.value == &Value::Bool(false) => None,
-        Some(n) => Some(n.duration()?),
+        Some(n) => {
+            let interval = n.duration()?;
+            if interval < Duration::from_secs(1) {
+                return Err(n.error(
+                    "at least 1s (or false): each unknown kid could otherwise cause a fetch",
+                ));
+            }
+            Some(interval)
+        }
     };
     Ok(RemoteJwks {
         cluster,
@@ -558,6 +600,7 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         "rate_limits",
         "schema",
         "redaction",
+        "allow_method_override",
     ])?;
     let name = obj
         .get("name")
@@ -566,10 +609,7 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         .unwrap_or_else(|| format!("rule{index}"));
     let match_node = obj.require("match")?;
     let matcher = parse_match(&match_node)?;
-    let path_label = match match_node
-        .object(&["prefix", "exact", "template", "methods", "hosts"])?
-        .get("template")
-    {
+    let path_label = match match_node.object(MATCH_FIELDS)?.get("template") {
         Some(template) => template.str()?.to_string(),
         None => name.clone(),
     };
@@ -635,6 +675,11 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
             )?))
         }
     };
+    let allow_method_override = obj
+        .get("allow_method_override")
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(false);
     Ok(Rule {
         name,
         matcher,
@@ -646,11 +691,21 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         path_label,
         schema,
         redaction,
+        allow_method_override,
     })
 }
 
+const MATCH_FIELDS: &[&str] = &[
+    "prefix",
+    "exact",
+    "template",
+    "methods",
+    "hosts",
+    "case_insensitive",
+];
+
 fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
-    let obj = node.object(&["prefix", "exact", "template", "methods", "hosts"])?;
+    let obj = node.object(MATCH_FIELDS)?;
     let prefix = obj.get("prefix");
     let exact = obj.get("exact");
     let template = obj.get("template");
@@ -658,7 +713,7 @@ fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
         (Some(n), None, None) => PathMatch::Prefix(path_str(&n)?.to_string()),
         (None, Some(n), None) => PathMatch::Exact(path_str(&n)?.to_string()),
         (None, None, Some(n)) => {
-            PathMatch::Template(compile_template(n.str()?).map_err(|m| n.error(m))?)
+            PathMatch::Template(compile_template(path_str(&n)?).map_err(|m| n.error(m))?)
         }
         _ => {
             return Err(obj
@@ -687,19 +742,46 @@ fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
         .transpose()?
         .unwrap_or_default()
         .into_iter()
-        .map(|h| h.to_ascii_lowercase())
+        .map(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_suffix('.') {
+                Some(bare) if !bare.is_empty() => bare.to_string(),
+                _ => h,
+            }
+        })
         .collect();
+    let case_insensitive = obj
+        .get("case_insensitive")
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(false);
     Ok(RouteMatch {
         path,
         methods,
         hosts,
+        case_insensitive,
     })
 }
 
+/// A rule path (prefix, exact or template): it must be written in canonical form, since requests are
+/// matched in canonical form (a rule for `/a/%7euser` or `/a//b` could never match).
 fn path_str<'a>(node: &Node<'a>) -> Result<&'a str> {
     let s = node.str()?;
     if !s.starts_with('/') {
         return Err(node.error("a path starts with '/'"));
+    }
+    let canonical = crate::canonical::canonicalize(s);
+    if canonical.is_ambiguous() || canonical.matrix || canonical.query.is_some() {
+        return Err(node.error(
+            "a rule path has no query string, matrix parameters (';'), encoded '/' or '\\', \
+             dot segments written as escapes or malformed escapes",
+        ));
+    }
+    if canonical.path != s {
+        return Err(node.error(format!(
+            "requests are matched in canonical form; write {:?}",
+            canonical.path
+        )));
     }
     Ok(s)
 }

@@ -113,6 +113,14 @@ fn remote_jwks_uri_is_split_into_authority_and_path_with_defaults() {
 }
 
 #[test]
+fn an_unknown_kid_refetch_interval_under_a_second_is_refused() {
+    let e = error_of(json!({"jwt_providers": {"a": {"remote_jwks": {
+        "cluster": "idp", "uri": "https://idp.example/jwks", "refetch_on_unknown_kid": "100ms"
+    }}}}));
+    assert_eq!(e.path, "jwt_providers.a.remote_jwks.refetch_on_unknown_kid");
+}
+
+#[test]
 fn provider_defaults_follow_envoy() {
     let policy =
         Policy::from_value(&json!({"jwt_providers": {"a": {"remote_jwks": remote()}}})).unwrap();
@@ -195,4 +203,46 @@ fn rules_refer_to_api_key_sets_rate_limits_and_authz_by_name() {
     assert_eq!(e.path, "rules[0].api_key");
     let e = error_of(json!({"rules": [{"match": {"prefix": "/"}, "rate_limits": "nope"}]}));
     assert_eq!(e.path, "rules[0].rate_limits");
+}
+
+#[test]
+fn path_options_default_to_the_strict_behaviour() {
+    let policy = Policy::from_value(&json!({"rules": [{"match": {"prefix": "/a/"}}]})).unwrap();
+    assert_eq!(policy.ambiguous_paths, AmbiguousPaths::Reject);
+    let rule = &policy.rules[0];
+    assert!(!rule.matcher.case_insensitive && !rule.allow_method_override && !rule.guarded());
+    let policy = Policy::from_value(&json!({"ambiguous_paths": "report", "rules": [
+        {"match": {"prefix": "/a/", "case_insensitive": true, "hosts": ["Admin.Example.com."]},
+         "allow_method_override": true}
+    ]}))
+    .unwrap();
+    assert_eq!(policy.ambiguous_paths, AmbiguousPaths::Report);
+    let rule = &policy.rules[0];
+    assert!(rule.matcher.case_insensitive && rule.allow_method_override);
+    assert_eq!(rule.matcher.hosts, vec!["admin.example.com"]);
+    assert_eq!(
+        error_of(json!({"ambiguous_paths": "allow"})).path,
+        "ambiguous_paths"
+    );
+    assert_eq!(
+        error_of(json!({"rules": [{"match": {"prefix": "/", "case_insensitive": 1}}]})).path,
+        "rules[0].match.case_insensitive"
+    );
+}
+
+#[test]
+fn rule_paths_must_be_written_in_canonical_form() {
+    for (bad, hint) in [
+        (json!({"prefix": "/a/%7euser"}), "\"/a/~user\""),
+        (json!({"exact": "//a"}), "\"/a\""),
+        (json!({"prefix": "/a/../b"}), "\"/b\""),
+        (json!({"template": "/a/./{id}"}), "\"/a/{id}\""),
+        (json!({"prefix": "/a;x"}), "matrix"),
+        (json!({"prefix": "/a%2Fb"}), "encoded"),
+        (json!({"exact": "/a?x=1"}), "query"),
+    ] {
+        let e = error_of(json!({"rules": [{"match": bad.clone()}]}));
+        assert!(e.path.starts_with("rules[0].match."), "{bad}: {}", e.path);
+        assert!(e.message.contains(hint), "{bad}: {}", e.message);
+    }
 }

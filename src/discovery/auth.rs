@@ -3,7 +3,7 @@
 //! string, a session cookie. Credential values are read only to tell a JWT from an opaque token and
 //! to read its unverified `iss` claim for classification; they are never kept.
 
-use crate::pipeline::RequestView;
+use crate::request::RequestView;
 use serde_json::Value;
 
 /// Header names that carry API keys, besides the configured ones.
@@ -271,12 +271,12 @@ fn jwt_issuer(token: &str) -> Option<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::HeaderList;
+    use crate::request::Request;
 
     fn seen(headers: &[(&str, &str)]) -> AuthSeen {
         detect(
             &AuthNames::new(&["x-tenant-key".into()], &[]),
-            &HeaderList::of(headers),
+            &Request::of(headers),
         )
     }
 

@@ -73,6 +73,23 @@ impl Operation {
 pub struct Classification {
     pub api_type: ApiType,
     pub operation: Option<Operation>,
+    /// A second API type carried inside the first: GraphQL inside a WebSocket whose
+    /// `Sec-WebSocket-Protocol` offers `graphql-ws` or `graphql-transport-ws`.
+    pub carried: Option<ApiType>,
+    /// JSON-RPC batch members that are not JSON-RPC 2.0 requests (a batch with at least one valid
+    /// member is still JSON-RPC).
+    pub invalid_batch_members: u32,
+}
+
+impl Classification {
+    fn of(api_type: ApiType, operation: Option<Operation>) -> Classification {
+        Classification {
+            api_type,
+            operation,
+            carried: None,
+            invalid_batch_members: 0,
+        }
+    }
 }
 
 /// The request facts classification reads. Header names are lower-case.
@@ -86,7 +103,13 @@ pub struct RequestHead<'a> {
     pub upgrade: Option<&'a str>,
     /// HTTP/2 extended CONNECT `:protocol`.
     pub protocol: Option<&'a str>,
+    /// `Sec-WebSocket-Protocol`: the subprotocols a WebSocket client offers.
+    pub websocket_protocol: Option<&'a str>,
 }
+
+/// WebSocket subprotocols that carry GraphQL (`graphql-ws`: the legacy Apollo
+/// `subscriptions-transport-ws` protocol; `graphql-transport-ws`: the `graphql-ws` library's).
+const GRAPHQL_WS_PROTOCOLS: [&str; 2] = ["graphql-ws", "graphql-transport-ws"];
 
 /// `type/subtype`, lower-case, without parameters.
 pub fn media_type(content_type: &str) -> String {
@@ -132,10 +155,7 @@ fn named(
 /// Classification from the request headers alone. Body-borne types (GraphQL over POST, JSON-RPC,
 /// XML-RPC, SOAP without headers) are `Rest` until [`refine_with_body`] says otherwise.
 pub fn from_head(head: &RequestHead<'_>) -> Classification {
-    let rest = Classification {
-        api_type: ApiType::Rest,
-        operation: None,
-    };
+    let rest = Classification::of(ApiType::Rest, None);
     let is_websocket = head.upgrade.is_some_and(|u| {
         u.split(',')
             .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
@@ -144,10 +164,17 @@ pub fn from_head(head: &RequestHead<'_>) -> Classification {
             .protocol
             .is_some_and(|p| p.eq_ignore_ascii_case("websocket")));
     if is_websocket {
-        return Classification {
-            api_type: ApiType::WebSocket,
-            operation: None,
-        };
+        let mut ws = Classification::of(ApiType::WebSocket, None);
+        if head.websocket_protocol.is_some_and(|offered| {
+            offered.split(',').any(|p| {
+                GRAPHQL_WS_PROTOCOLS
+                    .iter()
+                    .any(|g| p.trim().eq_ignore_ascii_case(g))
+            })
+        }) {
+            ws.carried = Some(ApiType::GraphQl);
+        }
+        return ws;
     }
     let Some(ct) = head.content_type else {
         return graphql_from_query(head.query).unwrap_or(rest);
@@ -161,31 +188,25 @@ pub fn from_head(head: &RequestHead<'_>) -> Classification {
         } else {
             return rest;
         };
-        return Classification {
-            api_type,
-            operation: grpc_operation(head.path),
-        };
+        return Classification::of(api_type, grpc_operation(head.path));
     }
     if media == "application/soap+xml" {
-        return Classification {
-            api_type: ApiType::Soap12,
-            operation: named(None, None, media_param(ct, "action").and_then(clean_name)),
-        };
+        return Classification::of(
+            ApiType::Soap12,
+            named(None, None, media_param(ct, "action").and_then(clean_name)),
+        );
     }
     if media == "text/xml" {
         if let Some(action) = head.soap_action {
-            return Classification {
-                api_type: ApiType::Soap11,
-                operation: named(None, None, clean_name(action.trim().trim_matches('"'))),
-            };
+            return Classification::of(
+                ApiType::Soap11,
+                named(None, None, clean_name(action.trim().trim_matches('"'))),
+            );
         }
     }
     if media == "application/graphql" {
         // The legacy GraphQL media type: the body is the document itself.
-        return Classification {
-            api_type: ApiType::GraphQl,
-            operation: None,
-        };
+        return Classification::of(ApiType::GraphQl, None);
     }
     graphql_from_query(head.query).unwrap_or(rest)
 }
@@ -200,10 +221,12 @@ fn grpc_operation(path: &str) -> Option<Operation> {
     named(None, clean_name(service), clean_name(method))
 }
 
-/// GraphQL over GET: a `query` parameter holding an executable document.
+/// GraphQL over GET: a `query` parameter holding an executable document, or an automatic persisted
+/// query (`extensions={"persistedQuery":{"sha256Hash":...}}`, usually with `operationName`).
 fn graphql_from_query(query: &str) -> Option<Classification> {
     let mut document = None;
     let mut operation_name = None;
+    let mut extensions = None;
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
@@ -216,14 +239,36 @@ fn graphql_from_query(query: &str) -> Option<Classification> {
             "operationName" => {
                 operation_name = Some(super::template::decode_component(v, MAX_NAME_BYTES * 3))
             }
+            "extensions" => {
+                extensions = Some(super::template::decode_component(
+                    v,
+                    MAX_QUERY_DOCUMENT_BYTES,
+                ))
+            }
             _ => {}
         }
     }
-    let (kind, name) = graphql_operation(&document?, operation_name.as_deref())?;
-    Some(Classification {
-        api_type: ApiType::GraphQl,
-        operation: named(Some(kind), None, name),
-    })
+    if let Some(document) = document {
+        let (kind, name) = graphql_operation(&document, operation_name.as_deref())?;
+        return Some(Classification::of(
+            ApiType::GraphQl,
+            named(Some(kind), None, name),
+        ));
+    }
+    let extensions: Value = serde_json::from_str(&extensions?).ok()?;
+    persisted_query_hash(&extensions)?;
+    Some(Classification::of(
+        ApiType::GraphQl,
+        named(None, None, operation_name.as_deref().and_then(clean_name)),
+    ))
+}
+
+/// The `sha256Hash` of an automatic persisted query's `extensions` object.
+fn persisted_query_hash(extensions: &Value) -> Option<&str> {
+    extensions
+        .get("persistedQuery")?
+        .get("sha256Hash")?
+        .as_str()
 }
 
 /// Refines a header-based classification with the request body (or its first bytes:
@@ -283,9 +328,10 @@ pub fn refine_with_body(
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return;
     };
-    if let Some(op) = json_rpc(&value) {
+    if let Some((op, invalid)) = json_rpc(&value) {
         current.api_type = ApiType::JsonRpc;
         current.operation = Some(op);
+        current.invalid_batch_members = invalid;
     } else if let Some(op) = graphql_json(&value) {
         current.api_type = ApiType::GraphQl;
         current.operation = Some(op);
@@ -297,9 +343,10 @@ pub fn refine_with_json(current: &mut Classification, value: &Value) {
     if current.api_type != ApiType::Rest {
         return;
     }
-    if let Some(op) = json_rpc(value) {
+    if let Some((op, invalid)) = json_rpc(value) {
         current.api_type = ApiType::JsonRpc;
         current.operation = Some(op);
+        current.invalid_batch_members = invalid;
     } else if let Some(op) = graphql_json(value) {
         current.api_type = ApiType::GraphQl;
         current.operation = Some(op);
@@ -318,7 +365,9 @@ pub fn refine_with_response(current: &mut Classification, response_content_type:
 /// At most this many distinct JSON-RPC methods name a batch (then `,...`).
 const MAX_BATCH_NAMES: usize = 4;
 
-fn json_rpc(value: &Value) -> Option<Operation> {
+/// The JSON-RPC operation of a body, and how many members of a batch are not JSON-RPC 2.0 requests.
+/// A batch is JSON-RPC when at least one member is.
+fn json_rpc(value: &Value) -> Option<(Operation, u32)> {
     fn call(v: &Value) -> Option<(&str, bool)> {
         let obj = v.as_object()?;
         if obj.get("jsonrpc")?.as_str()? != "2.0" {
@@ -329,16 +378,24 @@ fn json_rpc(value: &Value) -> Option<Operation> {
     match value {
         Value::Object(_) => {
             let (method, has_id) = call(value)?;
-            named(
+            let op = named(
                 Some(if has_id { "call" } else { "notification" }),
                 None,
                 clean_name(method),
-            )
+            )?;
+            Some((op, 0))
         }
         Value::Array(items) if !items.is_empty() => {
             let mut methods: Vec<&str> = Vec::new();
+            let mut invalid: u32 = 0;
             for item in items {
-                methods.push(call(item)?.0);
+                match call(item) {
+                    Some((method, _)) => methods.push(method),
+                    None => invalid = invalid.saturating_add(1),
+                }
+            }
+            if methods.is_empty() {
+                return None;
             }
             methods.sort_unstable();
             methods.dedup();
@@ -351,11 +408,12 @@ fn json_rpc(value: &Value) -> Option<Operation> {
             if methods.len() > MAX_BATCH_NAMES {
                 name.push_str(",...");
             }
-            Some(Operation {
+            let op = Operation {
                 kind: Some("batch"),
                 service: None,
                 name: clean_name(&name),
-            })
+            };
+            Some((op, invalid))
         }
         _ => None,
     }
@@ -376,10 +434,7 @@ fn graphql_json(value: &Value) -> Option<Operation> {
         }
         // Automatic persisted queries: a hash instead of the document.
         None | Some(Value::Null) => {
-            obj.get("extensions")?
-                .get("persistedQuery")?
-                .get("sha256Hash")?
-                .as_str()?;
+            persisted_query_hash(obj.get("extensions")?)?;
             Some(Operation {
                 kind: None,
                 service: None,

@@ -4,12 +4,14 @@
 //!
 //! Only what the verdict needs is read: `servers[].url` (or Swagger's `basePath`) for the base
 //! paths, `paths`, the eight HTTP method members of each path item and their `deprecated` flag.
-//! Everything else in the document is ignored. Matching is ASCII case-insensitive, so `/PET/42`
-//! reaches `/pet/{petId}` (the client's trick does not make a shadow API); when several templates
-//! match, the one with the most literal segments wins (`/user/login` over `/user/{username}`).
+//! Everything else in the document is ignored. Requests are matched in canonical form
+//! ([`crate::canonical`]) and case-sensitively, as OpenAPI paths are: `/PET/42` is not
+//! `/pet/{petId}` (a server that folds case serves an undeclared path). When several templates
+//! match, the one with the most literal segments wins (`/user/login` over `/user/{username}`). A HEAD
+//! request is declared by a `head` operation, or else by the `get` operation of its path.
 
 use super::template::NormalisedPath;
-use crate::config::reader::{ConfigError, Node, Result};
+use crate::reader::{ConfigError, Node, Result};
 use serde_json::Value;
 
 const METHODS: &[&str] = &[
@@ -58,21 +60,19 @@ enum SegmentPattern {
 impl SegmentPattern {
     fn matches(&self, segment: &str) -> bool {
         match self {
-            SegmentPattern::Literal(l) => l.eq_ignore_ascii_case(segment),
+            SegmentPattern::Literal(l) => l == segment,
             SegmentPattern::Parts(parts) => parts_match(parts, segment),
         }
     }
 }
 
-/// Parameters match one or more characters; literals match case-insensitively.
+/// Parameters match one or more characters; literals match exactly.
 fn parts_match(parts: &[Part], text: &str) -> bool {
     match parts.split_first() {
         None => text.is_empty(),
         Some((Part::Literal(l), rest)) => {
             text.len() >= l.len()
-                && text
-                    .get(..l.len())
-                    .is_some_and(|h| h.eq_ignore_ascii_case(l))
+                && text.get(..l.len()).is_some_and(|h| h == l)
                 && text.get(l.len()..).is_some_and(|t| parts_match(rest, t))
         }
         Some((Part::Param, rest)) => {
@@ -232,10 +232,18 @@ impl DeclaredApi {
             }
         }
         let (_, base, declared) = best?;
-        let operation = declared
-            .operations
-            .iter()
-            .find(|(m, _)| m.eq_ignore_ascii_case(method));
+        let find = |wanted: &str| {
+            declared
+                .operations
+                .iter()
+                .find(|(m, _)| m.eq_ignore_ascii_case(wanted))
+        };
+        let operation = find(method).or_else(|| {
+            method
+                .eq_ignore_ascii_case("HEAD")
+                .then(|| find("GET"))
+                .flatten()
+        });
         Some(DeclaredMatch {
             template: format!("{base}{}", declared.template),
             method_declared: operation.is_some(),
@@ -414,9 +422,15 @@ mod tests {
         }}));
         let m = d.lookup("GET", &normalise("/user/login")).unwrap();
         assert_eq!(m.template, "/user/login");
-        let m = d.lookup("get", &normalise("/USER/jane/")).unwrap();
+        let m = d.lookup("get", &normalise("/user/jane/")).unwrap();
         assert_eq!(m.template, "/user/{username}");
         assert!(m.method_declared && !m.deprecated);
+        assert!(d.lookup("GET", &normalise("/USER/jane")).is_none());
+        assert!(
+            d.lookup("HEAD", &normalise("/user/jane"))
+                .unwrap()
+                .method_declared
+        );
         let m = d.lookup("DELETE", &normalise("/user/jane")).unwrap();
         assert!(m.deprecated);
         let m = d.lookup("PATCH", &normalise("/user/jane")).unwrap();

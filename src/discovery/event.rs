@@ -6,7 +6,7 @@
 //! A window larger than `max_batch_bytes` is split into parts (`part.index` of `part.count`); the
 //! window-wide members (`overflow`, `overflowed`) travel in part 0 only.
 
-use super::classify::Operation;
+use super::classify::{ApiType, Operation};
 use super::inventory::{Drained, EndpointKey, EndpointStats, OverflowStats, StatusHistogram};
 use serde_json::{json, Map, Value};
 
@@ -85,7 +85,7 @@ fn status_json(h: &StatusHistogram) -> Value {
 
 /// One endpoint entry of the batch document.
 pub fn endpoint_json(key: &EndpointKey, s: &EndpointStats) -> Value {
-    json!({
+    let mut endpoint = json!({
         "host": key.host,
         "method": key.method,
         "path_template": key.template,
@@ -108,7 +108,12 @@ pub fn endpoint_json(key: &EndpointKey, s: &EndpointStats) -> Value {
         "findings": s.findings.iter().map(|f| f.code()).collect::<Vec<_>>(),
         "request_shape": s.request_shape.as_ref().map(|x| x.to_json()),
         "response_shape": s.response_shape.as_ref().map(|x| x.to_json()),
-    })
+    });
+    // Present only when the endpoint carries a second API type (GraphQL over WebSocket).
+    if let (Some(carried), Some(obj)) = (key.carried, endpoint.as_object_mut()) {
+        obj.insert("carried_api_type".into(), ApiType::as_str(carried).into());
+    }
+    endpoint
 }
 
 fn overflow_json(o: &OverflowStats) -> Value {

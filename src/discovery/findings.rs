@@ -31,10 +31,16 @@ pub enum Finding {
     CorsAnyOriginWithCredentials,
     /// `Access-Control-Allow-Origin` echoes a foreign (or `null`) request `Origin`.
     CorsOriginReflected,
+    /// The request path was ambiguous (an encoded `/` or dot segment, a backslash, matrix parameters,
+    /// ...): the endpoint it was counted under is a guess, and the request looks like an attempt to
+    /// reach one resource while being judged as another.
+    PathConfusion,
+    /// A JSON-RPC batch held members that are not JSON-RPC 2.0 requests.
+    JsonRpcInvalidBatchMember,
 }
 
 impl Finding {
-    pub const ALL: [Finding; 12] = [
+    pub const ALL: [Finding; 14] = [
         Finding::NoAuthentication,
         Finding::SensitiveDataUnauthenticated,
         Finding::CredentialsInQuery,
@@ -47,6 +53,8 @@ impl Finding {
         Finding::SqlErrorInError,
         Finding::CorsAnyOriginWithCredentials,
         Finding::CorsOriginReflected,
+        Finding::PathConfusion,
+        Finding::JsonRpcInvalidBatchMember,
     ];
 
     pub fn code(self) -> &'static str {
@@ -63,6 +71,8 @@ impl Finding {
             Finding::SqlErrorInError => "sql_error_in_error",
             Finding::CorsAnyOriginWithCredentials => "cors_any_origin_with_credentials",
             Finding::CorsOriginReflected => "cors_origin_reflected",
+            Finding::PathConfusion => "path_confusion",
+            Finding::JsonRpcInvalidBatchMember => "jsonrpc_invalid_batch_member",
         }
     }
 
@@ -220,6 +230,8 @@ pub struct Exchange<'a> {
     pub origin: Option<&'a str>,
     pub auth: AuthSet,
     pub credentials_in_url: bool,
+    /// The request path was ambiguous ([`super::template::NormalisedPath::ambiguous`]).
+    pub path_confusion: bool,
     pub response: &'a ResponseFacts,
     /// Sensitive data classes were seen in the response.
     pub sensitive_response: bool,
@@ -238,6 +250,9 @@ pub fn assess(x: &Exchange<'_>) -> FindingSet {
     }
     if x.credentials_in_url {
         found.insert(Finding::CredentialsInQuery);
+    }
+    if x.path_confusion {
+        found.insert(Finding::PathConfusion);
     }
     let token_like = [
         AuthKind::Basic,
@@ -293,6 +308,7 @@ mod tests {
             origin: None,
             auth,
             credentials_in_url: false,
+            path_confusion: false,
             response,
             sensitive_response: false,
         }

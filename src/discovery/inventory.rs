@@ -27,6 +27,8 @@ pub struct EndpointKey {
     pub template: String,
     pub api_type: ApiType,
     pub operation: Option<Operation>,
+    /// The API type carried inside `api_type` (GraphQL inside a WebSocket).
+    pub carried: Option<ApiType>,
 }
 
 /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx, and none (reset before a response).
@@ -179,6 +181,7 @@ impl Inventory {
             template: obs.template,
             api_type: obs.classification.api_type,
             operation: obs.classification.operation,
+            carried: obs.classification.carried,
         };
         let outcome = if self.entries.contains_key(&key) {
             Recorded::Existing

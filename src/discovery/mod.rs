@@ -34,9 +34,8 @@ pub mod observe;
 pub mod shape;
 pub mod template;
 
-use crate::config::reader::{Node, Result};
-use crate::jwt::extract::TokenSource;
-use crate::pipeline::RequestView;
+use crate::reader::{Node, Result};
+pub use crate::request::HeaderView;
 use auth::AuthNames;
 use declared::{DeclaredApi, RetiredPrefixes};
 use delivery::{DeliveryStats, Outbox, Outcome, Retry};
@@ -288,76 +287,28 @@ pub fn compile(node: &Node<'_>) -> Result<Discovery> {
     })
 }
 
-/// Response (or any) headers, looked up by lower-case name.
-pub trait HeaderView {
-    fn header(&self, name: &str) -> Option<&str>;
-}
+/// SplitMix64: a small, fast generator for sampling decisions. Not cryptographic; its seed comes from
+/// the host's randomness (WASI `random_get`), never from the request.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
 
-/// Headers as a list of (lower-case name, value) pairs, pseudo-headers included (`:method`,
-/// `:path`, `:authority`, `:scheme`, `:status`); what `get_http_*_headers` returns. Implements
-/// both [`RequestView`] and [`HeaderView`].
-#[derive(Debug, Clone, Default)]
-pub struct HeaderList(pub Vec<(String, String)>);
-
-impl HeaderList {
-    pub fn new(headers: Vec<(String, String)>) -> HeaderList {
-        HeaderList(headers)
-    }
-
-    pub fn of(headers: &[(&str, &str)]) -> HeaderList {
-        HeaderList(
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_string()))
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
-impl HeaderView for HeaderList {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.get(name)
+/// A seed from the host's randomness; if that fails, from the clock (still nothing a client sends).
+fn random_seed(now_ms: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => now_ms ^ 0x6a09_e667_f3bc_c908,
     }
-}
-
-impl TokenSource for HeaderList {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.get(name)
-    }
-    fn query(&self) -> &str {
-        template::query_part(self.path())
-    }
-}
-
-impl RequestView for HeaderList {
-    fn method(&self) -> &str {
-        self.get(":method").unwrap_or("")
-    }
-    fn path(&self) -> &str {
-        self.get(":path").unwrap_or("")
-    }
-    fn authority(&self) -> &str {
-        self.get(":authority").unwrap_or("")
-    }
-    fn scheme(&self) -> &str {
-        self.get("x-forwarded-proto")
-            .or_else(|| self.get(":scheme"))
-            .unwrap_or("http")
-    }
-}
-
-/// FNV-1a, 64 bits: a fast, stable hash for deterministic sampling.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// A collector call to make: POST `body` to `cluster` with these headers.
@@ -394,7 +345,8 @@ pub struct DiscoveryWorker {
     outbox: Outbox,
     window_start_ms: u64,
     last_flush_ms: u64,
-    sample_acc: u32,
+    /// The sampling generator: the filter's own randomness, so clients cannot choose to go unobserved.
+    rng: SplitMix64,
     overflowed_total: u64,
     observations: u64,
     sampled_out: u64,
@@ -409,7 +361,7 @@ impl DiscoveryWorker {
             outbox: Outbox::new(d.max_queue_bytes, d.collector.retry, d.collector.timeout),
             window_start_ms: now_ms,
             last_flush_ms: now_ms,
-            sample_acc: 0,
+            rng: SplitMix64(random_seed(now_ms)),
             overflowed_total: 0,
             observations: 0,
             sampled_out: 0,
@@ -417,23 +369,21 @@ impl DiscoveryWorker {
         }
     }
 
-    /// Whether to observe this request: deterministic per request id (`x-request-id`) when there
-    /// is one, else every n-th request by a counter.
-    pub fn sample(&mut self, d: &Discovery, request_id: Option<&str>) -> bool {
+    /// Replaces the sampling seed (tests and benchmarks want repeatable runs).
+    pub fn with_sampling_seed(mut self, seed: u64) -> DiscoveryWorker {
+        self.rng = SplitMix64(seed);
+        self
+    }
+
+    /// Whether to observe this request: a draw from the worker's own generator, independent of
+    /// anything the client sends (a client cannot pick an `x-request-id` that goes unobserved).
+    pub fn sample(&mut self, d: &Discovery) -> bool {
         let keep = if d.sample_ppm >= 1_000_000 {
             true
         } else if d.sample_ppm == 0 {
             false
-        } else if let Some(id) = request_id.filter(|id| !id.is_empty()) {
-            fnv1a(id) % 1_000_000 < u64::from(d.sample_ppm)
         } else {
-            self.sample_acc += d.sample_ppm;
-            if self.sample_acc >= 1_000_000 {
-                self.sample_acc -= 1_000_000;
-                true
-            } else {
-                false
-            }
+            self.rng.next() % 1_000_000 < u64::from(d.sample_ppm)
         };
         if !keep {
             self.sampled_out += 1;

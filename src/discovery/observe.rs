@@ -6,11 +6,11 @@
 use super::auth::{self, AuthSeen};
 use super::classify::{self, media_type, Classification, RequestHead};
 use super::declared::{self, Declaration};
-use super::findings::{self, Exchange, FindingSet, ResponseFacts};
+use super::findings::{self, Exchange, Finding, FindingSet, ResponseFacts};
 use super::shape::Shape;
 use super::template::{self, NormalisedPath};
 use super::{Discovery, HeaderView};
-use crate::pipeline::RequestView;
+use crate::request::RequestView;
 use serde_json::Value;
 
 /// Query parameter names kept per request (and per endpoint).
@@ -78,6 +78,8 @@ pub struct Observation {
     pub request_shape: Option<Shape>,
     pub response_shape: Option<Shape>,
     session_in_path: bool,
+    /// The path was ambiguous or carried matrix parameters.
+    path_confusion: bool,
     /// The request `Origin`, kept only to judge CORS reflection; never reported.
     origin: Option<String>,
     authority: String,
@@ -181,6 +183,7 @@ impl Observation {
             soap_action: request.header("soapaction"),
             upgrade: request.header("upgrade"),
             protocol: request.header(":protocol"),
+            websocket_protocol: request.header("sec-websocket-protocol"),
         };
         let classification = classify::from_head(&head);
         let found = d
@@ -217,6 +220,7 @@ impl Observation {
             request_shape: None,
             response_shape: None,
             session_in_path: path.session_in_path,
+            path_confusion: path.ambiguous,
             origin: request.header("origin").map(str::to_string),
             authority: request.authority().to_string(),
             method,
@@ -341,10 +345,14 @@ impl Observation {
             origin: self.origin.as_deref(),
             auth: self.auth.kinds,
             credentials_in_url: self.auth.credentials_in_query || self.session_in_path,
+            path_confusion: self.path_confusion,
             response: &self.response,
             sensitive_response: !self.response_classes.is_empty(),
         });
         found.union(self.body_findings);
+        if self.classification.invalid_batch_members > 0 {
+            found.insert(Finding::JsonRpcInvalidBatchMember);
+        }
         found
     }
 }

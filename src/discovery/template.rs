@@ -1,12 +1,13 @@
-//! Request paths → endpoint templates. The raw `:path` is first normalised the way an origin server
-//! most likely reads it (so that tricks such as `/a//b/`, `/a/%2e%2e/b` or `/a;jsessionid=X` fold
-//! into the endpoint they really reach), then each segment that looks like a value (a number, a
-//! UUID, a hex or base64-ish identifier, a date, an e-mail address) becomes a placeholder.
-//! Values are never kept: only the placeholder names.
+//! Request paths → endpoint templates. The raw `:path` is first put in the canonical form route
+//! rules use too ([`crate::canonical`]: tricks such as `/a//b/`, `/a/%2e%2e/b` or `/a;jsessionid=X`
+//! fold into the endpoint they most likely reach, and a path that stays ambiguous is marked so), then
+//! each segment that looks like a value (a number, a UUID, a hex or base64-ish identifier, a date,
+//! an e-mail address) becomes a placeholder. Values are never kept: only the placeholder names.
 //!
 //! Bounds: at most [`MAX_SEGMENTS`] segments are kept (the rest become `/**`), a segment longer than
 //! [`MAX_SEGMENT_BYTES`] is a `{token}`, and a rendered template is at most [`MAX_TEMPLATE_BYTES`].
 
+use crate::canonical;
 use std::borrow::Cow;
 
 /// Segments kept from one path; deeper paths end in `/**`.
@@ -30,6 +31,9 @@ pub struct NormalisedPath {
     pub session_in_path: bool,
     /// The path had more than [`MAX_SEGMENTS`] segments.
     pub truncated: bool,
+    /// The raw path was ambiguous ([`canonical::Ambiguity`]) or carried matrix parameters: which
+    /// resource it reaches depends on the server (a path-confusion attempt, most likely).
+    pub ambiguous: bool,
 }
 
 impl NormalisedPath {
@@ -60,13 +64,16 @@ pub fn query_part(raw: &str) -> &str {
 
 /// Normalises the path part of `raw` (a query string, if any, is ignored).
 pub fn normalise(raw: &str) -> NormalisedPath {
-    let mut out = NormalisedPath::default();
-    for raw_segment in path_part(raw).split('/') {
-        let (segment, matrix) = match raw_segment.split_once(';') {
-            Some((s, m)) => (s, Some(m)),
-            None => (raw_segment, None),
-        };
-        if let Some(matrix) = matrix {
+    let canonical = canonical::canonicalize(raw);
+    let mut out = NormalisedPath {
+        ambiguous: canonical.is_ambiguous() || canonical.matrix,
+        ..NormalisedPath::default()
+    };
+    if canonical.matrix {
+        for raw_segment in path_part(raw).split('/') {
+            let Some((_, matrix)) = raw_segment.split_once(';') else {
+                continue;
+            };
             for param in matrix.split(';') {
                 let name = param.split('=').next().unwrap_or(param);
                 if SESSION_MATRIX_PARAMS
@@ -77,70 +84,19 @@ pub fn normalise(raw: &str) -> NormalisedPath {
                 }
             }
         }
-        let decoded = decode_unreserved(segment);
-        match decoded.as_ref() {
-            "" | "." => {}
-            ".." => {
-                out.segments.pop();
-            }
-            _ => out.segments.push(decoded.into_owned()),
-        }
     }
+    out.segments = canonical
+        .path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take(MAX_SEGMENTS + 1)
+        .map(str::to_string)
+        .collect();
     if out.segments.len() > MAX_SEGMENTS {
         out.segments.truncate(MAX_SEGMENTS);
         out.truncated = true;
     }
     out
-}
-
-/// Decodes percent-escapes of unreserved characters (RFC 3986 §2.3: letters, digits, `-._~`), so
-/// `%2e%2e` is `..`; other escapes stay escaped (upper-case hex), so `%2F` never splits a segment.
-fn decode_unreserved(segment: &str) -> Cow<'_, str> {
-    if !segment.contains('%') {
-        return Cow::Borrowed(segment);
-    }
-    let bytes = segment.as_bytes();
-    let mut out = String::with_capacity(segment.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            if let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|c| hex_value(*c)),
-                bytes.get(i + 2).and_then(|c| hex_value(*c)),
-            ) {
-                let c = h * 16 + l;
-                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
-                    out.push(char::from(c));
-                } else {
-                    out.push('%');
-                    out.push(char::from(
-                        b"0123456789ABCDEF"
-                            .get(usize::from(h))
-                            .copied()
-                            .unwrap_or(b'0'),
-                    ));
-                    out.push(char::from(
-                        b"0123456789ABCDEF"
-                            .get(usize::from(l))
-                            .copied()
-                            .unwrap_or(b'0'),
-                    ));
-                }
-                i += 3;
-                continue;
-            }
-        }
-        // Copy the whole (possibly multi-byte) character.
-        let ch_len = segment
-            .get(i..)
-            .and_then(|rest| rest.chars().next())
-            .map_or(1, char::len_utf8);
-        if let Some(piece) = segment.get(i..i + ch_len) {
-            out.push_str(piece);
-        }
-        i += ch_len;
-    }
-    Cow::Owned(out)
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -376,6 +332,22 @@ mod tests {
         assert_eq!(p.to_path(), "/cart/checkout");
         assert!(p.session_in_path);
         assert!(!normalise("/cart;v=2/checkout").session_in_path);
+    }
+
+    #[test]
+    fn ambiguous_paths_and_matrix_parameters_are_marked() {
+        for raw in [
+            "/static/%2e%2e/admin",
+            "/a%2Fb",
+            "/cart;v=2/checkout",
+            "/a\\b",
+            "/%c0%ae",
+        ] {
+            assert!(normalise(raw).ambiguous, "{raw}");
+        }
+        for raw in ["/a/../b", "//a", "/%61", "/a/b?x=%2e%2e"] {
+            assert!(!normalise(raw).ambiguous, "{raw}");
+        }
     }
 
     #[test]

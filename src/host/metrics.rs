@@ -13,6 +13,11 @@ use std::collections::HashMap;
 /// Every counter name that does not depend on the configuration (after the `<name>_` prefix).
 pub const COUNTERS: &[&str] = &[
     "requests",
+    "unreadable_request",
+    "log_suppressed",
+    "body_unreadable",
+    "body_unwritable",
+    "redaction_trailers_reset",
     "no_rule_match",
     "denied",
     "report_only_denied",
@@ -49,6 +54,9 @@ pub const COUNTERS: &[&str] = &[
     "schema_rejected_invalid_parameters",
     "schema_rejected_unknown_path",
     "schema_rejected_method_not_allowed",
+    "path_ambiguous",
+    "path_matrix_parameters",
+    "method_override",
     "redaction_bodies_changed",
     "redaction_unscanned",
     "redaction_blocked",
@@ -199,6 +207,9 @@ impl Metrics {
             Event::SchemaValidated => self.inc("schema_validated"),
             Event::SchemaUndeclared => self.inc("schema_undeclared"),
             Event::SchemaRejected(reason) => self.inc(&format!("schema_rejected_{reason}")),
+            Event::PathAmbiguous => self.inc("path_ambiguous"),
+            Event::PathMatrixParameters => self.inc("path_matrix_parameters"),
+            Event::MethodOverride => self.inc("method_override"),
             Event::RateLimit(policy, event) => {
                 let position = LimitEvent::ALL.iter().position(|e| e == event);
                 let id = self

@@ -2,6 +2,7 @@
 //! compiled policy, the worker's token cache and remote-JWKS state, and creates an `ApiGuard` per
 //! request.
 
+use super::abi;
 use super::http::ApiGuard;
 use super::metrics::Metrics;
 use super::store::HostStore;
@@ -9,51 +10,31 @@ use crate::config::Policy;
 use crate::discovery::delivery::Outcome;
 use crate::discovery::event::Source;
 use crate::discovery::{DiscoveryWorker, WorkerStats};
-use crate::jwt::cache::TokenCache;
-use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult, JwksCoordinator};
-use crate::jwt::keys::KeySet;
-use crate::pipeline::KeyLookup;
-use crate::ratelimit::{self, Seed};
+use crate::exchange::Worker;
+use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult};
+use crate::ratelimit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How often each VM looks at the shared JWKS state (and fetches when it wins the lease).
 const TICK: Duration = Duration::from_millis(500);
 
-/// What one VM keeps between requests.
-pub(super) struct Worker {
-    pub(super) policy: Rc<Policy>,
+/// What one VM keeps between requests: the core's worker state and this VM's metric ids.
+pub(super) struct Vm {
+    pub(super) worker: Worker,
     pub(super) metrics: Metrics,
-    pub(super) cache: TokenCache,
-    pub(super) jwks: JwksCoordinator,
-    /// The rate limiter's slot seed, agreed by every VM through shared data.
-    pub(super) seed: Option<Seed>,
-    /// This VM's discovery table and collector outbox, when discovery is configured.
-    pub(super) discovery: Option<DiscoveryWorker>,
     /// Discovery figures already turned into metrics (metrics take deltas).
     discovery_reported: WorkerStats,
 }
 
-impl KeyLookup for Worker {
-    fn remote_keys(&mut self, provider: usize) -> Option<(Arc<KeySet>, u64)> {
-        if let Some(found) = self.jwks.keys(provider) {
-            return Some(found);
-        }
-        // Another worker may have fetched them since our last tick.
-        self.jwks.sync(&HostStore, provider);
-        self.jwks.keys(provider)
-    }
-}
-
 #[derive(Default)]
 pub struct ApiGuardRoot {
-    worker: Option<Rc<RefCell<Worker>>>,
+    worker: Option<Rc<RefCell<Vm>>>,
     /// HTTP calls in flight, by token.
     calls: HashMap<u32, Call>,
 }
@@ -80,37 +61,34 @@ impl Context for ApiGuardRoot {
         let Some(worker) = self.worker.as_ref().map(Rc::clone) else {
             return;
         };
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        let status = abi::header_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
         match call {
             Call::Jwks(provider) => {
-                let mut worker = worker.borrow_mut();
+                let mut vm = worker.borrow_mut();
                 let result = match status {
                     None => FetchResult::NoResponse,
-                    Some(_) if body_size > worker.jwks.max_bytes(provider) => {
+                    Some(_) if body_size > vm.worker.jwks.max_bytes(provider) => {
                         FetchResult::Oversized { bytes: body_size }
                     }
                     Some(status) => {
-                        let body =
-                            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                                .ok()
-                                .flatten()
-                                .unwrap_or_default();
+                        let body = abi::buffer(BufferType::HttpCallResponseBody, body_size)
+                            .unwrap_or_default();
                         FetchResult::Response { status, body }
                     }
                 };
                 let outcome =
-                    worker
+                    vm.worker
                         .jwks
                         .on_fetch_done(&HostStore, provider, super::now_ms(), result);
-                report_fetch(&worker, provider, &outcome);
+                report_fetch(&vm, provider, &outcome);
             }
             Call::Discovery(id) => {
                 let outcome = status.map_or(Outcome::NoResponse, Outcome::Status);
                 let now = super::now_ms();
-                let next = worker.borrow_mut().discovery.as_mut().and_then(|d| {
+                let next = worker.borrow_mut().worker.discovery.as_mut().and_then(|d| {
                     d.finish_call(id, outcome, now);
                     d.next_call(now)
                 });
@@ -124,9 +102,9 @@ impl Context for ApiGuardRoot {
 
 impl ApiGuardRoot {
     /// Sends the discovery batch `id`; a call that cannot start is finished as unanswered.
-    fn send_discovery(&mut self, worker: &Rc<RefCell<Worker>>, id: u64) {
-        let mut w = worker.borrow_mut();
-        let w = &mut *w;
+    fn send_discovery(&mut self, vm: &Rc<RefCell<Vm>>, id: u64) {
+        let mut vm = vm.borrow_mut();
+        let w = &mut vm.worker;
         let (Some(config), Some(discovery)) = (w.policy.discovery.as_ref(), w.discovery.as_mut())
         else {
             return;
@@ -154,9 +132,9 @@ impl ApiGuardRoot {
 
 impl RootContext for ApiGuardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => Vec::from(&b"{}"[..]),
+        let bytes = match abi::buffer(BufferType::PluginConfiguration, usize::MAX) {
+            Ok(bytes) if !bytes.is_empty() => bytes,
+            Ok(_) => Vec::from(&b"{}"[..]),
             Err(e) => {
                 log::error!("apiguard: cannot read the plugin configuration: {e:?}");
                 return false;
@@ -170,7 +148,7 @@ impl RootContext for ApiGuardRoot {
                 return false;
             }
         };
-        let jwks = JwksCoordinator::new(&policy, worker_id());
+        let jwks = policy.jwks_coordinator(worker_id());
         if let Err(e) = jwks.ensure_shared_records(&HostStore) {
             log::warn!(
                 "{}: cannot initialise shared JWKS state: {e:?}",
@@ -213,7 +191,7 @@ impl RootContext for ApiGuardRoot {
             let source = Source {
                 plugin: policy.name.clone(),
                 worker: format!("{:016x}", worker_id()),
-                node: hostcalls::get_property(vec!["node", "id"])
+                node: abi::property(&["node", "id"])
                     .ok()
                     .flatten()
                     .and_then(|b| String::from_utf8(b).ok()),
@@ -224,16 +202,15 @@ impl RootContext for ApiGuardRoot {
             log::error!("{}: cannot set the tick period", policy.name);
             return false;
         }
-        let worker = Worker {
-            discovery,
+        let metrics = Metrics::define(&policy);
+        let mut worker = Worker::new(policy, jwks);
+        worker.seed = seed;
+        worker.discovery = discovery;
+        self.worker = Some(Rc::new(RefCell::new(Vm {
+            worker,
+            metrics,
             discovery_reported: WorkerStats::default(),
-            metrics: Metrics::define(&policy),
-            cache: TokenCache::new(policy.jwt_cache_max_entries),
-            jwks,
-            seed,
-            policy,
-        };
-        self.worker = Some(Rc::new(RefCell::new(worker)));
+        })));
         // No fetch from here: Envoy also configures short-lived VMs that are destroyed right after,
         // cancelling their calls; the first tick (every VM that serves traffic ticks) fetches.
         true
@@ -244,7 +221,7 @@ impl RootContext for ApiGuardRoot {
             return;
         };
         let now = super::now_ms();
-        let orders = worker.borrow_mut().jwks.on_tick(&HostStore, now);
+        let orders = worker.borrow_mut().worker.jwks.on_tick(&HostStore, now);
         for order in orders {
             match dispatch(&order) {
                 Ok(token) => {
@@ -254,10 +231,10 @@ impl RootContext for ApiGuardRoot {
                     let mut w = worker.borrow_mut();
                     log::warn!(
                         "{}: cannot call cluster {:?} for JWKS: {e:?}",
-                        w.policy.name,
+                        w.worker.policy.name,
                         order.cluster
                     );
-                    let outcome = w.jwks.on_fetch_done(
+                    let outcome = w.worker.jwks.on_fetch_done(
                         &HostStore,
                         order.provider,
                         now,
@@ -268,14 +245,17 @@ impl RootContext for ApiGuardRoot {
             }
         }
         let flush = {
-            let mut w = worker.borrow_mut();
-            let w = &mut *w;
-            match (w.policy.discovery.as_ref(), w.discovery.as_mut()) {
+            let mut vm = worker.borrow_mut();
+            let vm = &mut *vm;
+            match (
+                vm.worker.policy.discovery.as_ref(),
+                vm.worker.discovery.as_mut(),
+            ) {
                 (Some(config), Some(discovery)) => {
                     let call = discovery.tick(config, now);
                     let stats = discovery.stats();
-                    w.metrics.discovery(&w.discovery_reported, &stats);
-                    w.discovery_reported = stats;
+                    vm.metrics.discovery(&vm.discovery_reported, &stats);
+                    vm.discovery_reported = stats;
                     call
                 }
                 _ => None,
@@ -311,19 +291,19 @@ fn dispatch(order: &FetchOrder) -> Result<u32, proxy_wasm::types::Status> {
     )
 }
 
-fn report_fetch(worker: &Worker, provider: usize, outcome: &FetchOutcome) {
-    let name = &worker.policy.name;
-    let provider_name = worker.jwks.provider_name(provider);
+fn report_fetch(vm: &Vm, provider: usize, outcome: &FetchOutcome) {
+    let name = &vm.worker.policy.name;
+    let provider_name = vm.worker.jwks.provider_name(provider);
     match outcome {
         FetchOutcome::Installed { keys } => {
-            worker.metrics.inc("jwks_fetch_ok");
+            vm.metrics.inc("jwks_fetch_ok");
             log::info!("{name}: JWKS for provider {provider_name:?} fetched: {keys} key(s)");
         }
         FetchOutcome::Failed {
             reason,
             retry_in_ms,
         } => {
-            worker.metrics.inc("jwks_fetch_failed");
+            vm.metrics.inc("jwks_fetch_failed");
             log::warn!("{name}: JWKS fetch for provider {provider_name:?} failed: {reason}; retry in {retry_in_ms} ms");
         }
     }

@@ -61,7 +61,7 @@ pub struct Key {
     material: Material,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 enum Material {
     /// HMAC secret (`kty: oct`).
     Oct(Vec<u8>),
@@ -127,6 +127,17 @@ fn err(status: &'static str, detail: impl Into<String>) -> JwksError {
 }
 
 impl KeySet {
+    /// The same keys, in the same order, with the same `kid`s and `alg`s: installing `other` in place
+    /// of `self` changes nothing any verification could observe.
+    pub fn same_keys(&self, other: &KeySet) -> bool {
+        self.keys.len() == other.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|(a, b)| a.kid == b.kid && a.alg == b.alg && a.material == b.material)
+    }
+
     /// Parses a JWKS document (`{"keys": [...]}`, or Google's `{"<kid>": "<X.509 PEM>"}` form).
     pub fn from_jwks(json: &[u8]) -> Result<KeySet, JwksError> {
         let text =

@@ -68,6 +68,15 @@ pub struct RsaKey {
     bits: usize,
 }
 
+impl PartialEq for RsaKey {
+    /// The same public key: modulus and exponent (the rest is derived from them).
+    fn eq(&self, other: &RsaKey) -> bool {
+        self.n == other.n && self.e == other.e
+    }
+}
+
+impl Eq for RsaKey {}
+
 /// Why a modulus and exponent are not a key this module verifies with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyError {

@@ -21,8 +21,10 @@ pub struct ClaimRules {
     pub require_expiration: bool,
     /// Allowed clock difference for `exp` and `nbf`, seconds (default 60).
     pub clock_skew_secs: u64,
-    /// Longest accepted lifetime (`exp - iat`, or `exp - now` without `iat`), seconds. A token without `exp`
-    /// has no bounded lifetime and is refused as `JwtMissingExpiration` when this is set.
+    /// Longest accepted lifetime (`exp - iat`, or `exp - now` without `iat` or when `iat` is later than
+    /// now), seconds. A token without `exp` has no bounded lifetime and is refused as
+    /// `JwtMissingExpiration` when this is set; one whose `iat` is later than now plus the clock skew is
+    /// refused as `JwtNotYetValid`.
     pub max_lifetime_secs: Option<u64>,
 }
 
@@ -70,7 +72,15 @@ pub fn check_claims(jwt: &Jwt<'_>, rules: &ClaimRules, now_secs: u64) -> Result<
         None => {}
         Some(exp) => {
             if let Some(max) = rules.max_lifetime_secs {
-                let start = claims.iat.unwrap_or(now_secs);
+                // A token issued in the future cannot shorten its own lifetime: `iat` beyond the clock
+                // skew is not yet valid, and the lifetime runs from `iat` or now, whichever is earlier.
+                if claims
+                    .iat
+                    .is_some_and(|iat| iat > now_secs.saturating_add(skew))
+                {
+                    return Err(Status::JwtNotYetValid);
+                }
+                let start = claims.iat.map_or(now_secs, |iat| iat.min(now_secs));
                 if exp.saturating_sub(start) > max {
                     return Err(Status::JwtLifetimeTooLong);
                 }
@@ -293,6 +303,25 @@ mod tests {
         assert_eq!(claims_status(p, &r, 1000), Err(Status::JwtLifetimeTooLong));
         let p = r#"{"iss":"https://issuer","aud":"api","exp":1101}"#;
         assert_eq!(claims_status(p, &r, 1000), Err(Status::JwtLifetimeTooLong));
+    }
+
+    #[test]
+    fn a_future_iat_cannot_stretch_the_maximum_lifetime() {
+        let r = ClaimRules {
+            max_lifetime_secs: Some(100),
+            ..rules()
+        };
+        // Issued "in a year", expiring a year and 100 s from now: 100 s by its own account.
+        let p = r#"{"iss":"https://issuer","aud":"api","iat":31537000,"exp":31537100}"#;
+        assert_eq!(claims_status(p, &r, 1000), Err(Status::JwtNotYetValid));
+        // Within the skew the lifetime is counted from now.
+        let p = r#"{"iss":"https://issuer","aud":"api","iat":1050,"exp":1140}"#;
+        assert_eq!(claims_status(p, &r, 1000), Err(Status::JwtLifetimeTooLong));
+        let p = r#"{"iss":"https://issuer","aud":"api","iat":1050,"exp":1100}"#;
+        assert_eq!(claims_status(p, &r, 1000), Ok(()));
+        // Without max_lifetime, iat is not judged (as before).
+        let p = r#"{"iss":"https://issuer","aud":"api","iat":31537000,"exp":1100}"#;
+        assert_eq!(claims_status(p, &rules(), 1000), Ok(()));
     }
 
     #[test]

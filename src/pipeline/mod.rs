@@ -1,41 +1,26 @@
-//! One request's verdict: route → authentication (JWT, API key) → authorization → rate limit → schema
-//! (headers now, the body once it has arrived: [`check_body`]). A refusal at one stage skips the later
-//! ones. Pure: the request is read through [`RequestView`], per-worker state
-//! comes in a [`WorkerEnv`], and the verdict says what to change or send; the host layer carries it out
-//! and turns [`Event`]s into metrics.
+//! One request's verdict: canonical path ([`crate::canonical`]) → route → authentication (JWT, API
+//! key) → authorization → rate limit → schema (headers now, the body once it has arrived:
+//! [`check_body`]). A refusal at one stage skips the later ones. Pure: the request is read through
+//! [`RequestView`], per-worker state comes in a [`WorkerEnv`], and the verdict says what to change or
+//! send; the host layer carries it out and turns [`Event`]s into metrics.
 
 use crate::apikey::{ApiKeyFailure, KeyIdentity};
 use crate::authz::Caller;
-use crate::config::{KeySource, Mode, NoMatch, Policy, Provider, Rule};
+use crate::canonical::canonicalize;
+use crate::config::{AmbiguousPaths, KeySource, Mode, NoMatch, Policy, Provider, Rule};
 use crate::jwt::cache::{TokenCache, VerifiedToken};
-use crate::jwt::extract::{extract, TokenLocation, TokenSource};
+use crate::jwt::extract::{extract, strip_params, FoundToken, TokenLocation};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{jws, verify, Status};
 use crate::ratelimit::{LimitEvent, RequestFacts, Seed};
-use crate::reply::Denial;
+use crate::refusal::Denial;
+pub use crate::request::RequestView;
 use crate::route::path_only;
 use crate::schema::{BodyCheck, HeadOutcome, RequestHead};
 use crate::store::SharedStore;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
-
-/// What the pipeline reads of a request. `header` (from [`TokenSource`]) takes lower-case names.
-pub trait RequestView: TokenSource {
-    fn method(&self) -> &str;
-    /// `:path`, query string included.
-    fn path(&self) -> &str;
-    fn authority(&self) -> &str;
-    /// `http` or `https` as the client used it.
-    fn scheme(&self) -> &str;
-    /// The connection's source address (`ip:port`), read only when a rate-limit key needs it.
-    fn source_address(&self) -> Option<&str> {
-        None
-    }
-    /// A body follows the headers (the headers did not end the stream).
-    fn has_body(&self) -> bool {
-        false
-    }
-}
 
 /// Keys for providers whose keys are fetched remotely; local keys come from the policy itself.
 pub trait KeyLookup {
@@ -86,7 +71,20 @@ pub enum Event {
     SchemaRejected(&'static str),
     /// An undeclared operation let through under `"undeclared": "report"`.
     SchemaUndeclared,
+    /// The path stays ambiguous after canonicalisation (`%2F`, `%2e%2e`, ...).
+    PathAmbiguous,
+    /// The path carries matrix parameters (`;jsessionid=...`).
+    PathMatrixParameters,
+    /// A method-override header on a guarded rule that does not allow it (refused).
+    MethodOverride,
 }
+
+/// Headers that ask an upstream framework to treat the request as another method.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -131,7 +129,21 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         body_check: None,
         events: Vec::new(),
     };
-    let path = path_only(request.path());
+    // Rules, schemas and discovery all judge the canonical path; one that stays ambiguous cannot be
+    // routed reliably (the upstream may read it as another resource), so it is refused before routing.
+    let canonical = canonicalize(request.path());
+    let reject_ambiguous = policy.ambiguous_paths == AmbiguousPaths::Reject;
+    if canonical.is_ambiguous() {
+        verdict.events.push(Event::PathAmbiguous);
+        if reject_ambiguous {
+            verdict.denial = Some(Denial::BadRequest("ambiguous_path"));
+            return finish(verdict);
+        }
+    }
+    if canonical.matrix {
+        verdict.events.push(Event::PathMatrixParameters);
+    }
+    let path = canonical.path.as_ref();
     let Some((rule_index, rule)) = policy.route(request.method(), path, request.authority()) else {
         verdict.events.push(Event::NoRuleMatch);
         if policy.on_no_match == NoMatch::Deny {
@@ -141,6 +153,23 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
     };
     verdict.rule = Some(rule_index);
     verdict.enforced = rule.mode(policy) == Mode::Enforce;
+    if rule.guarded() {
+        // Matrix parameters: some servers route `/api;x/y` as `/api/y`, others not at all.
+        if canonical.matrix && reject_ambiguous {
+            verdict.denial = Some(Denial::BadRequest("matrix_parameters"));
+            return finish(verdict);
+        }
+        // A method override would make the upstream run another operation than the one judged.
+        if !rule.allow_method_override
+            && METHOD_OVERRIDE_HEADERS
+                .iter()
+                .any(|name| request.header(name).is_some())
+        {
+            verdict.events.push(Event::MethodOverride);
+            verdict.denial = Some(Denial::BadRequest("method_override"));
+            return finish(verdict);
+        }
+    }
 
     // Authentication: the JWT requirement, then the API key.
     let claims = match &rule.jwt {
@@ -167,6 +196,9 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
                     verdict
                         .headers
                         .push(HeaderChange::Remove(header.to_string()));
+                }
+                if let Some(param) = set.1.param_to_strip() {
+                    strip_path_param(&mut verdict.headers, request.path(), param);
                 }
                 api_key = Some(identity);
             }
@@ -198,8 +230,15 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
 
     // Rate limits: only requests that passed everything else spend budget.
     if let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) {
+        let method = request.method();
         let facts = Facts {
             request,
+            // One budget per method whatever its case (`get` over HTTP/2 is `GET`).
+            method: if method.bytes().any(|b| b.is_ascii_lowercase()) {
+                Cow::Owned(method.to_ascii_uppercase())
+            } else {
+                Cow::Borrowed(method)
+            },
             rule,
             claims: claims.as_ref().map(|t| &t.payload),
             api_key,
@@ -220,7 +259,12 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         );
         verdict.response_headers = decision.headers;
         if let Some(refusal) = decision.refusal {
-            verdict.denial = Some(Denial::RateLimited(refusal));
+            verdict.denial = Some(match refusal {
+                crate::ratelimit::Refusal::AmbiguousKey { .. } => {
+                    Denial::BadRequest("ambiguous_rate_limit_key")
+                }
+                other => Denial::RateLimited(other),
+            });
             return finish(verdict);
         }
     }
@@ -230,7 +274,12 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         .schema
         .and_then(|i| policy.schemas.policies.get(i).map(|s| (i, s)))
     {
-        match schema.check_head(&Head(request), request.has_body()) {
+        let path_and_query = canonical.with_query();
+        let head = Head {
+            request,
+            path: &path_and_query,
+        };
+        match schema.check_head(&head, request.has_body()) {
             HeadOutcome::Pass => verdict.events.push(Event::SchemaValidated),
             HeadOutcome::NeedBody(check) => verdict.body_check = Some((index, check)),
             HeadOutcome::Undeclared(_) => verdict.events.push(Event::SchemaUndeclared),
@@ -243,6 +292,27 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         }
     }
     finish(verdict)
+}
+
+/// Removes a query parameter from the `:path` the request will go upstream with: the one an earlier
+/// stage already set, else the request's own.
+fn strip_path_param(headers: &mut Vec<HeaderChange>, path: &str, param: &str) {
+    let current = headers.iter_mut().find_map(|h| match h {
+        HeaderChange::Set(name, value) if name == ":path" => Some(value),
+        _ => None,
+    });
+    match current {
+        Some(value) => {
+            if let Some(stripped) = strip_params(value, &[param]) {
+                *value = stripped;
+            }
+        }
+        None => {
+            if let Some(stripped) = strip_params(path, &[param]) {
+                headers.push(HeaderChange::Set(":path".into(), stripped));
+            }
+        }
+    }
 }
 
 /// Checks a buffered request body against the schema [`decide`] selected. `Err` carries the refusal
@@ -281,17 +351,21 @@ pub fn body_limit(policy: &Policy, schema: usize) -> usize {
         .map_or(0, |s| s.limits.max_body_bytes)
 }
 
-struct Head<'a>(&'a dyn RequestView);
+/// The schema's view of the request: the canonical path (and the query string as sent).
+struct Head<'a> {
+    request: &'a dyn RequestView,
+    path: &'a str,
+}
 
 impl RequestHead for Head<'_> {
     fn method(&self) -> &str {
-        self.0.method()
+        self.request.method()
     }
     fn path(&self) -> &str {
-        self.0.path()
+        self.path
     }
     fn header(&self, name: &str) -> Option<&str> {
-        self.0.header(name)
+        self.request.header(name)
     }
 }
 
@@ -305,6 +379,8 @@ fn finish(mut verdict: Verdict) -> Verdict {
 /// The rate limiter's view of the request.
 struct Facts<'a> {
     request: &'a dyn RequestView,
+    /// The method, upper-cased.
+    method: Cow<'a, str>,
     rule: &'a Rule,
     claims: Option<&'a Map<String, Value>>,
     api_key: Option<&'a KeyIdentity>,
@@ -320,6 +396,12 @@ impl RequestFacts for Facts<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.request.header(name)
     }
+    fn header_count(&self, name: &str) -> usize {
+        self.request.header_count(name)
+    }
+    fn header_is_utf8(&self, name: &str) -> bool {
+        self.request.header_is_utf8(name)
+    }
     fn source_address(&self) -> Option<&str> {
         self.request.source_address()
     }
@@ -327,12 +409,15 @@ impl RequestFacts for Facts<'_> {
         &self.rule.path_label
     }
     fn method(&self) -> &str {
-        self.request.method()
+        &self.method
     }
 }
 
 /// Evaluates a rule's JWT requirement; on success, the claims of the first provider (in configuration
 /// order) whose token verified, and the header changes of every such provider.
+///
+/// Every location the requirement can consult is read first: a credential that could be read two ways
+/// (see [`extract`]) refuses the request whatever the requirement, `allow_missing_or_failed` included.
 fn authenticate_jwt(
     policy: &Policy,
     requirement: &crate::jwt::requirement::Requirement,
@@ -340,6 +425,23 @@ fn authenticate_jwt(
     env: &mut WorkerEnv<'_>,
     verdict: &mut Verdict,
 ) -> Result<Option<Arc<VerifiedToken>>, Status> {
+    let mut consulted = Vec::new();
+    requirement.providers(policy.providers.len(), &mut consulted);
+    let mut found: Vec<Option<Vec<FoundToken<'_>>>> = vec![None; policy.providers.len()];
+    for p in consulted {
+        let (Some(provider), Some(slot)) = (policy.providers.get(p), found.get_mut(p)) else {
+            continue;
+        };
+        if slot.is_none() {
+            match extract(&provider.locations, request) {
+                Ok(tokens) => *slot = Some(tokens),
+                Err(status) => {
+                    verdict.events.push(Event::JwtDenied(status));
+                    return Err(status);
+                }
+            }
+        }
+    }
     let mut checks: Vec<Option<ProviderCheck>> = vec![None; policy.providers.len()];
     let events = &mut verdict.events;
     let status = requirement.evaluate(
@@ -347,8 +449,9 @@ fn authenticate_jwt(
             if let Some(done) = checks.get(p).and_then(|c| c.as_ref()) {
                 return done.status;
             }
+            let tokens = found.get(p).and_then(Option::as_deref).unwrap_or(&[]);
             let check = match policy.providers.get(p) {
-                Some(provider) => check_provider(p, provider, request, env, events),
+                Some(provider) => check_provider(p, provider, tokens, env, events),
                 None => ProviderCheck {
                     status: Status::JwtMissed,
                     verified: None,
@@ -369,6 +472,7 @@ fn authenticate_jwt(
     }
     verdict.events.push(Event::JwtAllowed);
     let mut first = None;
+    let mut strip: Vec<&str> = Vec::new();
     for (provider, check) in policy.providers.iter().zip(&checks) {
         if let Some(ProviderCheck {
             status: Status::Ok,
@@ -376,9 +480,14 @@ fn authenticate_jwt(
             locations,
         }) = check
         {
-            forward_headers(provider, token, locations, &mut verdict.headers);
+            forward_headers(provider, token, locations, &mut verdict.headers, &mut strip);
             first.get_or_insert_with(|| Arc::clone(token));
         }
+    }
+    if let Some(path) = strip_params(request.path(), &strip) {
+        verdict
+            .headers
+            .push(HeaderChange::Set(":path".into(), path));
     }
     Ok(first)
 }
@@ -395,11 +504,10 @@ struct ProviderCheck {
 fn check_provider(
     index: usize,
     provider: &Provider,
-    request: &dyn RequestView,
+    found: &[FoundToken<'_>],
     env: &mut WorkerEnv<'_>,
     events: &mut Vec<Event>,
 ) -> ProviderCheck {
-    let found = extract(&provider.locations, request);
     let locations: Vec<usize> = found.iter().map(|f| f.location).collect();
     if found.is_empty() {
         return ProviderCheck {
@@ -413,7 +521,7 @@ fn check_provider(
         KeySource::Remote(_) => env.keys.remote_keys(index),
     };
     let mut first = None;
-    for token in &found {
+    for token in found {
         match verify_token(
             index,
             provider,
@@ -485,11 +593,12 @@ fn verify_token(
     Ok(verified)
 }
 
-fn forward_headers(
-    provider: &Provider,
+fn forward_headers<'p>(
+    provider: &'p Provider,
     token: &VerifiedToken,
     locations: &[usize],
     headers: &mut Vec<HeaderChange>,
+    strip_params: &mut Vec<&'p str>,
 ) {
     for claim in &provider.claim_to_headers {
         if let Some(value) = claim_value(&token.payload, &claim.claim_path) {
@@ -501,9 +610,13 @@ fn forward_headers(
     }
     if !provider.forward {
         for location in locations {
-            // Query parameters and cookies stay (as in Envoy); a token header is removed.
-            if let Some(TokenLocation::Header { name, .. }) = provider.locations.get(*location) {
-                headers.push(HeaderChange::Remove(name.clone()));
+            // A token header and a token parameter are removed (as Envoy 1.40); cookies stay (as Envoy).
+            match provider.locations.get(*location) {
+                Some(TokenLocation::Header { name, .. }) => {
+                    headers.push(HeaderChange::Remove(name.clone()))
+                }
+                Some(TokenLocation::Param(name)) => strip_params.push(name),
+                Some(TokenLocation::Cookie(_)) | None => {}
             }
         }
     }

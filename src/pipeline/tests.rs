@@ -5,7 +5,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::alg::{Hs256, Hs256Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::json;
-use std::collections::HashMap;
+use sha2::Digest;
 
 const SECRET: &[u8] = b"an HMAC secret of at least 32 bytes long";
 const NOW: u64 = 1_700_000_000;
@@ -63,49 +63,51 @@ fn default_policy() -> Policy {
     )
 }
 
+/// A request to `api.example` from `192.0.2.7:40000` (GET unless set), as the host would hand it over.
 struct Request {
+    method: &'static str,
     path: &'static str,
-    headers: HashMap<String, String>,
+    authority: &'static str,
+    headers: Vec<(String, String)>,
 }
 
 impl Request {
     fn get(path: &'static str) -> Self {
         Request {
+            method: "GET",
             path,
-            headers: HashMap::new(),
+            authority: "api.example",
+            headers: Vec::new(),
         }
     }
-    fn bearer(mut self, token: &str) -> Self {
-        self.headers
-            .insert("authorization".into(), format!("Bearer {token}"));
+    fn method(mut self, method: &'static str) -> Self {
+        self.method = method;
         self
     }
-}
-
-impl TokenSource for Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
+    fn host(mut self, authority: &'static str) -> Self {
+        self.authority = authority;
+        self
     }
-    fn query(&self) -> &str {
-        self.path.split_once('?').map_or("", |(_, q)| q)
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
-}
-
-impl RequestView for Request {
-    fn method(&self) -> &str {
-        "GET"
+    /// Another copy of a header the request already has.
+    fn also(self, name: &str, value: &str) -> Self {
+        self.header(name, value)
     }
-    fn path(&self) -> &str {
-        self.path
+    fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
     }
-    fn authority(&self) -> &str {
-        "api.example"
-    }
-    fn scheme(&self) -> &str {
-        "http"
-    }
-    fn source_address(&self) -> Option<&str> {
-        Some("192.0.2.7:40000")
+    fn view(&self) -> crate::request::Request {
+        let mut pairs = vec![
+            (":method", self.method),
+            (":path", self.path),
+            (":authority", self.authority),
+            (":scheme", "http"),
+        ];
+        pairs.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        crate::request::Request::of(&pairs).with_source_address(Some("192.0.2.7:40000".into()))
     }
 }
 
@@ -130,7 +132,7 @@ fn run_at(policy: &Policy, request: &Request, cache: &mut TokenCache, now: u64) 
         seed: Some(&seed),
         now_ms: now * 1000,
     };
-    decide(policy, request, &mut env)
+    decide(policy, &request.view(), &mut env)
 }
 
 #[test]
@@ -170,7 +172,7 @@ fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
     let p = default_policy();
     let mut spoofed = Request::get("/public/x");
     for name in ["x-groups", "x-jwt-payload", "x-role", "x-sub"] {
-        spoofed.headers.insert(name.into(), "forged".into());
+        spoofed = spoofed.header(name, "forged");
     }
     let v = run(&p, &spoofed, &mut TokenCache::new(10));
     assert_eq!(
@@ -182,8 +184,9 @@ fn owned_headers_are_removed_before_any_are_set_even_on_open_routes() {
             HeaderChange::Remove("x-sub".into())
         ]
     );
-    let mut spoofed = Request::get("/api/x").bearer(&token(good_claims()));
-    spoofed.headers.insert("x-sub".into(), "mallory".into());
+    let spoofed = Request::get("/api/x")
+        .bearer(&token(good_claims()))
+        .header("x-sub", "mallory");
     let v = run(&p, &spoofed, &mut TokenCache::new(10));
     let first_set = v
         .headers
@@ -318,9 +321,275 @@ fn remote_keys_not_yet_fetched_give_jwks_fetch_fail_after_the_claims_checks() {
 #[test]
 fn the_original_uri_has_no_query_and_is_bounded() {
     assert_eq!(
-        original_uri(&Request::get("/api/x?access_token=secret")),
+        original_uri(&Request::get("/api/x?access_token=secret").view()),
         "http://api.example/api/x"
     );
     let long: &'static str = Box::leak(format!("/{}", "é".repeat(300)).into_boxed_str());
-    assert!(original_uri(&Request::get(long)).len() <= 256);
+    assert!(original_uri(&Request::get(long).view()).len() <= 256);
+}
+
+fn path_policy(extra: Value) -> Policy {
+    let mut doc = json!({
+        "jwt_providers": {"idp": {"issuer": "https://idp", "audiences": ["api"],
+            "local_jwks": {"inline_string": jwks()}}},
+        "rules": [
+            {"name": "head", "match": {"prefix": "/files/", "methods": ["HEAD"]}},
+            {"name": "files", "match": {"prefix": "/files/", "methods": ["GET"]}, "jwt": {"provider": "idp"}},
+            {"name": "admin", "match": {"prefix": "/admin/", "hosts": ["admin.example.com"]}, "jwt": {"provider": "idp"}},
+            {"name": "legacy", "match": {"prefix": "/legacy/", "case_insensitive": true}, "jwt": {"provider": "idp"}},
+            {"name": "forms", "match": {"prefix": "/forms/"}, "jwt": {"provider": "idp"}, "allow_method_override": true},
+            {"name": "api", "match": {"prefix": "/api/"}, "jwt": {"provider": "idp"}},
+            {"name": "open", "match": {"prefix": "/"}}
+        ]
+    });
+    if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    Policy::from_value(&doc).unwrap()
+}
+
+fn verdict_for(p: &Policy, r: &Request) -> Verdict {
+    run(p, r, &mut TokenCache::new(10))
+}
+
+fn rule_name<'p>(p: &'p Policy, v: &Verdict) -> Option<&'p str> {
+    v.rule.and_then(|i| p.rules.get(i)).map(|r| r.name.as_str())
+}
+
+#[test]
+fn paths_that_stay_ambiguous_are_refused_before_routing() {
+    let p = path_policy(json!({}));
+    for path in [
+        "/public/%2e%2e/api/x",
+        "/public/.%2E/api/x",
+        "/public%2F..%2Fapi/x",
+        "/public\\..\\api/x",
+        "/api/x%00",
+        "/api/%c0%ae",
+        "/api/x%zz",
+    ] {
+        let v = verdict_for(&p, &Request::get(path));
+        assert_eq!(
+            v.denial,
+            Some(Denial::BadRequest("ambiguous_path")),
+            "{path}"
+        );
+        assert!(v.refuses() && v.rule.is_none(), "{path}");
+        assert!(v.events.contains(&Event::PathAmbiguous), "{path}");
+    }
+}
+
+#[test]
+fn paths_that_canonicalise_cleanly_reach_the_protected_rule() {
+    let p = path_policy(json!({}));
+    for path in [
+        "/public/../api/x",
+        "/./api/x",
+        "//api/x",
+        "/%61pi/x",
+        "/open/../api/x?q=1",
+    ] {
+        let v = verdict_for(&p, &Request::get(path));
+        assert_eq!(rule_name(&p, &v), Some("api"), "{path}");
+        assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)), "{path}");
+    }
+}
+
+#[test]
+fn a_path_routes_the_same_as_its_canonical_form() {
+    let p = path_policy(json!({"ambiguous_paths": "report"}));
+    for path in [
+        "/public/../api/x",
+        "//admin//x",
+        "/%61pi/x",
+        "/legacy;a=1/x",
+        "/api/%2e%2e/files/y",
+    ] {
+        let canonical = crate::canonical::canonicalize(path).path.into_owned();
+        let raw = verdict_for(&p, &Request::get(path));
+        let clean = verdict_for(&p, &Request::get(Box::leak(canonical.into_boxed_str())));
+        assert_eq!(raw.rule, clean.rule, "{path}");
+    }
+}
+
+#[test]
+fn report_mode_for_ambiguous_paths_counts_and_routes_by_the_canonical_path() {
+    let p = path_policy(json!({"ambiguous_paths": "report"}));
+    let v = verdict_for(&p, &Request::get("/public/%2e%2e/api/x"));
+    assert!(v.events.contains(&Event::PathAmbiguous));
+    assert_eq!(rule_name(&p, &v), Some("api"));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+    let v = verdict_for(&p, &Request::get("/api;jsessionid=1/x"));
+    assert!(v.events.contains(&Event::PathMatrixParameters));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+}
+
+#[test]
+fn matrix_parameters_are_refused_on_guarded_rules_only() {
+    let p = path_policy(json!({}));
+    for path in ["/api;jsessionid=1/x", "/api/x;v=2", "/public/..;/api/x"] {
+        let v = verdict_for(&p, &Request::get(path));
+        assert_eq!(rule_name(&p, &v), Some("api"), "{path}");
+        assert_eq!(
+            v.denial,
+            Some(Denial::BadRequest("matrix_parameters")),
+            "{path}"
+        );
+        assert!(v.events.contains(&Event::PathMatrixParameters), "{path}");
+    }
+    let v = verdict_for(&p, &Request::get("/shop;jsessionid=1/cart"));
+    assert_eq!(rule_name(&p, &v), Some("open"));
+    assert_eq!(v.denial, None);
+    assert!(v.events.contains(&Event::PathMatrixParameters));
+}
+
+#[test]
+fn paths_are_case_sensitive_unless_the_rule_says_otherwise() {
+    let p = path_policy(json!({}));
+    let v = verdict_for(&p, &Request::get("/API/x"));
+    assert_eq!(rule_name(&p, &v), Some("open"));
+    let v = verdict_for(&p, &Request::get("/LEGACY/x"));
+    assert_eq!(rule_name(&p, &v), Some("legacy"));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+}
+
+#[test]
+fn head_follows_get_unless_a_rule_lists_head_and_methods_fold_case() {
+    let p = path_policy(json!({}));
+    // An earlier rule lists HEAD: it wins for HEAD.
+    let v = verdict_for(&p, &Request::get("/files/a").method("HEAD"));
+    assert_eq!(rule_name(&p, &v), Some("head"));
+    let v = verdict_for(&p, &Request::get("/files/a").method("get"));
+    assert_eq!(rule_name(&p, &v), Some("files"));
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)));
+    let p = Policy::from_value(&json!({
+        "jwt_providers": {"idp": {"issuer": "https://idp", "local_jwks": {"inline_string": jwks()}}},
+        "rules": [{"name": "read", "match": {"prefix": "/", "methods": ["GET"]}, "jwt": {"provider": "idp"}}]
+    }))
+    .unwrap();
+    for method in ["HEAD", "head", "Get"] {
+        let v = verdict_for(&p, &Request::get("/x").method(method));
+        assert_eq!(v.rule, Some(0), "{method}");
+        assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)), "{method}");
+    }
+}
+
+#[test]
+fn method_override_headers_are_refused_on_guarded_rules_unless_allowed() {
+    let p = path_policy(json!({}));
+    for name in METHOD_OVERRIDE_HEADERS {
+        let v = verdict_for(&p, &Request::get("/api/x").header(name, "DELETE"));
+        assert_eq!(
+            v.denial,
+            Some(Denial::BadRequest("method_override")),
+            "{name}"
+        );
+        assert!(v.events.contains(&Event::MethodOverride));
+        let v = verdict_for(&p, &Request::get("/forms/x").header(name, "DELETE"));
+        assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtMissed)), "{name}");
+        let v = verdict_for(&p, &Request::get("/open").header(name, "DELETE"));
+        assert_eq!(v.denial, None, "{name}");
+    }
+}
+
+#[test]
+fn hosts_match_without_a_trailing_dot_or_port() {
+    let p = path_policy(json!({}));
+    for host in [
+        "admin.example.com",
+        "admin.example.com.",
+        "ADMIN.example.com.:443",
+        "admin.example.com:80",
+    ] {
+        let v = verdict_for(&p, &Request::get("/admin/x").host(host));
+        assert_eq!(rule_name(&p, &v), Some("admin"), "{host}");
+    }
+    let v = verdict_for(&p, &Request::get("/admin/x").host("admin.example.com.evil"));
+    assert_eq!(rule_name(&p, &v), Some("open"));
+}
+
+#[test]
+fn a_lower_case_method_spends_the_same_rate_limit_budget_as_its_upper_case_form() {
+    let p = Policy::from_value(&json!({
+        "rate_limits": {"per_method": {"requests": 1, "period": "60s", "key": [{"method": true}]}},
+        "rules": [{"name": "all", "match": {"prefix": "/"}, "rate_limits": "per_method"}]
+    }))
+    .unwrap();
+    let store = MemoryStore::default();
+    let seed = Seed::from_bytes(&[7; 16]);
+    let mut cache = TokenCache::new(10);
+    let mut decide_one = |method: &'static str| {
+        let mut env = WorkerEnv {
+            keys: &mut NoRemote,
+            cache: &mut cache,
+            store: &store,
+            seed: Some(&seed),
+            now_ms: NOW * 1000,
+        };
+        decide(&p, &Request::get("/x").method(method).view(), &mut env)
+    };
+    assert_eq!(decide_one("GET").denial, None);
+    assert!(matches!(
+        decide_one("get").denial,
+        Some(Denial::RateLimited(_))
+    ));
+}
+
+#[test]
+fn a_query_token_is_removed_from_the_path_and_the_rest_of_the_query_kept_as_sent() {
+    let p = default_policy();
+    let t = token(good_claims());
+    let path: &'static str =
+        Box::leak(format!("/api/x?a=%2F&access_token={t}&b=1+2").into_boxed_str());
+    let v = run(&p, &Request::get(path), &mut TokenCache::new(10));
+    assert!(!v.refuses(), "{v:?}");
+    assert!(v.headers.contains(&HeaderChange::Set(
+        ":path".into(),
+        "/api/x?a=%2F&b=1+2".into()
+    )));
+}
+
+#[test]
+fn a_duplicated_token_header_is_refused_even_when_the_first_copy_is_valid() {
+    let p = default_policy();
+    let t = token(good_claims());
+    let v = run(
+        &p,
+        &Request::get("/api/x")
+            .bearer(&t)
+            .also("authorization", "Bearer x.y.z"),
+        &mut TokenCache::new(10),
+    );
+    assert_eq!(v.denial, Some(Denial::Jwt(Status::JwtBadFormat)));
+}
+
+#[test]
+fn query_credentials_of_both_stages_are_stripped_from_one_path() {
+    let key = "partner-key-of-some-length";
+    let digest: String = sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let p = Policy::from_value(&json!({
+        "jwt_providers": {"idp": {"issuer": "https://idp", "audiences": ["api"], "local_jwks": {"inline_string": jwks()}}},
+        "api_keys": {"partners": {"from_param": "api_key", "keys": [{"name": "p", "sha256": digest}]}},
+        "rules": [{"name": "both", "match": {"prefix": "/both"}, "jwt": {"provider": "idp"}, "api_key": "partners"}]
+    }))
+    .unwrap();
+    let t = token(good_claims());
+    let path: &'static str =
+        Box::leak(format!("/both?x=1&access_token={t}&api_key={key}&y=2").into_boxed_str());
+    let v = run(&p, &Request::get(path), &mut TokenCache::new(4));
+    assert!(!v.refuses(), "{v:?}");
+    let paths: Vec<&HeaderChange> = v
+        .headers
+        .iter()
+        .filter(|h| matches!(h, HeaderChange::Set(n, _) if n == ":path"))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![&HeaderChange::Set(":path".into(), "/both?x=1&y=2".into())]
+    );
 }

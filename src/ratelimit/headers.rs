@@ -86,6 +86,7 @@ pub fn reply(
                 format!("Access denied: rate-limit policy {name:?} needs the request's {part}"),
             )
         }
+        Refusal::AmbiguousKey { .. } => (400, "Bad request: ambiguous_rate_limit_key".to_string()),
     };
     let mut all = Vec::with_capacity(headers.len() + 1);
     if !strip_details {

@@ -18,8 +18,16 @@ pub trait RequestFacts {
     fn claims(&self) -> Option<&Map<String, Value>>;
     /// The configured name of the API key the caller authenticated with (never the key itself).
     fn api_key_name(&self) -> Option<&str>;
-    /// A request header by lower-case name.
+    /// A request header by lower-case name (its first value, when UTF-8).
     fn header(&self, name: &str) -> Option<&str>;
+    /// How many times the header occurs (see [`crate::jwt::extract::TokenSource::header_count`]).
+    fn header_count(&self, name: &str) -> usize {
+        usize::from(self.header(name).is_some())
+    }
+    /// `false` when any occurrence of the header is not UTF-8.
+    fn header_is_utf8(&self, _name: &str) -> bool {
+        true
+    }
     /// The connection's source address as Envoy reports it (`source.address`: `ip:port`, `[v6]:port` or `ip`).
     fn source_address(&self) -> Option<&str>;
     /// The matched rule's path template, or its name when it matches by prefix or exact path.
@@ -34,11 +42,15 @@ pub enum KeyPart {
     JwtClaim(Vec<String>),
     /// The API key's configured name.
     ApiKey,
-    /// A request header (lower-case name); the first value.
+    /// A request header (lower-case name). Present more than once, or not UTF-8: ambiguous.
     Header(String),
-    /// The client's address: with `trusted_hops` = 0 the connection's source address; with N > 0 the
-    /// N-th address from the right of `x-forwarded-for`, or the connection's address when the header
-    /// holds fewer. IPv6 addresses are cut to `ipv6_prefix` bits (clients often own a whole /64).
+    /// The client's address. The configuration states that Envoy's connection manager has
+    /// `use_remote_address: true` (else `source.address` is the client's own `x-forwarded-for`), so:
+    /// with `trusted_hops` = 0, `source.address` (the TCP peer, or the address Envoy's own
+    /// `xff_num_trusted_hops` chose); with N > 0, the address N trusted proxies in front of Envoy saw:
+    /// the (N+1)-th entry from the right of `x-forwarded-for` (Envoy appended the peer as the last),
+    /// or the connection's address when the header holds fewer. IPv6 addresses are cut to
+    /// `ipv6_prefix` bits (clients often own a whole /64).
     ClientAddress {
         trusted_hops: usize,
         ipv6_prefix: u8,
@@ -74,6 +86,23 @@ impl KeyPart {
             KeyPart::Method => Some(Cow::Borrowed(facts.method())),
         }
     }
+}
+
+/// The first part of `parts` whose value the request gives more than one way (a header present
+/// twice or not UTF-8; for `client_address` with `trusted_hops`, `x-forwarded-for`): such a request
+/// is refused rather than keyed by one of its copies.
+pub fn ambiguous_part(parts: &[KeyPart], facts: &dyn RequestFacts) -> Option<&'static str> {
+    let unclear = |name: &str| facts.header_count(name) > 1 || !facts.header_is_utf8(name);
+    parts
+        .iter()
+        .find(|part| match part {
+            KeyPart::Header(name) => unclear(name),
+            KeyPart::ClientAddress { trusted_hops, .. } => {
+                *trusted_hops > 0 && unclear("x-forwarded-for")
+            }
+            _ => false,
+        })
+        .map(KeyPart::name)
 }
 
 /// Builds the key from `parts`, prefixed by `scope` (the rule name for per-rule policies, empty for
@@ -145,7 +174,8 @@ fn client_address(facts: &dyn RequestFacts, trusted_hops: usize) -> Option<IpAdd
     if trusted_hops > 0 {
         if let Some(xff) = facts.header("x-forwarded-for") {
             let mut entries = xff.rsplit(',').map(str::trim);
-            if let Some(entry) = entries.nth(trusted_hops - 1) {
+            // Envoy (use_remote_address: true) appended the peer: skip it, then the trusted hops'.
+            if let Some(entry) = entries.nth(trusted_hops) {
                 // A hop we trust wrote this entry: if it is not an address, the key part is missing
                 // rather than whatever a client managed to put there.
                 return parse_address(entry);
@@ -236,6 +266,8 @@ pub mod fake {
         pub claims: Option<Map<String, Value>>,
         pub api_key: Option<String>,
         pub headers: HashMap<String, String>,
+        /// Further copies of headers in `headers`.
+        pub repeated: Vec<String>,
         pub source: Option<String>,
         pub template: String,
         pub method: String,
@@ -262,6 +294,11 @@ pub mod fake {
             self.headers.insert(name.into(), value.into());
             self
         }
+        /// One more copy of a header already set.
+        pub fn with_repeated(mut self, name: &str) -> Facts {
+            self.repeated.push(name.into());
+            self
+        }
         pub fn with_source(mut self, source: Option<&str>) -> Facts {
             self.source = source.map(str::to_string);
             self
@@ -281,6 +318,10 @@ pub mod fake {
         }
         fn header(&self, name: &str) -> Option<&str> {
             self.headers.get(name).map(String::as_str)
+        }
+        fn header_count(&self, name: &str) -> usize {
+            usize::from(self.headers.contains_key(name))
+                + self.repeated.iter().filter(|n| *n == name).count()
         }
         fn source_address(&self) -> Option<&str> {
             self.source.as_deref()
@@ -381,12 +422,13 @@ mod tests {
 
     #[test]
     fn trusted_hops_pick_the_address_the_nearest_trusted_proxy_saw() {
+        // client, what the proxy saw, and the proxy itself (appended by Envoy).
         let facts = Facts::new().with_header("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.1.1.1");
-        assert_eq!(build("", &addr(1), &facts).unwrap(), "0:8:10.1.1.1");
-        assert_eq!(build("", &addr(2), &facts).unwrap(), "0:7:1.2.3.4");
+        assert_eq!(build("", &addr(1), &facts).unwrap(), "0:7:1.2.3.4");
+        assert_eq!(build("", &addr(2), &facts).unwrap(), "0:7:6.6.6.6");
         // Fewer entries than hops: the request bypassed the proxies; use the connection.
-        assert_eq!(build("", &addr(5), &facts).unwrap(), "0:8:10.0.0.1");
-        let junk = Facts::new().with_header("x-forwarded-for", "not-an-ip");
+        assert_eq!(build("", &addr(3), &facts).unwrap(), "0:8:10.0.0.1");
+        let junk = Facts::new().with_header("x-forwarded-for", "not-an-ip, 10.1.1.1");
         assert_eq!(build("", &addr(1), &junk), Err("client_address"));
     }
 
@@ -412,6 +454,20 @@ mod tests {
         assert_eq!(build("", &zero, &a).unwrap(), "0:2:::");
         assert_eq!(parse_address("1.2.3.4:99999"), None);
         assert_eq!(parse_address("garbage"), None);
+    }
+
+    #[test]
+    fn a_header_or_forwarded_for_sent_twice_makes_the_key_ambiguous() {
+        let tenant = vec![KeyPart::Header("x-tenant".into()), KeyPart::Method];
+        let once = Facts::new().with_header("x-tenant", "a");
+        assert_eq!(ambiguous_part(&tenant, &once), None);
+        let twice = once.clone().with_repeated("x-tenant");
+        assert_eq!(ambiguous_part(&tenant, &twice), Some("header"));
+        let xff = Facts::new()
+            .with_header("x-forwarded-for", "1.2.3.4")
+            .with_repeated("x-forwarded-for");
+        assert_eq!(ambiguous_part(&addr(0), &xff), None);
+        assert_eq!(ambiguous_part(&addr(1), &xff), Some("client_address"));
     }
 
     #[test]

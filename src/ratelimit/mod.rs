@@ -32,7 +32,7 @@ pub mod headers;
 pub mod key;
 pub mod store;
 
-use crate::config::reader::{Node, Result};
+use crate::reader::{Node, Result};
 use crate::store::{SharedStore, StoreError};
 use gcra::{ceil_secs, Rate, NS_PER_MS};
 pub use key::{KeyPart, RequestFacts, Seed};
@@ -112,13 +112,15 @@ pub enum LimitEvent {
     MissingKey,
     /// A key part was missing and the fallback key decided.
     FallbackKey,
+    /// A key part was given two ways (a key header sent twice); the request was refused (400).
+    AmbiguousKey,
     /// Every CAS attempt lost a race; `on_cas_exhausted` decided.
     CasExhausted,
     /// Shared data refused a read or write; `on_cas_exhausted` decided.
     StoreFailed,
-    /// A slot was created in shared data: the count of these is the number of keys tracked
-    /// (shared-data entries in use; never more than `max_keys + 1`).
-    KeyTracked,
+    /// A slot was created in shared data: the count is the number of shared-data entries the policy
+    /// uses (never more than `max_keys + 1`), not of live keys (stale slots are reused).
+    SlotCreated,
     /// A stale slot was taken over by a new key.
     KeyReclaimed,
     /// The table was full of live keys; the shared overflow budget decided.
@@ -135,9 +137,10 @@ impl LimitEvent {
             LimitEvent::Limited => "limited",
             LimitEvent::MissingKey => "missing_key",
             LimitEvent::FallbackKey => "fallback_key",
+            LimitEvent::AmbiguousKey => "ambiguous_key",
             LimitEvent::CasExhausted => "cas_exhausted",
             LimitEvent::StoreFailed => "store_failed",
-            LimitEvent::KeyTracked => "keys_tracked",
+            LimitEvent::SlotCreated => "slots_created",
             LimitEvent::KeyReclaimed => "keys_reclaimed",
             LimitEvent::Overflow => "overflow",
             LimitEvent::CasRetry => "cas_retries",
@@ -145,14 +148,15 @@ impl LimitEvent {
     }
 
     /// Every event, to define the counters once.
-    pub const ALL: [LimitEvent; 10] = [
+    pub const ALL: [LimitEvent; 11] = [
         LimitEvent::Allowed,
         LimitEvent::Limited,
         LimitEvent::MissingKey,
         LimitEvent::FallbackKey,
+        LimitEvent::AmbiguousKey,
         LimitEvent::CasExhausted,
         LimitEvent::StoreFailed,
-        LimitEvent::KeyTracked,
+        LimitEvent::SlotCreated,
         LimitEvent::KeyReclaimed,
         LimitEvent::Overflow,
         LimitEvent::CasRetry,
@@ -169,6 +173,16 @@ pub enum Refusal {
     },
     /// The request lacks a key part and the policy is `on_missing_key: deny`: 403.
     MissingKey { policy: usize, part: &'static str },
+    /// The request gives a key part two ways (a key header sent twice or not UTF-8): 400, whatever
+    /// `on_missing_key` says (the pipeline answers `Denial::BadRequest("ambiguous_rate_limit_key")`).
+    AmbiguousKey { policy: usize, part: &'static str },
+}
+
+/// Why no key could be built for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyFailure {
+    Missing(&'static str),
+    Ambiguous(&'static str),
 }
 
 /// One request's rate-limit decision.
@@ -227,9 +241,17 @@ impl RateLimits {
                     }
                     keyed.push((index, policy, key));
                 }
-                Err(part) => {
+                Err(KeyFailure::Missing(part)) => {
                     decision.events.push((index, LimitEvent::MissingKey));
                     decision.refusal = Some(Refusal::MissingKey {
+                        policy: index,
+                        part,
+                    });
+                    return decision;
+                }
+                Err(KeyFailure::Ambiguous(part)) => {
+                    decision.events.push((index, LimitEvent::AmbiguousKey));
+                    decision.refusal = Some(Refusal::AmbiguousKey {
                         policy: index,
                         part,
                     });
@@ -334,14 +356,23 @@ impl LimitPolicy {
         &self,
         rule: &str,
         facts: &dyn RequestFacts,
-    ) -> std::result::Result<(String, bool), &'static str> {
+    ) -> std::result::Result<(String, bool), KeyFailure> {
         let scope = match self.scope {
             Scope::Rule => rule,
             Scope::Shared => "",
         };
+        if let Some(part) = key::ambiguous_part(&self.key, facts).or_else(|| {
+            self.fallback_key
+                .as_deref()
+                .and_then(|parts| key::ambiguous_part(parts, facts))
+        }) {
+            return Err(KeyFailure::Ambiguous(part));
+        }
         match key::build(scope, &self.key, facts) {
             Ok(key) => Ok((key, false)),
-            Err(part) if self.on_missing_key == OnMissingKey::Deny => Err(part),
+            Err(part) if self.on_missing_key == OnMissingKey::Deny => {
+                Err(KeyFailure::Missing(part))
+            }
             Err(_) => {
                 let parts = self.fallback_key.as_deref().unwrap_or(&self.key);
                 // `~` never starts a primary key (those start with a length): the two never mix.
@@ -398,7 +429,7 @@ fn failure(
 
 fn slot_event(event: SlotEvent) -> LimitEvent {
     match event {
-        SlotEvent::SlotCreated => LimitEvent::KeyTracked,
+        SlotEvent::SlotCreated => LimitEvent::SlotCreated,
         SlotEvent::SlotReclaimed => LimitEvent::KeyReclaimed,
         SlotEvent::Overflow => LimitEvent::Overflow,
         SlotEvent::CasRetry => LimitEvent::CasRetry,
@@ -651,7 +682,20 @@ fn compile_key_part(node: &Node<'_>) -> Result<KeyPart> {
             KeyPart::Header(name.to_ascii_lowercase())
         }
         "client_address" => {
-            let o = n.object(&["trusted_hops", "ipv6_prefix"])?;
+            let o = n.object(&["use_remote_address", "trusted_hops", "ipv6_prefix"])?;
+            // Envoy's `source.address` is the client's own `x-forwarded-for` unless the connection
+            // manager has `use_remote_address: true`: the operator must say it has.
+            let stated = o.get("use_remote_address").map(|u| u.bool()).transpose()?;
+            if stated != Some(true) {
+                return Err(o
+                    .get("use_remote_address")
+                    .unwrap_or_else(|| n.clone())
+                    .error(
+                        "client_address needs \"use_remote_address\": true, stating that Envoy's \
+                         http_connection_manager sets use_remote_address: true; without it Envoy \
+                         takes the client address from x-forwarded-for, which clients choose",
+                    ));
+            }
             let trusted_hops = o
                 .get("trusted_hops")
                 .map(|h| h.usize_in(0, 16))

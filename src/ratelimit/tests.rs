@@ -1,6 +1,6 @@
 use super::key::fake::Facts;
 use super::*;
-use crate::config::reader::ConfigError;
+use crate::reader::ConfigError;
 use crate::store::memory::MemoryStore;
 use crate::store::Versioned;
 use serde_json::{json, Value};
@@ -48,8 +48,8 @@ fn a_full_policy_compiles_with_every_part_and_option() {
     let l = limits(json!({"per_user": {
         "requests": 100, "period": "60s", "burst": 20,
         "key": [{"jwt_claim": "sub"}, {"api_key": true}, {"header": "X-Tenant"},
-                {"client_address": {"trusted_hops": 1}}, {"path_template": true}, {"method": true}],
-        "fallback_key": [{"client_address": {}}],
+                {"client_address": {"use_remote_address": true, "trusted_hops": 1}}, {"path_template": true}, {"method": true}],
+        "fallback_key": [{"client_address": {"use_remote_address": true}}],
         "on_missing_key": "fallback", "scope": "shared", "on_cas_exhausted": "deny",
         "headers": "x-ratelimit", "headers_on_allowed": true, "max_keys": 500, "cas_attempts": 4
     }}));
@@ -133,9 +133,19 @@ fn bad_policies_are_refused_with_their_path() {
     );
     assert_eq!(
         path(
-            json!({"p": {"requests": 1, "period": "1s", "key": [{"client_address": {"trusted_hops": 99}}]}})
+            json!({"p": {"requests": 1, "period": "1s", "key": [{"client_address": {"use_remote_address": true, "trusted_hops": 99}}]}})
         ),
         "p.key[0].client_address.trusted_hops"
+    );
+    assert_eq!(
+        path(json!({"p": {"requests": 1, "period": "1s", "key": [{"client_address": {}}]}})),
+        "p.key[0].client_address"
+    );
+    assert_eq!(
+        path(
+            json!({"p": {"requests": 1, "period": "1s", "key": [{"client_address": {"use_remote_address": false}}]}})
+        ),
+        "p.key[0].client_address.use_remote_address"
     );
     assert_eq!(
         path(json!({"p": {"requests": 1, "period": "1s", "key": [{"jwt_claim": "a."}]}})),
@@ -308,7 +318,7 @@ fn per_rule_scope_separates_rules_and_shared_scope_joins_them() {
 fn a_missing_key_part_is_refused_or_falls_back_as_configured() {
     let l = limits(json!({
         "deny": {"requests": 5, "period": "60s", "key": [{"jwt_claim": "sub"}], "on_missing_key": "deny"},
-        "by_ip": {"requests": 2, "period": "60s", "key": [{"jwt_claim": "sub"}], "fallback_key": [{"client_address": {}}]},
+        "by_ip": {"requests": 2, "period": "60s", "key": [{"jwt_claim": "sub"}], "fallback_key": [{"client_address": {"use_remote_address": true}}]},
         "marker": {"requests": 1, "period": "60s", "key": [{"api_key": true}]}
     }));
     let (deny, by_ip, marker) = (
@@ -456,7 +466,7 @@ fn new_keys_are_counted_once_as_tracked() {
     let tracked = |facts: &Facts| {
         l.check(&[0], "r", facts, &store, &SEED, NOW_MS)
             .events
-            .contains(&(0, LimitEvent::KeyTracked))
+            .contains(&(0, LimitEvent::SlotCreated))
     };
     assert!(tracked(&user("alice")));
     assert!(!tracked(&user("alice")));
@@ -520,4 +530,32 @@ fn two_workers_creating_the_seed_at_once_agree() {
     let store = Racing(MemoryStore::default());
     let seed = ensure_seed(&store, "apiguard", [1; 16]).unwrap();
     assert_eq!(seed, Seed::from_bytes(&[9; 16]));
+}
+
+#[test]
+fn a_key_header_sent_twice_is_refused_whatever_on_missing_key_says() {
+    let l = limits(json!({
+        "fallback": {"requests": 5, "period": "60s", "key": [{"header": "x-tenant"}]},
+        "deny": {"requests": 5, "period": "60s", "key": [{"header": "x-tenant"}], "on_missing_key": "deny"}
+    }));
+    let store = MemoryStore::default();
+    let twice = Facts::new()
+        .with_header("x-tenant", "a")
+        .with_repeated("x-tenant");
+    for name in ["fallback", "deny"] {
+        let policy = l.find(name).unwrap();
+        let d = l.check(&[policy], "r", &twice, &store, &SEED, NOW_MS);
+        assert_eq!(
+            d.refusal,
+            Some(Refusal::AmbiguousKey {
+                policy,
+                part: "header"
+            })
+        );
+        assert_eq!(d.events, vec![(policy, LimitEvent::AmbiguousKey)]);
+        assert_eq!(
+            headers::reply(&d.refusal.unwrap(), &l, &d.headers, false).status,
+            400
+        );
+    }
 }

@@ -38,7 +38,7 @@ pub use mask::MaskStyle;
 pub use scan::{redact, Findings, Outcome};
 pub use stream::StreamRedactor;
 
-use crate::config::reader::{Node, Result};
+use crate::reader::{Node, Result};
 use json::PointerSeg;
 use mask::{Canon, HmacKey};
 use std::collections::BTreeMap;
@@ -222,10 +222,15 @@ impl Redaction {
             .is_some_and(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
         match content_type.and_then(BodyKind::from_content_type) {
             Some(kind) if !encoded => BodyDecision::Scan(kind),
-            _ => match self.on_unknown_encoding {
-                UnknownEncoding::Pass => BodyDecision::PassUnscanned,
-                UnknownEncoding::Block => BodyDecision::BlockUnscanned,
-            },
+            _ => self.unscannable(),
+        }
+    }
+
+    /// What to do with a body that cannot be scanned (a byte range, an unknown encoding).
+    pub fn unscannable(&self) -> BodyDecision {
+        match self.on_unknown_encoding {
+            UnknownEncoding::Pass => BodyDecision::PassUnscanned,
+            UnknownEncoding::Block => BodyDecision::BlockUnscanned,
         }
     }
 

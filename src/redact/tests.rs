@@ -1,6 +1,6 @@
 use super::detectors::{self as d, Brand};
 use super::*;
-use crate::config::reader::Node;
+use crate::reader::Node;
 use serde_json::json;
 
 fn policy(v: serde_json::Value) -> Redaction {

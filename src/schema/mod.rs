@@ -36,7 +36,7 @@ pub use openapi::{BodyPlan, Found, OpenApi};
 pub use problem::{Rejection, Violation, PROBLEM_CONTENT_TYPE};
 pub use validate::Limits;
 
-use crate::config::reader::{ConfigError, Node, Result};
+use crate::reader::{ConfigError, Node, Result};
 use serde_json::Value;
 
 /// What to do with a request for an operation the OpenAPI document does not declare.
@@ -107,9 +107,11 @@ pub enum HeadOutcome {
     Reject(Rejection),
 }
 
-/// Which schema a buffered body is checked against (an index, cheap to keep per request).
+/// Which schema a buffered body is checked against (an index, cheap to keep per request), and
+/// whether a body is required: an empty body (headers, then only trailers or an empty data frame)
+/// is no body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyCheck(Target);
+pub struct BodyCheck(Target, bool);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -137,11 +139,11 @@ impl SchemaPolicy {
         let declared_len = req
             .header("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let need_body = |target: Target| -> HeadOutcome {
+        let need_body = |target: Target, required: bool| -> HeadOutcome {
             if declared_len.is_some_and(|n| n > self.limits.max_body_bytes as u64) {
                 return HeadOutcome::Reject(self.too_large());
             }
-            HeadOutcome::NeedBody(BodyCheck(target))
+            HeadOutcome::NeedBody(BodyCheck(target, required))
         };
         match &self.kind {
             PolicyKind::JsonSchema {
@@ -168,7 +170,7 @@ impl SchemaPolicy {
                 if !accepted {
                     return HeadOutcome::Reject(Rejection::UnsupportedMediaType);
                 }
-                need_body(Target::Root)
+                need_body(Target::Root, *body_required)
             }
             PolicyKind::OpenApi(api) => {
                 let (path, query) = path_and_query(req.path());
@@ -193,7 +195,10 @@ impl SchemaPolicy {
                 match api.body_plan(op, content_type, has_body) {
                     Err(r) => HeadOutcome::Reject(r),
                     Ok(BodyPlan::None) => HeadOutcome::Pass,
-                    Ok(BodyPlan::Json(schema)) => need_body(Target::OpenApi(schema)),
+                    Ok(BodyPlan::Json(schema)) => {
+                        let required = api.body_plan(op, content_type, false).is_err();
+                        need_body(Target::OpenApi(schema), required)
+                    }
                 }
             }
         }
@@ -209,6 +214,14 @@ impl SchemaPolicy {
 
     /// Checks a fully buffered body: size, nesting, JSON syntax, schema.
     pub fn check_body(&self, check: BodyCheck, body: &[u8]) -> std::result::Result<(), Rejection> {
+        if body.is_empty() {
+            // No body after all (only trailers, or an empty stream): judged as at the headers.
+            return if check.1 {
+                Err(Rejection::MissingBody)
+            } else {
+                Ok(())
+            };
+        }
         let schema = match (&self.kind, check.0) {
             (PolicyKind::JsonSchema { schema, .. }, Target::Root) => Some(schema),
             (PolicyKind::OpenApi(api), Target::OpenApi(Some(i))) => api.bodies.get(i),

@@ -430,11 +430,20 @@ impl OpenApi {
         let Some((_, entry, path_params)) = best else {
             return Found::UnknownPath;
         };
-        match entry
-            .operations
-            .iter()
-            .find(|op| op.method.eq_ignore_ascii_case(method))
-        {
+        // HEAD follows the GET operation unless the document declares HEAD itself.
+        let find = |wanted: &str| {
+            entry
+                .operations
+                .iter()
+                .find(|op| op.method.eq_ignore_ascii_case(wanted))
+        };
+        let operation = find(method).or_else(|| {
+            method
+                .eq_ignore_ascii_case("HEAD")
+                .then(|| find("GET"))
+                .flatten()
+        });
+        match operation {
             Some(op) => Found::Operation { op, path_params },
             None => Found::MethodNotAllowed {
                 allow: entry
@@ -958,6 +967,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn head_follows_the_get_operation_and_paths_are_case_sensitive() {
+        let a = api();
+        match a.find("HEAD", "/v1/pets/mine") {
+            Found::Operation { op, .. } => assert_eq!(op.method, "GET"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(a.find("GET", "/v1/PETS/mine"), Found::UnknownPath));
     }
 
     #[test]

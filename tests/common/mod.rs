@@ -6,6 +6,8 @@
 //!   `collector` clusters), starts Envoy on ports it picks itself (port 0; the harness reads them back from
 //!   the admin endpoint, so parallel tests never collide) and kills it on drop. When a test fails, the tail
 //!   of Envoy's log is printed and its directory kept.
+//!   The connection manager normalises paths and hosts as `docs/deployment.md` recommends, unless
+//!   [`EnvoyOpts::raw_paths`] asks for Envoy's defaults (raw paths reach the filter).
 //!   The listener speaks HTTP/1.1 and HTTP/2 (`codec_type: AUTO`, h2c) and passes HTTP/1.1 trailers on
 //!   (`enable_trailers`).
 //! - [`Proto`] `H1`/`H2` is the client's protocol; [`per_protocol!`] runs each listed test function as
@@ -1084,6 +1086,12 @@ pub struct EnvoyOpts {
     pub concurrency: u32,
     /// Envoy's `allow_on_headers_stop_iteration` in the Wasm filter config.
     pub allow_on_headers_stop_iteration: bool,
+    /// The connection manager's path and host hygiene that `docs/deployment.md` recommends
+    /// (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action: REJECT_REQUEST`,
+    /// `strip_trailing_host_dot`, `headers_with_underscores_action: REJECT_REQUEST`); on by default,
+    /// as deployed. Off ([`EnvoyOpts::raw_paths`]): raw paths and hosts reach the filter as the client
+    /// sent them (Envoy's own defaults), which is what tests of the filter's own path handling need.
+    pub normalise_paths: bool,
     /// The protocol of the test client ([`Envoy::request`] and kin); [`Proto::current`] by default.
     pub proto: Proto,
     /// The `upstream` cluster speaks HTTP/2 (h2c, an [`H2Echo`]) instead of HTTP/1.1.
@@ -1112,9 +1120,22 @@ impl EnvoyOpts {
             with_filter: true,
             concurrency: 2,
             allow_on_headers_stop_iteration: false,
+            normalise_paths: true,
             proto: Proto::current(),
             upstream_h2: false,
         }
+    }
+
+    /// Envoy normalises paths and hosts before the filter (see [`EnvoyOpts::normalise_paths`]).
+    pub fn normalised_paths(mut self) -> EnvoyOpts {
+        self.normalise_paths = true;
+        self
+    }
+
+    /// Raw paths and hosts reach the filter (Envoy's defaults).
+    pub fn raw_paths(mut self) -> EnvoyOpts {
+        self.normalise_paths = false;
+        self
     }
 
     pub fn proto(mut self, proto: Proto) -> EnvoyOpts {
@@ -1205,6 +1226,32 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
     if let Some(port) = opts.collector_port {
         clusters.push(static_cluster("collector", port));
     }
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        // HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one listener; HTTP/1.1 trailers (chunked
+        // trailer section) passed on rather than dropped.
+        "codec_type": "AUTO",
+        "http_protocol_options": {"enable_trailers": true},
+        // As the shipped bootstraps: source.address is the TCP peer, never the client's own
+        // x-forwarded-for (client-address rate-limit keys require it).
+        "use_remote_address": true,
+        "route_config": {"name": "local", "virtual_hosts": [{
+            "name": "all",
+            "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"},
+                        "route": {"cluster": "upstream", "timeout": "5s"}}]
+        }]},
+        "http_filters": http_filters
+    });
+    if opts.normalise_paths {
+        hcm["normalize_path"] = json!(true);
+        hcm["merge_slashes"] = json!(true);
+        hcm["path_with_escaped_slashes_action"] = json!("REJECT_REQUEST");
+        hcm["strip_trailing_host_dot"] = json!(true);
+        hcm["common_http_protocol_options"] =
+            json!({"headers_with_underscores_action": "REJECT_REQUEST"});
+    }
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
@@ -1213,21 +1260,7 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "ingress",
-                        // HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one listener; HTTP/1.1
-                        // trailers (chunked trailer section) passed on rather than dropped.
-                        "codec_type": "AUTO",
-                        "http_protocol_options": {"enable_trailers": true},
-                        "route_config": {"name": "local", "virtual_hosts": [{
-                            "name": "all",
-                            "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"},
-                                        "route": {"cluster": "upstream", "timeout": "5s"}}]
-                        }]},
-                        "http_filters": http_filters
-                    }
+                    "typed_config": hcm
                 }]}]
             }],
             "clusters": clusters

@@ -7,11 +7,12 @@
     reason = "test helpers: a panic fails the test"
 )]
 
-use apiguard::config::reader::Node;
 use apiguard::discovery::delivery::Outcome;
 use apiguard::discovery::event::Source;
 use apiguard::discovery::observe::{Observation, Side};
-use apiguard::discovery::{compile, Discovery, DiscoveryWorker, HeaderList};
+use apiguard::discovery::{compile, Discovery, DiscoveryWorker};
+use apiguard::reader::Node;
+use apiguard::request::Request;
 use serde_json::{json, Value};
 
 pub fn conformance(path: &str) -> String {
@@ -110,11 +111,11 @@ impl<'a> Exchange<'a> {
     }
 
     pub fn observe(&self, d: &Discovery) -> Observation {
-        let mut obs = Observation::request(d, &HeaderList::of(&self.request));
+        let mut obs = Observation::request(d, &Request::of(&self.request));
         if let Some(b) = self.request_body {
             obs.request_body(d, b.as_bytes(), true);
         }
-        obs.response(d, &HeaderList::of(&self.response));
+        obs.response(d, &Request::of(&self.response));
         if let Some(b) = self.response_body {
             obs.response_body(d, b.as_bytes(), true);
         }

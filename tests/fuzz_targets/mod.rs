@@ -13,6 +13,8 @@
 //! - `discovery`: newline-separated method, path, content-type, soapaction, upgrade, `:protocol`,
 //!   response content-type (empty = absent), then the body (everything after the 7th newline).
 //! - `pipeline`: `METHOD PATH`, then `name: value` header lines, an empty line, the body.
+//! - `canonical_path`: byte 0 = method (bits 0-1: `GET`, `HEAD`, `get`, `POST`), then the `:path`
+//!   (lossy UTF-8).
 //!
 //! Fixed inputs: the clock is [`NOW`]; keys are `tests/fixtures/keys/jwks.json` plus `hs.jwks.json`.
 
@@ -25,7 +27,7 @@
     reason = "fuzz checks: a panic is the finding; each fuzz target uses one of these functions"
 )]
 
-use apiguard::config::reader::Node;
+use apiguard::canonical::canonicalize;
 use apiguard::config::Policy;
 use apiguard::discovery::{classify, template};
 use apiguard::jwt::cache::TokenCache;
@@ -35,6 +37,7 @@ use apiguard::jwt::keys::KeySet;
 use apiguard::jwt::verify::{self, ClaimRules};
 use apiguard::pipeline::{self, HeaderChange, KeyLookup, RequestView, WorkerEnv};
 use apiguard::ratelimit::Seed;
+use apiguard::reader::Node;
 use apiguard::redact::{self, BodyKind, Redaction, StreamRedactor};
 use apiguard::schema::{self, Draft, HeadOutcome, Options, Rejection, Schema};
 use apiguard::store::memory::MemoryStore;
@@ -61,6 +64,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("redact", redact),
     ("discovery", discovery),
     ("pipeline", pipeline),
+    ("canonical_path", canonical_path),
+    ("body_flow", body_flow),
 ];
 
 /// Every public key of `jwks.json` and the HMAC secret of `hs.jwks.json`, as one JWKS document.
@@ -618,6 +623,7 @@ pub fn discovery(data: &[u8]) {
         soap_action: soap_action.as_deref(),
         upgrade: upgrade.as_deref(),
         protocol: protocol.as_deref(),
+        websocket_protocol: None,
     };
     let mut c = classify::from_head(&head);
     check_operation(&c);
@@ -675,6 +681,9 @@ impl TokenSource for TextRequest {
     }
     fn query(&self) -> &str {
         self.path.split_once('?').map_or("", |(_, q)| q)
+    }
+    fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
     }
 }
 
@@ -825,7 +834,7 @@ pub fn pipeline_outcome(data: &[u8]) -> &'static str {
         return "allowed";
     };
     let uri = pipeline::original_uri(&request);
-    let reply = apiguard::reply::for_denial(&denial, policy, &uri, &verdict.response_headers);
+    let reply = apiguard::refusal::for_denial(&denial, policy, &uri, &verdict.response_headers);
     assert!(
         (400..600).contains(&reply.status),
         "reply status {}",
@@ -835,4 +844,214 @@ pub fn pipeline_outcome(data: &[u8]) -> &'static str {
         no_control(name, value);
     }
     denial.name()
+}
+
+// -------------------------------------------------------------------------- canonical_path
+
+/// Rules of every kind (prefix, exact, template, case-insensitive, methods, guarded or not), so that
+/// routing differences between a path and its canonical form show.
+fn canonical_policy() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        Policy::from_value(&json!({
+            "api_keys": {"k": {"from_header": "x-api-key", "keys": [{"name": "a", "sha256": sha256_hex(b"k")}]}},
+            "rules": [
+                {"name": "head", "match": {"prefix": "/files/", "methods": ["HEAD"]}},
+                {"name": "files", "match": {"prefix": "/files/", "methods": ["GET"]}, "api_key": "k"},
+                {"name": "exact", "match": {"exact": "/admin"}, "api_key": "k"},
+                {"name": "users", "match": {"template": "/users/{id}/orders/*"}, "api_key": "k"},
+                {"name": "static", "match": {"template": "/static/**"}},
+                {"name": "legacy", "match": {"prefix": "/Legacy/", "case_insensitive": true}, "api_key": "k"},
+                {"name": "api", "match": {"prefix": "/api/"}, "api_key": "k"},
+                {"name": "ascii", "match": {"prefix": "/a"}}
+            ]
+        }))
+        .expect("fixed canonical_path policy compiles")
+    })
+}
+
+fn route_of(method: &str, path: &str) -> (Option<usize>, Option<apiguard::refusal::Denial>) {
+    let request = TextRequest {
+        method: method.to_string(),
+        path: path.to_string(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let store = MemoryStore::default();
+    let mut cache = TokenCache::new(0);
+    let mut env = WorkerEnv {
+        keys: &mut NoRemote,
+        cache: &mut cache,
+        store: &store,
+        seed: None,
+        now_ms: NOW * 1000,
+    };
+    let verdict = pipeline::decide(canonical_policy(), &request, &mut env);
+    (verdict.rule, verdict.denial)
+}
+
+/// `canonical::canonicalize` never panics and is idempotent (the canonical path of a canonical path
+/// is itself, borrowed and unflagged but for what stays ambiguous); canonical paths have no empty,
+/// `.` or `..` segment and no `;`; a path the pipeline accepts routes to the same rule as its
+/// canonical form.
+pub fn canonical_path(data: &[u8]) {
+    let (selector, rest) = data.split_first().map_or((0, data), |(b, r)| (*b, r));
+    let method = ["GET", "HEAD", "get", "POST"][usize::from(selector & 3)];
+    let raw = String::from_utf8_lossy(rest);
+    let once = canonicalize(&raw);
+    let twice = canonicalize(&once.path);
+    assert_eq!(once.path, twice.path, "not idempotent for {raw:?}");
+    assert!(
+        matches!(twice.path, std::borrow::Cow::Borrowed(_)),
+        "a canonical path was rewritten: {:?}",
+        once.path
+    );
+    assert!(!twice.matrix, "matrix parameters survived: {:?}", once.path);
+    if once.path.starts_with('/') {
+        let segments: Vec<&str> = once.path.split('/').skip(1).collect();
+        let last = segments.len().saturating_sub(1);
+        for (i, segment) in segments.iter().enumerate() {
+            assert!(
+                !matches!(*segment, "." | "..") && (i == last || !segment.is_empty()),
+                "segment {segment:?} left in {:?}",
+                once.path
+            );
+        }
+        assert!(!once.path.contains(';'), "{:?}", once.path);
+    }
+    if let Some(query) = once.query {
+        assert!(raw.ends_with(query), "the query string changed");
+    }
+    let (rule, denial) = route_of(method, &raw);
+    if denial == Some(apiguard::refusal::Denial::BadRequest("ambiguous_path")) {
+        assert!(once.is_ambiguous(), "refused an unambiguous path {raw:?}");
+        assert_eq!(rule, None);
+        return;
+    }
+    assert!(!once.is_ambiguous(), "accepted an ambiguous path {raw:?}");
+    let (canonical_rule, _) = route_of(method, &once.with_query());
+    assert_eq!(
+        rule, canonical_rule,
+        "{raw:?} routes differently from its canonical form {:?}",
+        once.path
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// body_flow: the body state machine (`apiguard::exchange`) through the simulated proxy.
+//
+// Input: byte 0 picks the route (schema, request block, response redact, response block, report);
+// byte 1: bit 0 = end the body with trailers, bits 1-2 = number of cuts (0-3); then one byte per cut
+// (a position, scaled to the body); the rest is the body.
+// Invariants: the verdict (reply status, reset, bytes the upstream or client received) is the same as
+// for the whole body in one chunk without trailers; the filter never reads or writes a body the proxy
+// no longer holds; nothing panics.
+
+const BODY_FLOW_CONFIG: &str = r#"{
+    "schemas": {"order": {"json_schema": {"type": "object", "required": ["qty"],
+        "properties": {"qty": {"type": "integer", "minimum": 1}}}, "max_body_bytes": 256}},
+    "redaction": {
+        "pii": {"action": "redact"},
+        "blocker": {"action": "block"},
+        "req_blocker": {"action": "block", "bodies": ["request"]},
+        "watcher": {"action": "report", "bodies": ["request", "response"]}
+    },
+    "rules": [
+        {"name": "orders", "match": {"prefix": "/orders"}, "schema": "order"},
+        {"name": "reqblock", "match": {"prefix": "/rb/"}, "redaction": "req_blocker"},
+        {"name": "redact", "match": {"prefix": "/r/"}, "redaction": "pii"},
+        {"name": "block", "match": {"prefix": "/b/"}, "redaction": "blocker"},
+        {"name": "report", "match": {"prefix": "/w/"}, "redaction": "watcher"}
+    ]
+}"#;
+
+fn body_flow_policy() -> std::rc::Rc<Policy> {
+    thread_local! {
+        static POLICY: std::rc::Rc<Policy> =
+            std::rc::Rc::new(Policy::from_json(BODY_FLOW_CONFIG.as_bytes()).expect("body_flow config"));
+    }
+    POLICY.with(std::rc::Rc::clone)
+}
+
+/// (reply status, reset, upstream bytes, client bytes) for one way of delivering `body`.
+fn body_flow_outcome(
+    route: u8,
+    body: &[u8],
+    cuts: &[usize],
+    trailers: bool,
+) -> (Option<u16>, bool, Vec<u8>, Vec<u8>) {
+    use apiguard::discovery::observe::Side;
+    use apiguard::exchange::sim::Sim;
+    use apiguard::request::Headers;
+    let mut sim = Sim::new(body_flow_policy());
+    let (path, request_side) = match route % 5 {
+        0 => ("/orders", true),
+        1 => ("/rb/x", true),
+        2 => ("/r/x", false),
+        3 => ("/b/x", false),
+        _ => ("/w/x", true),
+    };
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for &cut in cuts {
+        pieces.push(&body[last..cut]);
+        last = cut;
+    }
+    pieces.push(&body[last..]);
+    let method = if request_side { "POST" } else { "GET" };
+    sim.request(
+        Headers::of(&[
+            (":method", method),
+            (":path", path),
+            (":authority", "h"),
+            ("content-type", "application/json"),
+        ]),
+        !request_side,
+    );
+    if request_side {
+        sim.body(Side::Request, &pieces, trailers);
+    } else {
+        sim.response(
+            Headers::of(&[(":status", "200"), ("content-type", "application/json")]),
+            false,
+        );
+        sim.body(Side::Response, &pieces, trailers);
+    }
+    assert!(
+        sim.host.violations.is_empty(),
+        "proxy misuse: {:?}",
+        sim.host.violations
+    );
+    (
+        sim.status(),
+        sim.host.reset,
+        sim.upstream_got().to_vec(),
+        sim.client_got().to_vec(),
+    )
+}
+
+pub fn body_flow(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let route = data[0];
+    let trailers = data[1] & 1 == 1;
+    let ncuts = usize::from((data[1] >> 1) & 3);
+    if data.len() < 2 + ncuts {
+        return;
+    }
+    let body = &data[2 + ncuts..];
+    let mut cuts: Vec<usize> = data[2..2 + ncuts]
+        .iter()
+        .map(|b| usize::from(*b) * body.len() / 255)
+        .collect();
+    cuts.sort_unstable();
+    let whole = body_flow_outcome(route, body, &[], false);
+    let split = body_flow_outcome(route, body, &cuts, trailers);
+    assert_eq!(
+        split,
+        whole,
+        "route {} cuts {cuts:?} trailers {trailers}: the verdict depends on the chunking",
+        route % 5
+    );
 }

@@ -12,6 +12,7 @@ fn head<'a>(method: &'a str, path: &'a str, ct: Option<&'a str>) -> RequestHead<
         soap_action: None,
         upgrade: None,
         protocol: None,
+        websocket_protocol: None,
     }
 }
 
@@ -157,7 +158,7 @@ fn method_and_id_without_jsonrpc_are_rest() {
         r#"{"jsonrpc": "1.0", "method": "subtract", "id": 1}"#,
         r#"{"jsonrpc": 2.0, "method": "subtract", "id": 1}"#,
         r#"[]"#,
-        r#"[{"jsonrpc": "2.0", "method": "a", "id": 1}, {"method": "b"}]"#,
+        r#"[{"method": "a", "id": 1}, {"method": "b"}, 1]"#,
     ] {
         let c = with_body("POST", "/api", Some("application/json"), body);
         assert_eq!(c.api_type, ApiType::Rest, "{body}");
@@ -319,4 +320,90 @@ fn unprintable_or_overlong_operation_names_are_dropped() {
         r#"{"jsonrpc":"2.0","method":"a\u0000b","id":1}"#,
     );
     assert_eq!(op(&c), (Some("call"), None, None));
+}
+
+// JSON-RPC 2.0 §6: a batch answers each member; invalid members get errors, the batch is still JSON-RPC.
+#[test]
+fn a_jsonrpc_batch_mixing_valid_and_invalid_members_is_jsonrpc_and_counts_the_invalid() {
+    let batch = r#"[
+        {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
+        {"foo": "boo"},
+        1,
+        {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
+    ]"#;
+    let c = with_body("POST", "/rpc", Some("application/json"), batch);
+    assert_eq!(c.api_type, ApiType::JsonRpc);
+    assert_eq!(op(&c), (Some("batch"), None, Some("get_data,sum")));
+    assert_eq!(c.invalid_batch_members, 2);
+    let mut parsed = from_head(&head("POST", "/rpc", Some("application/json")));
+    refine_with_json(&mut parsed, &serde_json::from_str(batch).unwrap());
+    assert_eq!(parsed, c);
+    let valid = with_body(
+        "POST",
+        "/rpc",
+        Some("application/json"),
+        r#"[{"jsonrpc": "2.0", "method": "a", "id": 1}]"#,
+    );
+    assert_eq!(valid.invalid_batch_members, 0);
+}
+
+// Apollo automatic persisted queries over GET: the hash in `extensions`, no `query`.
+#[test]
+fn graphql_persisted_queries_sent_as_get_are_graphql() {
+    let q = "operationName=Feed&variables=%7B%7D&extensions=%7B%22persistedQuery%22%3A%7B%22version%22%3A1%2C%22sha256Hash%22%3A%22ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38%22%7D%7D";
+    let path = format!("/graphql?{q}");
+    let c = from_head(&head("GET", &path, None));
+    assert_eq!(c.api_type, ApiType::GraphQl);
+    assert_eq!(op(&c), (None, None, Some("Feed")));
+    // Without a name, still GraphQL.
+    let c = from_head(&head(
+        "GET",
+        "/graphql?extensions=%7B%22persistedQuery%22%3A%7B%22sha256Hash%22%3A%22abc%22%7D%7D",
+        None,
+    ));
+    assert_eq!(c.api_type, ApiType::GraphQl);
+    assert_eq!(c.operation, None);
+    // Hard negatives: an `extensions` parameter that is not a persisted query, or not JSON.
+    for path in [
+        "/search?operationName=x&extensions=%7B%22tracing%22%3Atrue%7D",
+        "/search?extensions=persistedQuery",
+    ] {
+        assert_eq!(
+            from_head(&head("GET", path, None)).api_type,
+            ApiType::Rest,
+            "{path}"
+        );
+    }
+}
+
+// GraphQL over WebSocket: `Sec-WebSocket-Protocol: graphql-transport-ws` (graphql-ws library) or
+// `graphql-ws` (legacy subscriptions-transport-ws).
+#[test]
+fn graphql_over_websocket_subprotocols_are_websocket_carrying_graphql() {
+    for offered in [
+        "graphql-transport-ws",
+        "graphql-ws",
+        "chat, graphql-ws",
+        "GraphQL-Transport-WS",
+    ] {
+        let mut h = head("GET", "/subscriptions", None);
+        h.upgrade = Some("websocket");
+        h.websocket_protocol = Some(offered);
+        let c = from_head(&h);
+        assert_eq!(c.api_type, ApiType::WebSocket, "{offered}");
+        assert_eq!(c.carried, Some(ApiType::GraphQl), "{offered}");
+    }
+    let mut h = head("CONNECT", "/subscriptions", None);
+    h.protocol = Some("websocket");
+    h.websocket_protocol = Some("graphql-transport-ws");
+    assert_eq!(from_head(&h).carried, Some(ApiType::GraphQl));
+    // Other subprotocols, or the header without an upgrade, carry nothing.
+    let mut h = head("GET", "/ws", None);
+    h.upgrade = Some("websocket");
+    h.websocket_protocol = Some("mqtt, graphql-wsx");
+    assert_eq!(from_head(&h).carried, None);
+    let mut h = head("GET", "/ws", None);
+    h.websocket_protocol = Some("graphql-ws");
+    let c = from_head(&h);
+    assert_eq!((c.api_type, c.carried), (ApiType::Rest, None));
 }

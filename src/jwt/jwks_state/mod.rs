@@ -2,6 +2,11 @@
 //! refreshed before it expires, retried with exponential back-off, refetched (rate-limited) when a
 //! token names an unknown `kid`. Pure logic: the host runs the HTTP call this module asks for.
 //!
+//! Clients cannot empty the token cache: unknown-`kid` refetches are bounded per provider for the whole
+//! Envoy (at most one per `refetch_on_unknown_kid`, counted from the last successful fetch, whatever
+//! tokens clients send; failed fetches follow the back-off), and a fetch that brings the same keys keeps
+//! the key generation, so cached verifications stay valid.
+//!
 //! Two shared keys per provider, `<name>.jwks.<provider>.state` and `<name>.jwks.<provider>.doc`:
 //! - `state` is small, read by every worker on every tick: who holds the fetch lease and until when,
 //!   consecutive failures, when the next attempt may start, and when the current document was fetched;
@@ -14,9 +19,9 @@
 //! as Envoy's `jwt_authn` does with `async_fetch`.
 
 use super::keys::KeySet;
-use crate::config::{Policy, RemoteJwks};
 use crate::store::{SharedStore, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Fraction of `cache_duration` after which a document is refreshed (before it expires).
 const REFRESH_AT_PERCENT: u64 = 80;
@@ -101,11 +106,27 @@ struct ProviderKeys {
     state_key: String,
     doc_key: String,
     keys: Option<Arc<KeySet>>,
-    /// Bumped whenever new keys are installed; cached verifications of older generations are void.
+    /// Bumped whenever keys that differ from the installed ones are installed; cached verifications
+    /// of older generations are void.
     generation: u64,
     installed_fetched_at_ms: u64,
     in_flight: bool,
     unknown_kid_seen: bool,
+}
+
+/// Where and how often to fetch a provider's JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout: Duration,
+    pub cache_duration: Duration,
+    pub max_bytes: usize,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Least time between two fetches caused by tokens with an unknown `kid`; `None` never refetches for that.
+    pub refetch_on_unknown_kid: Option<Duration>,
 }
 
 /// One worker's view of every remote JWKS of the policy.
@@ -116,20 +137,17 @@ pub struct JwksCoordinator {
 }
 
 impl JwksCoordinator {
-    /// `worker_id` must differ between VMs (a random number): it identifies the lease holder.
-    pub fn new(policy: &Policy, worker_id: u64) -> Self {
-        let providers = policy
-            .remote_jwks()
-            .map(|(provider, remote)| {
-                let name = policy
-                    .providers
-                    .get(provider)
-                    .map_or("", |p| p.name.as_str())
-                    .to_string();
-                let prefix = format!("{}.jwks.{name}", policy.name);
+    /// `remotes`: (provider index, provider name, where to fetch) for each provider with remote keys;
+    /// `plugin` prefixes the shared-data keys; `worker_id` must differ between VMs (a random number):
+    /// it identifies the lease holder.
+    pub fn new(plugin: &str, remotes: &[(usize, &str, &RemoteJwks)], worker_id: u64) -> Self {
+        let providers = remotes
+            .iter()
+            .map(|&(provider, name, remote)| {
+                let prefix = format!("{plugin}.jwks.{name}");
                 ProviderKeys {
                     provider,
-                    name,
+                    name: name.to_string(),
                     remote: remote.clone(),
                     state_key: format!("{prefix}.state"),
                     doc_key: format!("{prefix}.doc"),
@@ -285,10 +303,7 @@ impl JwksCoordinator {
                 let mut doc = format!("{now_ms}\n").into_bytes();
                 doc.extend_from_slice(&body);
                 let published = store.set(&p.doc_key, &doc, None).is_ok();
-                p.keys = Some(Arc::new(keys));
-                p.generation += 1;
-                p.installed_fetched_at_ms = now_ms;
-                p.unknown_kid_seen = false;
+                install(p, keys, now_ms);
                 update_state(store, &p.state_key, |s| FetchState {
                     holder: worker_id,
                     lease_until_ms: 0,
@@ -369,12 +384,22 @@ fn install_if_newer(p: &mut ProviderKeys, store: &dyn SharedStore, state: &Fetch
     }
     if let Ok(keys) = KeySet::from_jwks(body.get(1..).unwrap_or_default()) {
         if !keys.is_empty() {
-            p.keys = Some(Arc::new(keys));
-            p.generation += 1;
-            p.installed_fetched_at_ms = fetched_at;
-            p.unknown_kid_seen = false;
+            install(p, keys, fetched_at);
         }
     }
+}
+
+/// Installs a fetched key set. The generation (which voids cached verifications) moves only when the
+/// keys differ from the installed ones: a refresh, or an unknown-`kid` refetch, that brings the same
+/// keys keeps every cached token.
+fn install(p: &mut ProviderKeys, keys: KeySet, fetched_at_ms: u64) {
+    let unchanged = p.keys.as_deref().is_some_and(|old| old.same_keys(&keys));
+    if !unchanged {
+        p.keys = Some(Arc::new(keys));
+        p.generation += 1;
+    }
+    p.installed_fetched_at_ms = fetched_at_ms;
+    p.unknown_kid_seen = false;
 }
 
 fn fetch_due(p: &ProviderKeys, state: &FetchState, now_ms: u64) -> bool {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Policy;
 use crate::store::memory::MemoryStore;
 use serde_json::json;
 
@@ -26,7 +27,7 @@ fn workers(n: u64, store: &MemoryStore) -> Vec<JwksCoordinator> {
     let policy = policy();
     (0..n)
         .map(|id| {
-            let c = JwksCoordinator::new(&policy, id + 1);
+            let c = policy.jwks_coordinator(id + 1);
             c.ensure_shared_records(store).unwrap();
             c
         })
@@ -77,8 +78,16 @@ fn a_request_can_pull_keys_another_worker_fetched_without_waiting_for_a_tick() {
     assert!(ws[1].keys(0).is_some());
 }
 
+/// The same key under another `kid`: a different key set.
+fn rotated() -> FetchResult {
+    FetchResult::Response {
+        status: 200,
+        body: JWKS.replace("\"abc\"", "\"rotated\"").into_bytes(),
+    }
+}
+
 #[test]
-fn keys_are_refreshed_before_they_expire_and_the_generation_moves() {
+fn keys_are_refreshed_before_they_expire_and_the_generation_moves_when_they_change() {
     let store = MemoryStore::default();
     let mut ws = workers(2, &store);
     let _ = ws[0].on_tick(&store, T0);
@@ -87,12 +96,68 @@ fn keys_are_refreshed_before_they_expire_and_the_generation_moves() {
     assert!(ws[0].on_tick(&store, T0 + 79_999).is_empty());
     let orders = ws[1].on_tick(&store, T0 + 80_000);
     assert_eq!(orders.len(), 1, "refresh at 80% of cache_duration");
-    ws[1].on_fetch_done(&store, 0, T0 + 80_100, ok());
+    ws[1].on_fetch_done(&store, 0, T0 + 80_100, rotated());
     let _ = ws[0].on_tick(&store, T0 + 80_200);
     assert!(
         ws[0].keys(0).unwrap().1 > gen1,
         "the refreshed keys void older cached verifications"
     );
+}
+
+#[test]
+fn a_refresh_that_brings_the_same_keys_keeps_the_generation_on_every_worker() {
+    let store = MemoryStore::default();
+    let mut ws = workers(2, &store);
+    let _ = ws[0].on_tick(&store, T0);
+    ws[0].on_fetch_done(&store, 0, T0, ok());
+    let _ = ws[1].on_tick(&store, T0 + 10);
+    let gens: Vec<u64> = ws.iter().map(|w| w.keys(0).unwrap().1).collect();
+    // The same document, and the same keys written differently (members reordered, spaces).
+    let reordered = FetchResult::Response {
+        status: 200,
+        body: br#"{"keys":[ {"kid":"abc","kty":"EC","alg":"ES256","crv":"P-256","y":"92bCBTvMFQ8lKbS2MbgjT3YfmYo6HnPEE2tsAqWUJw8","x":"EB54wykhS7YJFD6RYJNnwbWEz3cI7CF5bCDTXlrwI5k"} ]}"#.to_vec(),
+    };
+    assert_eq!(ws[1].on_tick(&store, T0 + 80_000).len(), 1);
+    ws[1].on_fetch_done(&store, 0, T0 + 80_100, ok());
+    let _ = ws[0].on_tick(&store, T0 + 80_200);
+    assert_eq!(ws[0].on_tick(&store, T0 + 160_200).len(), 1);
+    ws[0].on_fetch_done(&store, 0, T0 + 160_300, reordered);
+    let _ = ws[1].on_tick(&store, T0 + 160_400);
+    let after: Vec<u64> = ws.iter().map(|w| w.keys(0).unwrap().1).collect();
+    assert_eq!(after, gens);
+}
+
+#[test]
+fn forged_kids_cannot_make_fetches_more_often_than_the_bound_nor_move_the_generation() {
+    let store = MemoryStore::default();
+    let mut ws = workers(3, &store);
+    let _ = ws[0].on_tick(&store, T0);
+    ws[0].on_fetch_done(&store, 0, T0, ok());
+    for w in ws.iter_mut() {
+        let _ = w.on_tick(&store, T0 + 1);
+    }
+    let gens: Vec<u64> = ws.iter().map(|w| w.keys(0).unwrap().1).collect();
+    // 60 s (less than the 80 s refresh) of forged tokens on every worker, ticking every 100 ms.
+    let mut fetches = 0;
+    let mut now = T0 + 100;
+    while now < T0 + 60_000 {
+        for w in ws.iter_mut() {
+            w.note_unknown_kid(0);
+            for order in w.on_tick(&store, now) {
+                fetches += 1;
+                let _ = w.on_fetch_done(&store, order.provider, now + 50, ok());
+            }
+        }
+        now += 100;
+    }
+    // refetch_on_unknown_kid is 10 s: at most one fetch per 10 s for the whole Envoy.
+    assert!(fetches <= 6, "{fetches} fetches in 60 s");
+    assert!(
+        fetches >= 5,
+        "the bound still lets rotated keys in: {fetches}"
+    );
+    let after: Vec<u64> = ws.iter().map(|w| w.keys(0).unwrap().1).collect();
+    assert_eq!(after, gens, "identical keys keep every cached verification");
 }
 
 #[test]

@@ -1,0 +1,509 @@
+//! One request's life, from its headers to its log line, as pure Rust. The host layer
+//! (`src/host/`) only turns proxy-wasm callbacks into calls of [`Exchange`] and carries out the host
+//! calls it asks for through [`StreamHost`].
+//!
+//! The stages, in order (each refusal skips the rest; discovery still records the request):
+//! 1. request head: [`Exchange::on_request_headers`] — readable pseudo-headers, then
+//!    [`crate::pipeline::decide`] (route → JWT → API key → authz → rate limit → schema head), then
+//!    header changes, and the plan for each body ([`body::BodyGate`]);
+//! 2. request body: [`Exchange::on_request_body`] / [`Exchange::on_request_trailers`] — schema body,
+//!    request redaction (redact, block, report), discovery peek;
+//! 3. response head: [`Exchange::on_response_headers`] — rate-limit headers, response redaction plan
+//!    (206 and `content-range` count as unscannable), discovery;
+//! 4. response body: [`Exchange::on_response_body`] / [`Exchange::on_response_trailers`];
+//! 5. log: [`Exchange::on_log`] — the discovery observation goes into the worker's table.
+//!
+//! Trailers end a body exactly as `end_of_stream` does: a body that was held is judged whole in the
+//! trailers callback, so nothing held back is released unjudged (the SDK's default trailers callback
+//! would let it go).
+
+pub mod body;
+pub mod sim;
+mod worker;
+
+pub use worker::{Admit, LogLimiter, Worker};
+
+use crate::config::{Mode, Policy};
+use crate::discovery::observe::{Observation, Side};
+use crate::pipeline::{decide, original_uri, Event, HeaderChange, WorkerEnv};
+use crate::redact::{BodyDecision, Redaction};
+use crate::refusal::{self, Denial};
+use crate::reply::Reply;
+use crate::request::{Headers, Request};
+use crate::store::SharedStore;
+use body::BodyGate;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// What a callback tells the proxy: go on, or hold the stream (headers or body) for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Pause,
+}
+
+/// A host call failed (the host's status code, or malformed data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFault(pub u32);
+
+/// The host calls one request may make. Every call is fallible; none may panic.
+pub trait StreamHost {
+    fn request_headers(&mut self) -> Result<Headers, HostFault>;
+    fn response_headers(&mut self) -> Result<Headers, HostFault>;
+    /// `source.address` (read only when a rate limit keys on the client address).
+    fn source_address(&mut self) -> Option<String>;
+    /// Up to `max` bytes of the body buffered so far on `side` (the current chunk, or everything
+    /// held since the last `Continue`).
+    fn body(&mut self, side: Side, max: usize) -> Result<Vec<u8>, HostFault>;
+    /// Replaces the first `len` bytes of that body with `bytes`.
+    fn set_body(&mut self, side: Side, len: usize, bytes: &[u8]) -> Result<(), HostFault>;
+    /// Sets or (with `None`) removes a header on `side`.
+    fn set_header(&mut self, side: Side, name: &str, value: Option<&[u8]>)
+        -> Result<(), HostFault>;
+    fn add_header(&mut self, side: Side, name: &str, value: &[u8]) -> Result<(), HostFault>;
+    fn send_reply(&mut self, reply: &Reply) -> Result<(), HostFault>;
+    /// Resets the stream: the last resort when a body cannot be judged or rewritten.
+    fn reset(&mut self);
+    fn store(&self) -> &dyn SharedStore;
+    fn now_ms(&mut self) -> u64;
+    /// Counts an event of the pipeline.
+    fn event(&mut self, event: &Event);
+    /// Adds to a counter by name (after the policy's prefix, e.g. `denied`).
+    fn count(&mut self, counter: &str, n: u64);
+}
+
+/// One request.
+#[derive(Default)]
+pub struct Exchange {
+    /// The request as read in the head stage (refusals from body callbacks quote its URI).
+    request: Option<Request>,
+    /// The matched rule's mode: whether refusals are sent or only counted.
+    enforced: bool,
+    /// The filter answered this request itself; its own reply also passes through the response
+    /// callbacks, which must then leave it alone.
+    responded: bool,
+    /// Headers to add to the upstream's response (rate-limit headers).
+    response_headers: Vec<(&'static str, String)>,
+    /// The rule's redaction policy, for the response.
+    response_redaction: Option<Arc<Redaction>>,
+    pub(crate) request_body: BodyGate,
+    pub(crate) response_body: BodyGate,
+    /// Response headers wait for the body's verdict (blocking redaction, held headers allowed).
+    holding_response_headers: bool,
+    /// The response was blocked after its headers had gone: every later body byte is dropped.
+    response_blocked: bool,
+    /// What discovery learns of this request (sampled requests only), recorded in `on_log`.
+    observation: Option<Observation>,
+}
+
+impl Exchange {
+    pub fn new() -> Exchange {
+        Exchange {
+            enforced: true,
+            ..Exchange::default()
+        }
+    }
+
+    pub fn on_request_headers(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        end_of_stream: bool,
+    ) -> Flow {
+        let policy = Rc::clone(&worker.policy);
+        host.count("requests", 1);
+        let headers = match host.request_headers() {
+            Ok(headers) => headers,
+            Err(fault) => {
+                // Judged as if it had no headers: a protected route refuses it.
+                self.log(
+                    worker,
+                    host,
+                    &format!("cannot read request headers ({fault:?})"),
+                );
+                Headers::default()
+            }
+        };
+        let mut request = Request::new(headers, !end_of_stream);
+        if uses_client_address(&policy) {
+            request = request.with_source_address(host.source_address());
+        }
+        if request.has_unreadable_pseudo_header() {
+            self.request = Some(request);
+            self.enforced = policy.mode == Mode::Enforce;
+            host.count("unreadable_request", 1);
+            return self
+                .judge(worker, host, &Denial::BadRequest("unreadable_request"), &[])
+                .unwrap_or(Flow::Continue);
+        }
+        let now_ms = host.now_ms();
+        let verdict = {
+            let mut keys = worker::Keys {
+                jwks: &mut worker.jwks,
+                store: host.store(),
+            };
+            let mut env = WorkerEnv {
+                keys: &mut keys,
+                cache: &mut worker.cache,
+                store: host.store(),
+                seed: worker.seed.as_ref(),
+                now_ms,
+            };
+            decide(&policy, &request, &mut env)
+        };
+        if let (Some(config), Some(discovery)) =
+            (policy.discovery.as_ref(), worker.discovery.as_mut())
+        {
+            if discovery.sample(config) {
+                self.observation = Some(Observation::request(config, &request));
+            }
+        }
+        self.enforced = verdict.enforced;
+        for event in &verdict.events {
+            host.event(event);
+            if let Event::UnknownKid { provider } = event {
+                worker.jwks.note_unknown_kid(*provider);
+            }
+        }
+        let rule = verdict.rule.and_then(|i| policy.rules.get(i));
+        self.request = Some(request);
+        if let Some(denial) = &verdict.denial {
+            if self.enforced {
+                return self.refuse(worker, host, denial, &verdict.response_headers);
+            }
+            // The pipeline's events already counted it (`ReportOnlyDenied`).
+            self.log(
+                worker,
+                host,
+                &format!("report mode, would refuse: {}", detail(denial)),
+            );
+        }
+        for change in &verdict.headers {
+            self.apply(worker, host, Side::Request, change);
+        }
+        self.response_headers = verdict.response_headers;
+        // A body to check only matters when the headers did not refuse the request already.
+        let body_check = verdict.body_check.filter(|_| verdict.denial.is_none());
+        self.request_body = BodyGate::for_schema(&policy, body_check);
+
+        if let Some(redaction) = rule.and_then(|r| r.redaction.as_ref()) {
+            if redaction.response {
+                // An identity-encoded, whole response: a compressed one or a byte range could not
+                // be inspected (two ranges could rebuild what redaction hides).
+                for name in ["accept-encoding", "range", "if-range"] {
+                    if self.header_present(name) {
+                        self.apply(
+                            worker,
+                            host,
+                            Side::Request,
+                            &HeaderChange::Remove(name.into()),
+                        );
+                    }
+                }
+                self.response_redaction = Some(Arc::clone(redaction));
+            }
+            if redaction.request && !end_of_stream {
+                let decision = {
+                    let headers = self.request.as_ref().map(Request::headers);
+                    redaction.decide(
+                        headers.and_then(|h| h.text("content-type")),
+                        headers.and_then(|h| h.text("content-encoding")),
+                    )
+                };
+                match decision {
+                    BodyDecision::Scan(kind) => {
+                        if redaction.rewrites() && self.header_present("content-length") {
+                            self.apply(
+                                worker,
+                                host,
+                                Side::Request,
+                                &HeaderChange::Remove("content-length".into()),
+                            );
+                        }
+                        self.request_body.scan(Arc::clone(redaction), kind);
+                    }
+                    BodyDecision::PassUnscanned => host.count("redaction_unscanned", 1),
+                    BodyDecision::BlockUnscanned => {
+                        host.count("redaction_unscanned", 1);
+                        if let Some(flow) = self.judge(
+                            worker,
+                            host,
+                            &Denial::SensitiveData { response: false },
+                            &[],
+                        ) {
+                            return flow;
+                        }
+                    }
+                }
+            }
+        }
+        if policy.allow_on_headers_stop_iteration && self.request_body.must_see_whole_body() {
+            return Flow::Pause;
+        }
+        Flow::Continue
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        self.on_body(
+            worker,
+            host,
+            Side::Request,
+            body::Chunk::Data {
+                size,
+                end_of_stream,
+            },
+        )
+    }
+
+    pub fn on_request_trailers(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
+        self.on_body(worker, host, Side::Request, body::Chunk::Trailers)
+    }
+
+    pub fn on_response_headers(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        end_of_stream: bool,
+    ) -> Flow {
+        let policy = Rc::clone(&worker.policy);
+        let wants_headers = self.observation.is_some()
+            || (!self.responded && self.response_redaction.is_some() && !end_of_stream);
+        let headers = if wants_headers {
+            host.response_headers().unwrap_or_default()
+        } else {
+            Headers::default()
+        };
+        if let (Some(observation), Some(config)) =
+            (self.observation.as_mut(), policy.discovery.as_ref())
+        {
+            // Also for the filter's own refusals: discovery records refused requests too.
+            observation.response(config, &headers);
+        }
+        if self.responded {
+            return Flow::Continue;
+        }
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            if host
+                .add_header(Side::Response, name, value.as_bytes())
+                .is_err()
+            {
+                self.log(worker, host, "cannot add a response header");
+            }
+        }
+        let Some(redaction) = self.response_redaction.take() else {
+            return Flow::Continue;
+        };
+        if end_of_stream {
+            return Flow::Continue;
+        }
+        // A partial response cannot be judged: two slices could rebuild what redaction hides.
+        let partial = headers.text(":status") == Some("206") || headers.count("content-range") > 0;
+        let decision = if partial {
+            redaction.unscannable()
+        } else {
+            redaction.decide(
+                headers.text("content-type"),
+                headers.text("content-encoding"),
+            )
+        };
+        match decision {
+            BodyDecision::Scan(kind) => {
+                let holds_headers = policy.allow_on_headers_stop_iteration
+                    && redaction.action == crate::redact::Action::Block;
+                if (redaction.rewrites() || !holds_headers) && headers.count("content-length") > 0 {
+                    // The body's length changes (or may be replaced): the client must not rely on it.
+                    if host
+                        .set_header(Side::Response, "content-length", None)
+                        .is_err()
+                    {
+                        self.log(worker, host, "cannot remove content-length");
+                    }
+                }
+                self.response_body.scan(redaction, kind);
+                if holds_headers {
+                    self.holding_response_headers = true;
+                    return Flow::Pause;
+                }
+            }
+            BodyDecision::PassUnscanned => host.count("redaction_unscanned", 1),
+            BodyDecision::BlockUnscanned => {
+                host.count("redaction_unscanned", 1);
+                if let Some(flow) =
+                    self.judge(worker, host, &Denial::SensitiveData { response: true }, &[])
+                {
+                    return flow;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        self.on_body(
+            worker,
+            host,
+            Side::Response,
+            body::Chunk::Data {
+                size,
+                end_of_stream,
+            },
+        )
+    }
+
+    pub fn on_response_trailers(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
+        self.on_body(worker, host, Side::Response, body::Chunk::Trailers)
+    }
+
+    /// The request is over: its observation goes into the worker's discovery table (the next tick
+    /// sends it).
+    pub fn on_log(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) {
+        let Some(observation) = self.observation.take() else {
+            return;
+        };
+        let now = host.now_ms();
+        if let (Some(config), Some(discovery)) =
+            (worker.policy.discovery.as_ref(), worker.discovery.as_mut())
+        {
+            discovery.record(config, observation, now);
+        }
+    }
+
+    /// Counts a refusal; sends it when the rule enforces (`Some(Pause)`), else logs it as report
+    /// mode and lets the request go on (`None`).
+    fn judge(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        denial: &Denial,
+        rate_headers: &[(&'static str, String)],
+    ) -> Option<Flow> {
+        if self.enforced {
+            return Some(self.refuse(worker, host, denial, rate_headers));
+        }
+        host.count("report_only_denied", 1);
+        self.log(
+            worker,
+            host,
+            &format!("report mode, would refuse: {}", detail(denial)),
+        );
+        None
+    }
+
+    /// Sends the refusal for `denial`; a refusal that cannot be sent resets the stream.
+    fn refuse(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        denial: &Denial,
+        rate_headers: &[(&'static str, String)],
+    ) -> Flow {
+        host.count("denied", 1);
+        if log::Level::Debug <= log::max_level() {
+            let line = format!("refused: {}", detail(denial));
+            self.log_at(log::Level::Debug, worker, host, &line);
+        }
+        let uri = self
+            .request
+            .as_ref()
+            .map(|r| original_uri(r))
+            .unwrap_or_default();
+        let reply = refusal::for_denial(denial, &worker.policy, &uri, rate_headers);
+        self.responded = true;
+        if let Err(fault) = host.send_reply(&reply) {
+            self.log(
+                worker,
+                host,
+                &format!("cannot send the refusal ({fault:?}); resetting the stream"),
+            );
+            host.reset();
+        }
+        Flow::Pause
+    }
+
+    fn apply(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        side: Side,
+        change: &HeaderChange,
+    ) {
+        let result = match change {
+            HeaderChange::Remove(name) => host.set_header(side, name, None),
+            HeaderChange::Set(name, value) => host.set_header(side, name, Some(value.as_bytes())),
+        };
+        if let Err(fault) = result {
+            self.log(worker, host, &format!("cannot change a header ({fault:?})"));
+        }
+    }
+
+    fn header_present(&self, name: &str) -> bool {
+        self.request
+            .as_ref()
+            .is_some_and(|r| r.headers().count(name) > 0)
+    }
+
+    /// An info line caused by traffic, through the worker's [`LogLimiter`].
+    fn log(&self, worker: &mut Worker, host: &mut dyn StreamHost, line: &str) {
+        self.log_at(log::Level::Info, worker, host, line);
+    }
+
+    fn log_at(
+        &self,
+        level: log::Level,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        line: &str,
+    ) {
+        if level > log::max_level() {
+            return;
+        }
+        let now = host.now_ms();
+        match worker.logs.admit(now) {
+            Admit::Write { suppressed_before } if suppressed_before > 0 => log::log!(
+                level,
+                "{}: {line} ({suppressed_before} similar line(s) suppressed)",
+                worker.policy.name
+            ),
+            Admit::Write { .. } => log::log!(level, "{}: {line}", worker.policy.name),
+            Admit::Suppress => host.count("log_suppressed", 1),
+        }
+    }
+}
+
+/// Whether any rate limit reads the client address (only then is `source.address` read).
+fn uses_client_address(policy: &Policy) -> bool {
+    policy.rate_limits.policies.iter().any(|p| {
+        p.key
+            .iter()
+            .chain(p.fallback_key.iter().flatten())
+            .any(|part| matches!(part, crate::ratelimit::key::KeyPart::ClientAddress { .. }))
+    })
+}
+
+/// A value-free description of a refusal, for logs.
+fn detail(denial: &Denial) -> String {
+    match denial {
+        Denial::Jwt(status) => status.message().to_string(),
+        Denial::NoRuleMatched => "no rule matches".to_string(),
+        Denial::ApiKey { failure, .. } => failure.message().to_string(),
+        Denial::Authz(insufficient) => {
+            format!("insufficient privilege (scopes {:?})", insufficient.scopes)
+        }
+        _ => denial.name().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
