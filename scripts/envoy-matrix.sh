@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 VERSIONS=(1.36.2 1.36.2.post1 1.36.3 1.36.4 1.37.0 1.38.2 1.39.0 1.39.1 1.39.3 1.40.0)
 # Releases in the range that cannot run the filter, and why.
 declare -A SKIP=(
-    [1.38.3]="built without the V8 runtime: Envoy refuses envoy.wasm.runtime.v8"
+    [1.38.3]="built without V8 (its log: \"Failed to create Wasm VM using envoy.wasm.runtime.v8 runtime. Envoy was compiled without support for it\")"
 )
 VENVS=.venv-envoy
 WASM=${APIGUARD_WASM:-target/wasm32-wasip1/release/apiguard.wasm}

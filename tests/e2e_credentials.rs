@@ -94,7 +94,6 @@ fn assert_passed(r: &Response) {
     assert!(r.reached_upstream(), "{}", r.describe());
 }
 
-#[test]
 fn the_allow_missing_route_passes_no_token_and_refuses_a_plainly_forged_one() {
     let Some(s) = start() else { return };
     assert_passed(&s.envoy.get("/optional/x", &[]));
@@ -102,7 +101,6 @@ fn the_allow_missing_route_passes_no_token_and_refuses_a_plainly_forged_one() {
     assert_refused_401(&s.envoy.get_bearer("/optional/x", &s.forged()));
 }
 
-#[test]
 fn an_encoded_access_token_parameter_is_verified() {
     let Some(s) = start() else { return };
     let r = s
@@ -111,21 +109,18 @@ fn an_encoded_access_token_parameter_is_verified() {
     assert_refused_401(&r);
 }
 
-#[test]
 fn two_spaces_after_bearer_are_refused() {
     let Some(s) = start() else { return };
     let value = format!("Bearer  {}", s.forged());
     assert_refused_401(&s.envoy.get("/optional/x", &[("authorization", &value)]));
 }
 
-#[test]
 fn a_bearer_token_after_another_scheme_is_refused() {
     let Some(s) = start() else { return };
     let value = format!("Basic dXNlcjpwYXNz, Bearer {}", s.forged());
     assert_refused_401(&s.envoy.get("/optional/x", &[("authorization", &value)]));
 }
 
-#[test]
 fn two_authorization_headers_are_refused_whichever_is_valid() {
     let Some(s) = start() else { return };
     let (v, f) = (
@@ -144,7 +139,6 @@ fn two_authorization_headers_are_refused_whichever_is_valid() {
 // HTTP/1 `Cookie` lines reach the filter unmerged; the pure core refuses a second one (see
 // tests/credential_ambiguity.rs) once the host's request view counts repeated headers
 // (`TokenSource::header_count` in `HostRequest`, the lead's `src/host/request.rs`).
-#[test]
 fn a_second_cookie_header_with_a_forged_session_is_refused() {
     let Some(s) = start() else { return };
     let cookie = format!("session={}", s.forged());
@@ -155,7 +149,6 @@ fn a_second_cookie_header_with_a_forged_session_is_refused() {
     assert_refused_401(&r);
 }
 
-#[test]
 fn query_tokens_are_stripped_before_the_upstream_and_repeated_ones_refused() {
     let Some(s) = start() else { return };
     let t = s.valid();
@@ -177,7 +170,6 @@ fn query_tokens_are_stripped_before_the_upstream_and_repeated_ones_refused() {
     assert_eq!(r.upstream().path, format!("/forward/x?access_token={t}"));
 }
 
-#[test]
 fn forward_with_two_authorization_headers_is_refused_not_forwarded() {
     let Some(s) = start() else { return };
     let v = format!("Bearer {}", s.valid());
@@ -190,7 +182,6 @@ fn forward_with_two_authorization_headers_is_refused_not_forwarded() {
     assert_refused_401(&r);
 }
 
-#[test]
 fn a_rotating_x_forwarded_for_does_not_escape_a_client_address_limit() {
     let Some(s) = start() else { return };
     let mut passed = 0;
@@ -205,3 +196,16 @@ fn a_rotating_x_forwarded_for_does_not_escape_a_client_address_limit() {
     }
     assert_eq!(passed, 10);
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    the_allow_missing_route_passes_no_token_and_refuses_a_plainly_forged_one,
+    an_encoded_access_token_parameter_is_verified,
+    two_spaces_after_bearer_are_refused,
+    a_bearer_token_after_another_scheme_is_refused,
+    two_authorization_headers_are_refused_whichever_is_valid,
+    a_second_cookie_header_with_a_forged_session_is_refused,
+    query_tokens_are_stripped_before_the_upstream_and_repeated_ones_refused,
+    forward_with_two_authorization_headers_is_refused_not_forwarded,
+    a_rotating_x_forwarded_for_does_not_escape_a_client_address_limit,
+);

@@ -53,8 +53,8 @@ impl Rng {
     fn chance(&mut self, percent: usize) -> bool {
         self.below(100) < percent
     }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
     }
     fn bytes(&mut self, len: usize, ascii_only: bool) -> Vec<u8> {
         (0..len)
@@ -333,7 +333,7 @@ fn h2_raw_once(port: u16, rng: &mut Rng, m: &Material) -> bool {
     out.extend(frame(4, 0, 0, &[]));
     let path = random_path(rng).into_bytes();
     let b = |s: &str| s.as_bytes().to_vec();
-    let method = *rng.pick(&METHODS);
+    let method: &str = rng.pick(&METHODS);
     let mut headers: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b(":method"), b(method)),
         (b(":scheme"), b("http")),
@@ -359,7 +359,7 @@ fn h2_raw_once(port: u16, rng: &mut Rng, m: &Material) -> bool {
     let end_stream = rng.chance(50);
     out.extend(frame(1, 0x4 | u8::from(end_stream), 1, &hpack(&headers)));
     if !end_stream {
-        let body = *rng.pick(&BODIES);
+        let body: &[u8] = rng.pick(&BODIES);
         out.extend(frame(0, 0, 1, body));
         match rng.below(4) {
             0 => out.extend(frame(3, 0, 1, &8u32.to_be_bytes())), // RST_STREAM CANCEL

@@ -82,7 +82,6 @@ fn assert_protected(r: &Response, what: &str) {
     assert!(!r.reached_upstream(), "{what}: {}", r.describe());
 }
 
-#[test]
 fn every_way_around_a_protected_prefix_is_refused_with_raw_paths() {
     let Some((envoy, echo, _keys)) = start(&json!({}), EnvoyOpts::raw_paths) else {
         return;
@@ -163,7 +162,6 @@ fn every_way_around_a_protected_prefix_is_refused_with_raw_paths() {
     assert!(envoy.counter(&format!("{P}_method_override")) >= 3);
 }
 
-#[test]
 fn lower_case_methods_never_skip_a_method_rule() {
     let Some((envoy, echo, _keys)) = start(&json!({}), EnvoyOpts::raw_paths) else {
         return;
@@ -200,6 +198,7 @@ fn curl_h2(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     Some((code.trim().parse().ok()?, body.to_string()))
 }
 
+// Stays single: it is about HTTP/2 itself (curl's h2c), whatever the protocol of the run.
 #[test]
 fn lower_case_methods_over_http2_land_on_the_get_rule() {
     let Some((envoy, echo, _keys)) = start(&json!({}), EnvoyOpts::raw_paths) else {
@@ -220,7 +219,6 @@ fn lower_case_methods_over_http2_land_on_the_get_rule() {
     assert_eq!(echo.requests(), 0);
 }
 
-#[test]
 fn authenticated_requests_pass_and_allowed_overrides_go_through() {
     let Some((envoy, _echo, keys)) = start(&json!({}), EnvoyOpts::raw_paths) else {
         return;
@@ -247,7 +245,6 @@ fn authenticated_requests_pass_and_allowed_overrides_go_through() {
     assert_bad_request(&r, "ambiguous_path", "ambiguous with token");
 }
 
-#[test]
 fn report_mode_for_ambiguous_paths_routes_them_by_their_canonical_form() {
     let Some((envoy, echo, _keys)) =
         start(&json!({"ambiguous_paths": "report"}), EnvoyOpts::raw_paths)
@@ -266,7 +263,6 @@ fn report_mode_for_ambiguous_paths_routes_them_by_their_canonical_form() {
     assert!(envoy.counter(&format!("{P}_path_ambiguous")) >= 2);
 }
 
-#[test]
 fn the_recommended_connection_manager_settings_and_the_filter_agree() {
     let Some((envoy, echo, keys)) = start(&json!({}), EnvoyOpts::normalised_paths) else {
         return;
@@ -306,3 +302,12 @@ fn the_recommended_connection_manager_settings_and_the_filter_agree() {
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(r.upstream().path, "/api/x");
 }
+
+// Each test above without `#[test]` runs twice: `http1::<name>` and `http2::<name>`.
+crate::per_protocol!(
+    every_way_around_a_protected_prefix_is_refused_with_raw_paths,
+    lower_case_methods_never_skip_a_method_rule,
+    authenticated_requests_pass_and_allowed_overrides_go_through,
+    report_mode_for_ambiguous_paths_routes_them_by_their_canonical_form,
+    the_recommended_connection_manager_settings_and_the_filter_agree,
+);

@@ -8,9 +8,19 @@
 //!   of Envoy's log is printed and its directory kept.
 //!   The connection manager normalises paths and hosts as `docs/deployment.md` recommends, unless
 //!   [`EnvoyOpts::raw_paths`] asks for Envoy's defaults (raw paths reach the filter).
-//! - [`Echo`] is the upstream: it answers 200 with a JSON list of the headers it received.
+//!   The listener speaks HTTP/1.1 and HTTP/2 (`codec_type: AUTO`, h2c) and passes HTTP/1.1 trailers on
+//!   (`enable_trailers`).
+//! - [`Proto`] `H1`/`H2` is the client's protocol; [`per_protocol!`] runs each listed test function as
+//!   `http1::<name>` and `http2::<name>`, and [`EnvoyOpts::new`] takes [`Proto::current`], so that
+//!   [`Envoy::request`], [`Envoy::get`] and [`Envoy::send`] speak the test's protocol.
+//! - [`Req`] is one request: header values and trailers as bytes, the body in pieces, with or without a
+//!   length; [`send`] sends it over either protocol ([`send_h1`], [`h2::send`]). [`Response`] has the
+//!   headers (also as raw bytes), the body, the trailers, and over HTTP/2 a stream reset after the headers.
+//! - [`Echo`] is the HTTP/1.1 upstream: it answers 200 with JSON of the request it received (headers,
+//!   body, trailers). [`H2Echo`] is the HTTP/2 upstream ([`EnvoyOpts::h2_upstream`]): the same JSON, or
+//!   canned [`Reply`]s with any header bytes, DATA frames and response trailers.
 //! - [`JwksServer`] serves a JWKS, counts fetches, and can go down, come up, or start late.
-//! - [`Response`] comes from a small blocking HTTP/1.1 client (one request per connection).
+//! - [`Envoy::wasm_failures`] lists the log lines that show the filter panicking or trapping.
 //! - [`token`] signs test tokens with the fixture keys.
 //!
 //! Every wait is bounded; nothing here retries forever.
@@ -133,6 +143,9 @@ pub fn reserve_port() -> u16 {
 
 // ---------------------------------------------------------------------------------------------------------
 // HTTP client
+
+/// Header or trailer fields: (lower-cased name, value bytes), in order.
+pub type Fields = Vec<(String, Vec<u8>)>;
 
 /// One HTTP response as the client saw it.
 #[derive(Debug, Clone, Default)]
@@ -622,9 +635,6 @@ pub fn read_body(
 ) -> std::io::Result<Vec<u8>> {
     read_body_and_trailers(reader, headers, until_eof).map(|(body, _)| body)
 }
-
-/// Header or trailer fields: names, and values as bytes.
-pub type Fields = Vec<(String, Vec<u8>)>;
 
 /// The body as `headers` frame it (chunked, `content-length`, or until EOF when `until_eof`), and the
 /// chunked trailer section (empty otherwise).
