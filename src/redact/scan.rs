@@ -623,7 +623,14 @@ impl Engine {
             match class_of(t, b) {
                 PLAIN | START if self.prev_word => {
                     let glue = p.enabled(CARD);
-                    if glue && b.is_ascii_digit() && self.glued_before(buf, base, i) {
+                    if glue
+                        && b.is_ascii_digit()
+                        && (abs(i, base) == self.glue_at
+                            || i.checked_sub(1)
+                                .and_then(|k| buf.get(k))
+                                .is_some_and(|x| x.is_ascii_alphabetic() || *x == b'_'))
+                    {
+                        // The card is checked first (short numbers end it at once), the glue after.
                         if let Some(e) = self.glued_card(p, buf, base, i, out) {
                             i = e;
                             continue;
@@ -635,18 +642,18 @@ impl Engine {
                     } else {
                         limit
                     };
+                    // Skip the rest of the word; stop where a digit follows a non-digit (a card
+                    // may be glued there: `x4111…`, `id_4111…`).
+                    let mut prev_digit = b.is_ascii_digit();
                     while let Some(&c) = buf.get(i).filter(|_| i < stop) {
-                        if class_of(t, c) > START
-                            || (glue
-                                && c.is_ascii_digit()
-                                && (i
-                                    .checked_sub(1)
-                                    .and_then(|k| buf.get(k))
-                                    .is_some_and(|x| !x.is_ascii_digit())
-                                    || abs(i, base) == self.glue_at))
-                        {
+                        if class_of(t, c) > START {
                             break;
                         }
+                        let digit = c.is_ascii_digit();
+                        if glue && digit && !prev_digit {
+                            break;
+                        }
+                        prev_digit = digit;
                         i += 1;
                     }
                 }
@@ -877,6 +884,9 @@ impl Engine {
         };
         self.view = view;
         let n = n?;
+        if !self.glued_before(buf, base, i) {
+            return None;
+        }
         Some(self.found(p, buf, base, CARD, i, i + n, false, out))
     }
 
