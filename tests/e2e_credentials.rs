@@ -3,7 +3,7 @@
 //! never read as "no token" nor as one chosen copy; query tokens must not reach the upstream; and a
 //! client-address rate limit must hold against a rotating `x-forwarded-for`.
 //!
-//! Run with `make test` (or `make build` then `APIGUARD_E2E_REQUIRED=1 cargo test --test e2e_credentials`).
+//! Run with `make test` (or `make build envoy` then `cargo test --test e2e_credentials`).
 
 #![allow(
     clippy::unwrap_used,

@@ -1,7 +1,7 @@
 //! JWT authentication end to end: the built filter inside a real Envoy, real HTTP requests, real replies.
 //!
-//! Run with `make test` (builds the `.wasm`, fetches Envoy, sets `APIGUARD_E2E_REQUIRED=1`). A bare
-//! `cargo test` skips these tests when Envoy or the `.wasm` is missing.
+//! Run with `make test` (builds the `.wasm`, fetches Envoy). Without Envoy or the `.wasm` these tests
+//! fail and say what is missing (`cargo test --lib` runs the unit tests alone).
 //!
 //! Each test starts its own Envoy (ports picked by Envoy), upstream echo server and, where needed, JWKS
 //! server, so tests run in parallel. Every wait is bounded.

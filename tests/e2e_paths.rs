@@ -5,7 +5,7 @@
 //! agree.
 //!
 //! Run with `make test`, or `make build` then
-//! `APIGUARD_E2E_REQUIRED=1 cargo test --test e2e_paths -- --test-threads=2`.
+//! `cargo test --test e2e_paths -- --test-threads=2` after `make build envoy`.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,7 +18,7 @@
 mod common;
 
 use common::token::{good_claims, Alg, Keys, AUDIENCE, ISSUER};
-use common::{e2e_paths, Echo, Envoy, EnvoyOpts, Response};
+use common::{e2e_paths, Echo, Envoy, EnvoyOpts, Proto, Req, Response};
 use serde_json::{json, Value};
 
 const P: &str = "apiguard";
@@ -179,43 +179,27 @@ fn lower_case_methods_never_skip_a_method_rule() {
     assert_eq!(echo.requests(), 0);
 }
 
-/// `curl --http2-prior-knowledge -X <method>`: (status, body), or `None` when curl is missing.
-fn curl_h2(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "--http2-prior-knowledge",
-            "--path-as-is",
-            "-X",
-            method,
-        ])
-        .args(["-w", "\n%{http_code}", "--max-time", "10"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n')?;
-    Some((code.trim().parse().ok()?, body.to_string()))
-}
-
-// Stays single: it is about HTTP/2 itself (curl's h2c), whatever the protocol of the run.
+// Stays single: it is about HTTP/2 itself (`:method` as sent), whatever the protocol of the run.
 #[test]
 fn lower_case_methods_over_http2_land_on_the_get_rule() {
     let Some((envoy, echo, _keys)) = start(&json!({}), EnvoyOpts::raw_paths) else {
         return;
     };
-    let Some((status, body)) = curl_h2(envoy.port, "get", "/reports/q1") else {
-        eprintln!("skipping: curl with HTTP/2 is not available");
-        return;
-    };
+    let r = common::send(Proto::H2, envoy.port, &Req::new("get", "/reports/q1")).unwrap();
+    let (status, body) = (r.status, r.text());
     // Envoy 1.40 hands `:method: get` to the filter, which matches it to the GET rule (401); another
     // version may refuse it itself (400). It must never pass unauthenticated.
     assert!(matches!(status, 400 | 401), "{status} {body:?}");
     if status == 401 {
         assert_eq!(body, "Jwt is missing");
     }
-    let (status, _) = curl_h2(envoy.port, "GET", "/public/%2e%2e/api/x").unwrap();
-    assert_eq!(status, 400);
+    let r = common::send(
+        Proto::H2,
+        envoy.port,
+        &Req::new("GET", "/public/%2e%2e/api/x"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
     assert_eq!(echo.requests(), 0);
 }
 

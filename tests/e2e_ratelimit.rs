@@ -1,7 +1,7 @@
 //! Authorization, API keys and rate limiting end to end: the built filter in a real Envoy with two (and
 //! four) workers, real parallel HTTP traffic.
 //!
-//! Run with `make test`. A bare `cargo test` skips these tests when Envoy or the `.wasm` is missing.
+//! Run with `make test`. Without Envoy or the `.wasm` these tests fail and say what is missing.
 
 #![allow(
     clippy::unwrap_used,

@@ -1,7 +1,7 @@
 //! Schema enforcement end to end: JSON Schema and OpenAPI policies in a real Envoy, real bodies
 //! (content-length and chunked), exact limits, problem+json replies, untouched bodies upstream.
 //!
-//! Run with `make test`. A bare `cargo test` skips these tests when Envoy or the `.wasm` is missing.
+//! Run with `make test`. Without Envoy or the `.wasm` these tests fail and say what is missing.
 
 #![allow(
     clippy::unwrap_used,

@@ -1,7 +1,8 @@
 //! The end-to-end harness: the built `apiguard.wasm` inside a real Envoy, with test servers around it.
 //!
-//! - [`e2e_paths`] finds Envoy and the `.wasm` (`APIGUARD_ENVOY`, `APIGUARD_WASM`, else the `make` locations);
-//!   when either is missing a test skips, unless `APIGUARD_E2E_REQUIRED=1` (what `make test` sets).
+//! - [`e2e_paths`] finds Envoy and the `.wasm` (`APIGUARD_ENVOY`, `APIGUARD_WASM`, else the `make`
+//!   locations, `CARGO_TARGET_DIR` honoured); when either is missing the test fails and says why (never
+//!   a silent pass).
 //! - [`Envoy`] writes a bootstrap (listener with the wasm filter and the router, `upstream`, `jwks` and
 //!   `collector` clusters), starts Envoy on ports it picks itself (port 0; the harness reads them back from
 //!   the admin endpoint, so parallel tests never collide) and kills it on drop. When a test fails, the tail
@@ -92,16 +93,20 @@ fn find_venv_envoy() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Envoy and the filter, or `None` (after saying why) when a developer runs a bare `cargo test` without
-/// them. With `APIGUARD_E2E_REQUIRED=1` a missing piece fails the test instead.
+/// Envoy and the filter. A missing piece fails the test with a message (the `Option` stays so that
+/// tests read `let Some(..) = .. else { return }` as before).
 pub fn e2e_paths() -> Option<Paths> {
     let envoy = std::env::var_os("APIGUARD_ENVOY")
         .map(PathBuf::from)
         .or_else(find_venv_envoy);
+    // Where cargo put the module: CARGO_TARGET_DIR when set (as `make build` honours it), so a
+    // stale `.wasm` under `target/` is never tested by mistake.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| repo_root().join(dir))
+        .unwrap_or_else(|| repo_root().join("target"));
     let wasm = std::env::var_os("APIGUARD_WASM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/apiguard.wasm"));
-    let required = std::env::var("APIGUARD_E2E_REQUIRED").is_ok_and(|v| v == "1");
+        .unwrap_or_else(|| target_dir.join("wasm32-wasip1/release/apiguard.wasm"));
     let envoy_ok = envoy.as_ref().is_some_and(|p| p.is_file());
     let wasm_ok = wasm.is_file();
     if envoy_ok && wasm_ok {
@@ -115,14 +120,11 @@ pub fn e2e_paths() -> Option<Paths> {
         (false, true) => "Envoy (APIGUARD_ENVOY or .venv from `make envoy`)".to_string(),
         _ => format!("the filter {} (`make build`)", wasm.display()),
     };
-    if required {
-        panic!("APIGUARD_E2E_REQUIRED=1 but {missing} is missing");
-    }
-    eprintln!("skipping e2e: {missing} not found; run `make test`");
-    None
+    // Never a silent pass: an end-to-end test that cannot run fails and says why. `make test`
+    // provides both; `cargo test --lib` (and the other non-e2e suites) run without them.
+    panic!("end-to-end test cannot run: {missing} is missing; run `make test`");
 }
 
-// ---------------------------------------------------------------------------------------------------------
 // Ports
 
 /// A port that was free a moment ago, never handed out twice by this process. Only for servers that must
