@@ -14,7 +14,7 @@ use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
 use crate::jwt::verify::ClaimRules;
 use crate::ratelimit::{self, RateLimits};
-use crate::reader::{ConfigError, Node, Result};
+use crate::reader::{ConfigError, Node, Object, Result};
 use crate::redact::{self, Redaction};
 use crate::route::{compile_template, PathMatch, RouteMatch};
 use crate::schema::{self, SchemaSet};
@@ -178,20 +178,8 @@ impl Policy {
             "discovery",
             "rules",
         ])?;
-        let name = match obj.get("name") {
-            None => "apiguard".to_string(),
-            Some(n) => {
-                let s = n.non_empty_str()?;
-                if s.len() > 32
-                    || !s
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                {
-                    return Err(n.error("use 1 to 32 characters from a-z, 0-9 and _"));
-                }
-                s.to_string()
-            }
-        };
+        // Fields are read in this order, so the first error reported stays the same.
+        let name = read_name(&obj)?;
         let mode = obj
             .get("mode")
             .map(|n| parse_mode(&n))
@@ -212,64 +200,18 @@ impl Policy {
             })
             .transpose()?
             .unwrap_or(AmbiguousPaths::Reject);
-        let strip_failure_response = obj
-            .get("strip_failure_response")
-            .map(|n| n.bool())
-            .transpose()?
-            .unwrap_or(false);
-        let jwt_cache_max_entries = match obj.get("jwt_cache") {
-            None => 1024,
-            Some(node) => {
-                let cache = node.object(&["max_entries"])?;
-                cache
-                    .get("max_entries")
-                    .map(|n| n.usize_in(0, 1_000_000))
-                    .transpose()?
-                    .unwrap_or(1024)
-            }
-        };
-
-        let mut provider_index = BTreeMap::new();
-        let mut providers = Vec::new();
-        if let Some(node) = obj.get("jwt_providers") {
-            for (provider_name, provider_node) in node.entries()? {
-                if provider_name.is_empty() {
-                    return Err(provider_node.error("provider names must not be empty"));
-                }
-                provider_index.insert(provider_name.to_string(), providers.len());
-                providers.push(parse_provider(provider_name, &provider_node)?);
-            }
-        }
-
-        let api_keys = obj
-            .get("api_keys")
-            .map(|n| apikey::compile(&n))
-            .transpose()?
-            .unwrap_or_default();
-        let rate_limits = obj
-            .get("rate_limits")
-            .map(|n| ratelimit::compile(&n, &name))
-            .transpose()?
-            .unwrap_or_default();
-        let schemas = obj
-            .get("schemas")
-            .map(|n| schema::compile_section(&n))
-            .transpose()?
-            .unwrap_or_default();
-        let redactions = obj
-            .get("redaction")
-            .map(|n| redact::compile_section(&n))
-            .transpose()?
-            .unwrap_or_default();
-        let discovery = obj
-            .get("discovery")
-            .map(|n| discovery::compile(&n))
-            .transpose()?;
-        let allow_on_headers_stop_iteration = obj
-            .get("allow_on_headers_stop_iteration")
-            .map(|n| n.bool())
-            .transpose()?
-            .unwrap_or(false);
+        let strip_failure_response = optional_bool(&obj, "strip_failure_response")?;
+        let jwt_cache_max_entries = read_jwt_cache(&obj)?;
+        let (provider_index, providers) = read_providers(&obj)?;
+        // Each feature compiles its own section; rules refer to them by name.
+        let api_keys = section(&obj, "api_keys", apikey::compile)?.unwrap_or_default();
+        let rate_limits =
+            section(&obj, "rate_limits", |n| ratelimit::compile(n, &name))?.unwrap_or_default();
+        let schemas = section(&obj, "schemas", schema::compile_section)?.unwrap_or_default();
+        let redactions = section(&obj, "redaction", redact::compile_section)?.unwrap_or_default();
+        let discovery = section(&obj, "discovery", discovery::compile)?;
+        let allow_on_headers_stop_iteration =
+            optional_bool(&obj, "allow_on_headers_stop_iteration")?;
         let sections = Sections {
             providers: &provider_index,
             api_keys: &api_keys,
@@ -277,24 +219,8 @@ impl Policy {
             schemas: &schemas,
             redactions: &redactions,
         };
-        let mut rules = Vec::new();
-        if let Some(node) = obj.get("rules") {
-            for (i, rule_node) in node.array()?.iter().enumerate() {
-                rules.push(parse_rule(i, rule_node, &sections)?);
-            }
-        }
-        let mut owned_headers: Vec<String> = providers
-            .iter()
-            .flat_map(|p| {
-                p.claim_to_headers
-                    .iter()
-                    .map(|c| c.header_name.clone())
-                    .chain(p.forward_payload_header.iter().cloned())
-            })
-            .collect();
-        owned_headers.sort();
-        owned_headers.dedup();
-
+        let rules = read_rules(&obj, &sections)?;
+        let owned_headers = owned_headers(&providers);
         Ok(Policy {
             name,
             mode,
@@ -578,6 +504,94 @@ fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
         retry_max,
         refetch_on_unknown_kid,
     })
+}
+/// The policy's name labels its metrics and shared-data keys: short, lower-case, no separators.
+fn read_name(obj: &Object<'_>) -> Result<String> {
+    let Some(n) = obj.get("name") else {
+        return Ok("apiguard".to_string());
+    };
+    let s = n.non_empty_str()?;
+    if s.len() > 32
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(n.error("use 1 to 32 characters from a-z, 0-9 and _"));
+    }
+    Ok(s.to_string())
+}
+
+/// An optional boolean, false when absent.
+fn optional_bool(obj: &Object<'_>, field: &str) -> Result<bool> {
+    Ok(obj
+        .get(field)
+        .map(|n| n.bool())
+        .transpose()?
+        .unwrap_or(false))
+}
+
+/// An optional section, compiled by the feature that owns it.
+fn section<T>(
+    obj: &Object<'_>,
+    field: &str,
+    compile: impl FnOnce(&Node<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    obj.get(field).map(|n| compile(&n)).transpose()
+}
+
+/// `jwt_cache.max_entries` (0 turns the verified-token cache off).
+fn read_jwt_cache(obj: &Object<'_>) -> Result<usize> {
+    let Some(node) = obj.get("jwt_cache") else {
+        return Ok(1024);
+    };
+    let cache = node.object(&["max_entries"])?;
+    Ok(cache
+        .get("max_entries")
+        .map(|n| n.usize_in(0, 1_000_000))
+        .transpose()?
+        .unwrap_or(1024))
+}
+
+/// The providers in order, and their indices by name for the rules.
+fn read_providers(obj: &Object<'_>) -> Result<(BTreeMap<String, usize>, Vec<Provider>)> {
+    let mut provider_index = BTreeMap::new();
+    let mut providers = Vec::new();
+    if let Some(node) = obj.get("jwt_providers") {
+        for (provider_name, provider_node) in node.entries()? {
+            if provider_name.is_empty() {
+                return Err(provider_node.error("provider names must not be empty"));
+            }
+            provider_index.insert(provider_name.to_string(), providers.len());
+            providers.push(parse_provider(provider_name, &provider_node)?);
+        }
+    }
+    Ok((provider_index, providers))
+}
+
+fn read_rules(obj: &Object<'_>, sections: &Sections<'_>) -> Result<Vec<Rule>> {
+    let mut rules = Vec::new();
+    if let Some(node) = obj.get("rules") {
+        for (i, rule_node) in node.array()?.iter().enumerate() {
+            rules.push(parse_rule(i, rule_node, sections)?);
+        }
+    }
+    Ok(rules)
+}
+
+/// [`Policy::owned_headers`]: what the providers write, sorted, once each.
+fn owned_headers(providers: &[Provider]) -> Vec<String> {
+    let mut owned: Vec<String> = providers
+        .iter()
+        .flat_map(|p| {
+            p.claim_to_headers
+                .iter()
+                .map(|c| c.header_name.clone())
+                .chain(p.forward_payload_header.iter().cloned())
+        })
+        .collect();
+    owned.sort();
+    owned.dedup();
+    owned
 }
 
 /// The named sections a rule may refer to.
