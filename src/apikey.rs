@@ -233,7 +233,7 @@ fn compile_set(name: &str, node: &Node<'_>) -> Result<ApiKeySet> {
     let obj = node.object(&["from_header", "from_param", "forward", "keys"])?;
     let mut from_header = obj
         .get("from_header")
-        .map(|n| header_name(&n))
+        .map(|n| n.header_name())
         .transpose()?;
     let from_param = obj
         .get("from_param")
@@ -290,17 +290,6 @@ fn compile_set(name: &str, node: &Node<'_>) -> Result<ApiKeySet> {
         keys,
         by_digest,
     })
-}
-
-fn header_name(node: &Node<'_>) -> Result<String> {
-    let name = node.non_empty_str()?;
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
-        return Err(node.error(format!("{name:?} is not a valid HTTP header name")));
-    }
-    Ok(name.to_ascii_lowercase())
 }
 
 fn parse_digest(text: &str) -> Option<[u8; 32]> {

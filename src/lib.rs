@@ -31,6 +31,7 @@ pub mod canonical;
 pub mod config;
 pub mod discovery;
 pub mod exchange;
+pub mod http_names;
 pub mod jwt;
 pub mod pipeline;
 pub mod ratelimit;

@@ -119,6 +119,15 @@ impl<'a> Node<'a> {
         Ok(s)
     }
 
+    /// An HTTP header name ([`crate::http_names::is_token`]), lower-cased as headers are looked up.
+    pub fn header_name(&self) -> Result<String> {
+        let name = self.non_empty_str()?;
+        if !crate::http_names::is_token(name) {
+            return Err(self.error(format!("{name:?} is not a valid HTTP header name")));
+        }
+        Ok(name.to_ascii_lowercase())
+    }
+
     pub fn bool(&self) -> Result<bool> {
         self.value
             .as_bool()

@@ -276,17 +276,6 @@ fn parse_mode(node: &Node<'_>) -> Result<Mode> {
     node.one_of(&[("enforce", Mode::Enforce), ("report", Mode::Report)])
 }
 
-fn header_name(node: &Node<'_>) -> Result<String> {
-    let name = node.non_empty_str()?;
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
-        return Err(node.error(format!("{name:?} is not a valid HTTP header name")));
-    }
-    Ok(name.to_ascii_lowercase())
-}
-
 fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
     let obj = node.object(&[
         "issuer",
@@ -348,7 +337,7 @@ fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
     if let Some(n) = obj.get("from_headers") {
         for item in n.array()? {
             let h = item.object(&["name", "value_prefix"])?;
-            let name = header_name(&h.require("name")?)?;
+            let name = h.require("name")?.header_name()?;
             let value_prefix = h
                 .get("value_prefix")
                 .map(|p| p.str().map(str::to_string))
@@ -374,13 +363,13 @@ fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
         .unwrap_or(false);
     let forward_payload_header = obj
         .get("forward_payload_header")
-        .map(|n| header_name(&n))
+        .map(|n| n.header_name())
         .transpose()?;
     let mut claim_to_headers = Vec::new();
     if let Some(n) = obj.get("claim_to_headers") {
         for item in n.array()? {
             let c = item.object(&["header_name", "claim_name"])?;
-            let header_name = header_name(&c.require("header_name")?)?;
+            let header_name = c.require("header_name")?.header_name()?;
             let claim_node = c.require("claim_name")?;
             let claim_name = claim_node.non_empty_str()?;
             let claim_path: Vec<String> = claim_name.split('.').map(str::to_string).collect();
