@@ -33,6 +33,7 @@ pub mod discovery;
 pub mod exchange;
 pub mod http_names;
 pub mod jwt;
+pub mod media;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod reader;

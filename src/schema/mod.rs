@@ -36,6 +36,7 @@ pub use openapi::{BodyPlan, Found, OpenApi};
 pub use problem::{Rejection, Violation, PROBLEM_CONTENT_TYPE};
 pub use validate::Limits;
 
+use crate::media;
 use crate::reader::{ConfigError, Node, Object, Result};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -162,9 +163,9 @@ impl SchemaPolicy {
                 let Some(ct) = content_type else {
                     return HeadOutcome::Reject(Rejection::UnsupportedMediaType);
                 };
-                let essence = openapi::media_essence(ct);
+                let essence = media::essence(ct);
                 let accepted = if content_types.is_empty() {
-                    openapi::is_json_media(&essence)
+                    media::is_json(&essence)
                 } else {
                     content_types.contains(&essence)
                 };
@@ -359,11 +360,7 @@ fn json_schema_kind(obj: &Object<'_>, js: &Node<'_>, formats: bool) -> Result<Po
     let schema = Schema::compile(js.value, options).map_err(|e| compile_error(js, e))?;
     let content_types = match obj.get("content_types") {
         None => Vec::new(),
-        Some(n) => n
-            .string_list()?
-            .iter()
-            .map(|s| openapi::media_essence(s))
-            .collect(),
+        Some(n) => n.string_list()?.iter().map(|s| media::essence(s)).collect(),
     };
     let body_required = optional_bool(obj, "body_required", true)?;
     Ok(PolicyKind::JsonSchema {

@@ -25,6 +25,7 @@
 
 use super::compile::{percent_decode, CompileError, Draft, Multi, Options, SNode, Schema};
 use super::problem::{Rejection, Violation};
+use crate::media;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -208,22 +209,6 @@ fn deref<'d>(
 /// Query-string decoding: `+` is a space, then percent-decoding.
 fn form_decode(s: &str) -> String {
     percent_decode(&s.replace('+', " "))
-}
-
-/// `application/json` and `application/*+json` (parameters stripped, lower-case).
-pub fn is_json_media(essence: &str) -> bool {
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// The media type of a `content-type` value without parameters, lower-cased.
-pub fn media_essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 fn schema_type(doc: &Value, schema: &Value, pointer: &str) -> Result<Option<String>, OpenApiError> {
@@ -497,7 +482,7 @@ impl OpenApi {
         let Some(ct) = content_type else {
             return Err(Rejection::UnsupportedMediaType);
         };
-        let essence = media_essence(ct);
+        let essence = media::essence(ct);
         let (major, _) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
         let wildcard = format!("{major}/*");
         let found = body
@@ -508,11 +493,11 @@ impl OpenApi {
             .or_else(|| body.media.iter().find(|(m, _)| m == "*/*"));
         match found {
             None => Err(Rejection::UnsupportedMediaType),
-            Some((_, Some(BodyKind::Json(schema)))) if is_json_media(&essence) => {
+            Some((_, Some(BodyKind::Json(schema)))) if media::is_json(&essence) => {
                 Ok(BodyPlan::Json(*schema))
             }
             // A declared range matched by JSON: still parse it; other types: content type only.
-            Some((_, _)) if is_json_media(&essence) => Ok(BodyPlan::Json(None)),
+            Some((_, _)) if media::is_json(&essence) => Ok(BodyPlan::Json(None)),
             Some(_) => Ok(BodyPlan::None),
         }
     }
@@ -937,9 +922,9 @@ fn compile_body(
     };
     let mut media = Vec::new();
     for (range, m) in content {
-        let essence = media_essence(range);
+        let essence = media::essence(range);
         let m_ptr = child(&content_ptr, range);
-        let json_like = is_json_media(&essence) || essence == "application/*" || essence == "*/*";
+        let json_like = media::is_json(&essence) || essence == "application/*" || essence == "*/*";
         let kind = match (json_like, m) {
             (true, Value::Object(mm)) if mm.contains_key("schema") => {
                 let schema_ptr = child(&m_ptr, "schema");
