@@ -32,6 +32,7 @@ pub mod config;
 pub mod discovery;
 pub mod exchange;
 pub mod http_names;
+pub mod json_text;
 pub mod jwt;
 pub mod media;
 pub mod pipeline;
