@@ -316,33 +316,15 @@ pub fn digest_hex(key: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::reader::ConfigError;
+    use crate::request::Request;
     use serde_json::json;
 
-    struct Req {
-        headers: Vec<(&'static str, String)>,
-        query: String,
-    }
-
-    impl TokenSource for Req {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        }
-        fn query(&self) -> &str {
-            &self.query
-        }
-        fn header_count(&self, name: &str) -> usize {
-            self.headers.iter().filter(|(n, _)| *n == name).count()
-        }
-    }
-
-    fn req(headers: &[(&'static str, &str)], query: &str) -> Req {
-        Req {
-            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-            query: query.to_string(),
-        }
+    /// The request's headers, and `query` as its `:path`'s query string.
+    fn req(headers: &[(&str, &str)], query: &str) -> Request {
+        let path = format!("/?{query}");
+        let mut pairs = headers.to_vec();
+        pairs.push((":path", &path));
+        Request::of(&pairs)
     }
 
     const ACME_KEY: &str = "acme-secret-key-1";
