@@ -343,6 +343,23 @@ impl Site<'_> {
     }
 }
 
+/// One keyword of a schema object, as each keyword family's function receives it.
+#[derive(Clone, Copy)]
+struct Keyword<'k> {
+    site: &'k Site<'k>,
+    key: &'k str,
+    value: &'k Value,
+}
+
+/// What a keyword family's function adds to: the checks, and what is gathered for after the loop.
+struct Out {
+    checks: Vec<Check>,
+    gathered: Gathered,
+}
+
+/// `Ok(true)` when the keyword belonged to the family (and was compiled), `Ok(false)` to try the next.
+type Handled = Result<bool, CompileError>;
+
 /// The keywords that make one check together, gathered over a schema object's keywords.
 struct Gathered {
     props: Option<Vec<(Box<str>, usize)>>,
@@ -710,17 +727,25 @@ impl<'a> Compiler<'a> {
             }
         }
         let site = Site { doc, pointer, map };
-        let mut gathered = Gathered::new();
+        let mut out = Out {
+            checks,
+            gathered: Gathered::new(),
+        };
         for (key, value) in map {
             let key = key.as_str();
             // Map order, first error wins: the families share no keyword, so trying them in turn is one match.
-            let known = self.core_keyword(&site, key, value)?
-                || self.any_type_keyword(&site, key, value, &mut checks)?
-                || self.number_keyword(&site, key, value, &mut checks)?
-                || self.string_keyword(&site, key, value, &mut checks)?
-                || self.array_keyword(&site, key, value, &mut checks, &mut gathered)?
-                || self.object_keyword(&site, key, value, &mut checks, &mut gathered)?
-                || self.combinator_keyword(&site, key, value, &mut checks)?
+            let kw = Keyword {
+                site: &site,
+                key,
+                value,
+            };
+            let known = self.core_keyword(kw)?
+                || self.any_type_keyword(kw, &mut out)?
+                || self.number_keyword(kw, &mut out)?
+                || self.string_keyword(kw, &mut out)?
+                || self.array_keyword(kw, &mut out)?
+                || self.object_keyword(kw, &mut out)?
+                || self.combinator_keyword(kw, &mut out)?
                 || self.is_annotation(key);
             if !known {
                 return Err(unsupported(
@@ -729,6 +754,10 @@ impl<'a> Compiler<'a> {
                 ));
             }
         }
+        let Out {
+            mut checks,
+            gathered,
+        } = out;
         gathered.into_checks(&site, self.opts.draft, &mut checks)?;
         // Cheap checks first: a wrong type fails before any subschema is walked.
         checks.sort_by_key(check_cost);
@@ -758,12 +787,8 @@ impl<'a> Compiler<'a> {
     }
 
     /// `$ref` (resolved before the loop), anchors and `$schema`.
-    fn core_keyword(
-        &mut self,
-        site: &Site<'_>,
-        key: &str,
-        value: &Value,
-    ) -> Result<bool, CompileError> {
+    fn core_keyword(&self, kw: Keyword<'_>) -> Handled {
+        let Keyword { site, key, value } = kw;
         match key {
             "$ref" => {}
             "$anchor" | "$dynamicAnchor" if self.opts.draft == Draft::Draft2020 => {}
@@ -782,13 +807,9 @@ impl<'a> Compiler<'a> {
     }
 
     /// Keywords that apply to any instance: `type`, `nullable`, `enum`, `const`.
-    fn any_type_keyword(
-        &mut self,
-        site: &Site<'_>,
-        key: &str,
-        value: &Value,
-        checks: &mut Vec<Check>,
-    ) -> Result<bool, CompileError> {
+    fn any_type_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
         let draft = self.opts.draft;
         let here = site.here(key);
         match key {
@@ -822,13 +843,9 @@ impl<'a> Compiler<'a> {
 
     /// Numeric bounds; OpenAPI 3.0's boolean `exclusiveMinimum`/`exclusiveMaximum` modify
     /// `minimum`/`maximum` instead of standing alone.
-    fn number_keyword(
-        &mut self,
-        site: &Site<'_>,
-        key: &str,
-        value: &Value,
-        checks: &mut Vec<Check>,
-    ) -> Result<bool, CompileError> {
+    fn number_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
         let openapi30 = self.opts.draft == Draft::OpenApi30;
         let flag_set = |flag: &str| site.map.get(flag) == Some(&Value::Bool(true)) && openapi30;
         match key {
@@ -869,13 +886,9 @@ impl<'a> Compiler<'a> {
     }
 
     /// String length, `pattern`, and `format` (an assertion only when the options say so).
-    fn string_keyword(
-        &mut self,
-        site: &Site<'_>,
-        key: &str,
-        value: &Value,
-        checks: &mut Vec<Check>,
-    ) -> Result<bool, CompileError> {
+    fn string_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
         let here = site.here(key);
         match key {
             "minLength" => checks.extend(site.count(key)?.map(Check::MinLength)),
@@ -916,14 +929,9 @@ impl<'a> Compiler<'a> {
 
     /// Array keywords. `items` is a schema in draft 2020-12 and OpenAPI, and may be an array of
     /// schemas (then followed by `additionalItems`) in draft 7.
-    fn array_keyword(
-        &mut self,
-        site: &Site<'_>,
-        key: &str,
-        value: &Value,
-        checks: &mut Vec<Check>,
-        gathered: &mut Gathered,
-    ) -> Result<bool, CompileError> {
+    fn array_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let Out { checks, gathered } = out;
         let draft = self.opts.draft;
         let (doc, pointer) = (site.doc, site.pointer);
         match key {
@@ -969,14 +977,9 @@ impl<'a> Compiler<'a> {
 
     /// Object keywords: properties and their names, counts, `required` and the dependencies
     /// (draft 2020-12 `dependentRequired`/`dependentSchemas`, draft 7 `dependencies`).
-    fn object_keyword(
-        &mut self,
-        site: &Site<'_>,
-        key: &str,
-        value: &Value,
-        checks: &mut Vec<Check>,
-        gathered: &mut Gathered,
-    ) -> Result<bool, CompileError> {
+    fn object_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let Out { checks, gathered } = out;
         let draft = self.opts.draft;
         let (doc, pointer) = (site.doc, site.pointer);
         let here = site.here(key);
@@ -1037,13 +1040,9 @@ impl<'a> Compiler<'a> {
     }
 
     /// `allOf`, `anyOf`, `oneOf`, `not` and `if`/`then`/`else`.
-    fn combinator_keyword(
-        &mut self,
-        site: &Site<'_>,
-        key: &str,
-        value: &Value,
-        checks: &mut Vec<Check>,
-    ) -> Result<bool, CompileError> {
+    fn combinator_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
         let (doc, pointer) = (site.doc, site.pointer);
         match key {
             "allOf" => checks.push(Check::AllOf(
