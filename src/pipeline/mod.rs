@@ -134,20 +134,31 @@ fn run_stages(
     env: &mut WorkerEnv<'_>,
     verdict: &mut Verdict,
 ) -> Result<(), Denial> {
-    let canonical = canonicalize(request.path());
-    check_canonical_path(policy, &canonical, verdict)?;
-    let Some(rule) = route(policy, request, &canonical, verdict)? else {
+    let at = Judged {
+        policy,
+        request,
+        canonical: canonicalize(request.path()),
+    };
+    check_canonical_path(&at, verdict)?;
+    let Some(rule) = route(&at, verdict)? else {
         return Ok(());
     };
-    check_guarded_request(policy, rule, request, &canonical, verdict)?;
-    let claims = authenticate_jwt_stage(policy, rule, request, env, verdict)?;
+    check_guarded_request(&at, rule, verdict)?;
+    let claims = authenticate_jwt_stage(&at, rule, env, verdict)?;
     let caller = Caller {
         claims: claims.as_ref().map(|t| &t.payload),
-        api_key: authenticate_api_key(policy, rule, request, verdict)?,
+        api_key: authenticate_api_key(&at, rule, verdict)?,
     };
     authorize(rule, &caller, verdict)?;
-    rate_limit(policy, rule, request, env, &caller, verdict)?;
-    check_schema_head(policy, rule, request, &canonical, verdict)
+    rate_limit(&at, rule, env, &caller, verdict)?;
+    check_schema_head(&at, rule, verdict)
+}
+
+/// What every stage reads: the policy, the request, and its canonical path.
+struct Judged<'a> {
+    policy: &'a Policy,
+    request: &'a dyn RequestView,
+    canonical: Canonical<'a>,
 }
 
 /// Headers the filter owns never come from the client, whatever happens next. (Only those present:
@@ -164,18 +175,14 @@ fn remove_owned_headers(policy: &Policy, request: &dyn RequestView) -> Vec<Heade
 
 /// Rules, schemas and discovery all judge the canonical path; one that stays ambiguous cannot be
 /// routed reliably (the upstream may read it as another resource), so it is refused before routing.
-fn check_canonical_path(
-    policy: &Policy,
-    canonical: &Canonical<'_>,
-    verdict: &mut Verdict,
-) -> Result<(), Denial> {
-    if canonical.is_ambiguous() {
+fn check_canonical_path(at: &Judged<'_>, verdict: &mut Verdict) -> Result<(), Denial> {
+    if at.canonical.is_ambiguous() {
         verdict.events.push(Event::PathAmbiguous);
-        if policy.ambiguous_paths == AmbiguousPaths::Reject {
+        if at.policy.ambiguous_paths == AmbiguousPaths::Reject {
             return Err(Denial::BadRequest("ambiguous_path"));
         }
     }
-    if canonical.matrix {
+    if at.canonical.matrix {
         verdict.events.push(Event::PathMatrixParameters);
     }
     Ok(())
@@ -183,45 +190,41 @@ fn check_canonical_path(
 
 /// The first matching rule, whose mode then applies; `Ok(None)` when none matches and the policy
 /// lets such requests through.
-fn route<'p>(
-    policy: &'p Policy,
-    request: &dyn RequestView,
-    canonical: &Canonical<'_>,
-    verdict: &mut Verdict,
-) -> Result<Option<&'p Rule>, Denial> {
-    let path = canonical.path.as_ref();
-    let Some((rule_index, rule)) = policy.route(request.method(), path, request.authority()) else {
+fn route<'p>(at: &Judged<'p>, verdict: &mut Verdict) -> Result<Option<&'p Rule>, Denial> {
+    let path = at.canonical.path.as_ref();
+    let Some((rule_index, rule)) =
+        at.policy
+            .route(at.request.method(), path, at.request.authority())
+    else {
         verdict.events.push(Event::NoRuleMatch);
-        return match policy.on_no_match {
+        return match at.policy.on_no_match {
             NoMatch::Deny => Err(Denial::NoRuleMatched),
             NoMatch::Allow => Ok(None),
         };
     };
     verdict.rule = Some(rule_index);
-    verdict.enforced = rule.mode(policy) == Mode::Enforce;
+    verdict.enforced = rule.mode(at.policy) == Mode::Enforce;
     Ok(Some(rule))
 }
 
 /// On a guarded rule, what would let the upstream run another operation than the one judged.
 fn check_guarded_request(
-    policy: &Policy,
+    at: &Judged<'_>,
     rule: &Rule,
-    request: &dyn RequestView,
-    canonical: &Canonical<'_>,
     verdict: &mut Verdict,
 ) -> Result<(), Denial> {
     if !rule.guarded() {
         return Ok(());
     }
     // Matrix parameters: some servers route `/api;x/y` as `/api/y`, others not at all.
-    if canonical.matrix && policy.ambiguous_paths == AmbiguousPaths::Reject {
+    if at.canonical.matrix && at.policy.ambiguous_paths == AmbiguousPaths::Reject {
         return Err(Denial::BadRequest("matrix_parameters"));
     }
     // A method override would make the upstream run another operation than the one judged.
     if !rule.allow_method_override
         && METHOD_OVERRIDE_HEADERS
             .iter()
-            .any(|name| request.header(name).is_some())
+            .any(|name| at.request.header(name).is_some())
     {
         verdict.events.push(Event::MethodOverride);
         return Err(Denial::BadRequest("method_override"));
@@ -231,16 +234,15 @@ fn check_guarded_request(
 
 /// Authentication, first part: the rule's JWT requirement; the verified token's claims.
 fn authenticate_jwt_stage(
-    policy: &Policy,
+    at: &Judged<'_>,
     rule: &Rule,
-    request: &dyn RequestView,
     env: &mut WorkerEnv<'_>,
     verdict: &mut Verdict,
 ) -> Result<Option<Arc<VerifiedToken>>, Denial> {
     match &rule.jwt {
         None => Ok(None),
         Some(requirement) => {
-            authenticate_jwt(policy, requirement, request, env, verdict).map_err(Denial::Jwt)
+            authenticate_jwt(at.policy, requirement, at.request, env, verdict).map_err(Denial::Jwt)
         }
     }
 }
@@ -248,18 +250,17 @@ fn authenticate_jwt_stage(
 /// Authentication, second part: the rule's API key set. A key found is removed from what goes
 /// upstream (header, or query parameter).
 fn authenticate_api_key<'p>(
-    policy: &'p Policy,
+    at: &Judged<'p>,
     rule: &Rule,
-    request: &dyn RequestView,
     verdict: &mut Verdict,
 ) -> Result<Option<&'p KeyIdentity>, Denial> {
     let Some((index, set)) = rule
         .api_key
-        .and_then(|i| policy.api_keys.sets.get(i).map(|s| (i, s)))
+        .and_then(|i| at.policy.api_keys.sets.get(i).map(|s| (i, s)))
     else {
         return Ok(None);
     };
-    match set.authenticate(request) {
+    match set.authenticate(at.request) {
         Ok(identity) => {
             verdict.events.push(Event::ApiKeyAllowed);
             if let Some(header) = set.header_to_remove() {
@@ -268,7 +269,7 @@ fn authenticate_api_key<'p>(
                     .push(HeaderChange::Remove(header.to_string()));
             }
             if let Some(param) = set.param_to_strip() {
-                strip_path_param(&mut verdict.headers, request.path(), param);
+                strip_path_param(&mut verdict.headers, at.request.path(), param);
             }
             Ok(Some(identity))
         }
@@ -301,9 +302,8 @@ fn authorize(rule: &Rule, caller: &Caller<'_>, verdict: &mut Verdict) -> Result<
 
 /// Rate limits: only requests that passed everything else spend budget.
 fn rate_limit(
-    policy: &Policy,
+    at: &Judged<'_>,
     rule: &Rule,
-    request: &dyn RequestView,
     env: &mut WorkerEnv<'_>,
     caller: &Caller<'_>,
     verdict: &mut Verdict,
@@ -311,9 +311,9 @@ fn rate_limit(
     let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) else {
         return Ok(());
     };
-    let method = request.method();
+    let method = at.request.method();
     let facts = Facts {
-        request,
+        request: at.request,
         // One budget per method whatever its case (`get` over HTTP/2 is `GET`).
         method: if method.bytes().any(|b| b.is_ascii_lowercase()) {
             Cow::Owned(method.to_ascii_uppercase())
@@ -324,7 +324,7 @@ fn rate_limit(
         claims: caller.claims,
         api_key: caller.api_key,
     };
-    let decision = policy.rate_limits.check(
+    let decision = at.policy.rate_limits.check(
         &rule.rate_limits,
         &rule.name,
         &facts,
@@ -350,25 +350,19 @@ fn rate_limit(
 
 /// Schema: what the headers tell (operation, parameters, content type, declared length); the body,
 /// if it must be checked, is checked later by [`check_body`].
-fn check_schema_head(
-    policy: &Policy,
-    rule: &Rule,
-    request: &dyn RequestView,
-    canonical: &Canonical<'_>,
-    verdict: &mut Verdict,
-) -> Result<(), Denial> {
+fn check_schema_head(at: &Judged<'_>, rule: &Rule, verdict: &mut Verdict) -> Result<(), Denial> {
     let Some((index, schema)) = rule
         .schema
-        .and_then(|i| policy.schemas.policies.get(i).map(|s| (i, s)))
+        .and_then(|i| at.policy.schemas.policies.get(i).map(|s| (i, s)))
     else {
         return Ok(());
     };
-    let path_and_query = canonical.with_query();
+    let path_and_query = at.canonical.with_query();
     let head = Head {
-        request,
+        request: at.request,
         path: &path_and_query,
     };
-    match schema.check_head(&head, request.has_body()) {
+    match schema.check_head(&head, at.request.has_body()) {
         HeadOutcome::Pass => verdict.events.push(Event::SchemaValidated),
         HeadOutcome::NeedBody(check) => verdict.body_check = Some((index, check)),
         HeadOutcome::Undeclared(_) => verdict.events.push(Event::SchemaUndeclared),
