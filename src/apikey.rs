@@ -321,10 +321,7 @@ mod tests {
 
     /// The request's headers, and `query` as its `:path`'s query string.
     fn req(headers: &[(&str, &str)], query: &str) -> Request {
-        let path = format!("/?{query}");
-        let mut pairs = headers.to_vec();
-        pairs.push((":path", &path));
-        Request::of(&pairs)
+        Request::of(headers).with_header(":path", format!("/?{query}"))
     }
 
     const ACME_KEY: &str = "acme-secret-key-1";
