@@ -343,6 +343,16 @@ impl Site<'_> {
     }
 }
 
+/// The check of a numeric bound: lower or upper, inclusive or exclusive.
+fn bound_check(lower: bool, exclusive: bool) -> fn(f64) -> Check {
+    match (lower, exclusive) {
+        (true, false) => Check::Minimum,
+        (true, true) => Check::ExclusiveMinimum,
+        (false, false) => Check::Maximum,
+        (false, true) => Check::ExclusiveMaximum,
+    }
+}
+
 /// One keyword of a schema object, as each keyword family's function receives it.
 #[derive(Clone, Copy)]
 struct Keyword<'k> {
@@ -849,32 +859,22 @@ impl<'a> Compiler<'a> {
         let openapi30 = self.opts.draft == Draft::OpenApi30;
         let flag_set = |flag: &str| site.map.get(flag) == Some(&Value::Bool(true)) && openapi30;
         match key {
-            "minimum" => {
-                let bound = site.number(key)?;
-                if flag_set("exclusiveMinimum") {
-                    checks.extend(bound.map(Check::ExclusiveMinimum));
+            "minimum" | "maximum" => {
+                let lower = key == "minimum";
+                let flag = if lower {
+                    "exclusiveMinimum"
                 } else {
-                    checks.extend(bound.map(Check::Minimum));
-                }
-            }
-            "maximum" => {
+                    "exclusiveMaximum"
+                };
                 let bound = site.number(key)?;
-                if flag_set("exclusiveMaximum") {
-                    checks.extend(bound.map(Check::ExclusiveMaximum));
-                } else {
-                    checks.extend(bound.map(Check::Maximum));
-                }
+                checks.extend(bound.map(bound_check(lower, flag_set(flag))));
             }
             "exclusiveMinimum" | "exclusiveMaximum" => {
                 if value.is_boolean() && openapi30 {
                     return Ok(true); // folded into minimum/maximum above
                 }
                 let bound = site.number(key)?;
-                checks.extend(bound.map(if key == "exclusiveMinimum" {
-                    Check::ExclusiveMinimum
-                } else {
-                    Check::ExclusiveMaximum
-                }));
+                checks.extend(bound.map(bound_check(key == "exclusiveMinimum", true)));
             }
             "multipleOf" => match value.as_f64() {
                 Some(m) if m > 0.0 => checks.push(Check::MultipleOf(m)),
