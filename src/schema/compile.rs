@@ -286,7 +286,7 @@ struct Compiler<'a> {
     queue: VecDeque<(usize, usize, String)>,
 }
 
-fn err(pointer: &str, message: impl Into<String>) -> CompileError {
+pub(super) fn err(pointer: &str, message: impl Into<String>) -> CompileError {
     CompileError {
         pointer: format!("#{pointer}"),
         message: message.into(),
@@ -294,7 +294,7 @@ fn err(pointer: &str, message: impl Into<String>) -> CompileError {
     }
 }
 
-fn unsupported(pointer: &str, message: impl Into<String>) -> CompileError {
+pub(super) fn unsupported(pointer: &str, message: impl Into<String>) -> CompileError {
     CompileError {
         pointer: format!("#{pointer}"),
         message: message.into(),
@@ -307,7 +307,7 @@ pub(crate) fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-fn child(pointer: &str, token: &str) -> String {
+pub(super) fn child(pointer: &str, token: &str) -> String {
     format!("{pointer}/{}", escape_token(token))
 }
 

@@ -23,7 +23,9 @@
 //! content type (the body is not buffered). A body sent to an operation that declares none is
 //! refused with 415.
 
-use super::compile::{percent_decode, CompileError, Draft, Multi, Options, SNode, Schema};
+use super::compile::{
+    child, err, percent_decode, unsupported, CompileError, Draft, Multi, Options, SNode, Schema,
+};
 use super::problem::{Rejection, Violation};
 use crate::media;
 use serde_json::Value;
@@ -155,26 +157,6 @@ pub enum BodyPlan {
 
 /// A document refused at configure time: JSON pointer into the document, and what is wrong.
 pub type OpenApiError = CompileError;
-
-fn err(pointer: &str, message: impl Into<String>) -> OpenApiError {
-    CompileError {
-        pointer: format!("#{pointer}"),
-        message: message.into(),
-        unsupported: false,
-    }
-}
-
-fn unsupported(pointer: &str, message: impl Into<String>) -> OpenApiError {
-    CompileError {
-        pointer: format!("#{pointer}"),
-        message: message.into(),
-        unsupported: true,
-    }
-}
-
-fn child(pointer: &str, token: &str) -> String {
-    format!("{pointer}/{}", super::compile::escape_token(token))
-}
 
 /// Follows local `$ref`s (`#/components/...`) from `value` at `pointer`.
 fn deref<'d>(
