@@ -242,11 +242,7 @@ fn compile_set(name: &str, node: &Node<'_>) -> Result<ApiKeySet> {
     if from_header.is_none() && from_param.is_none() {
         from_header = Some("x-api-key".to_string());
     }
-    let forward = obj
-        .get("forward")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let forward = obj.bool_or("forward", false)?;
     let keys_node = obj.require("keys")?;
     let mut keys = Vec::new();
     let mut by_digest = HashMap::new();

@@ -227,6 +227,24 @@ impl<'a> Object<'a> {
             .ok_or_else(|| self.node.member(name, &NULL).error("is required"))
     }
 
+    /// An optional boolean member, `default` when absent.
+    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
+        Ok(self
+            .get(name)
+            .map(|n| n.bool())
+            .transpose()?
+            .unwrap_or(default))
+    }
+
+    /// An optional member naming one of `choices`, `default` when absent.
+    pub fn one_of_or<T: Copy>(&self, name: &str, choices: &[(&str, T)], default: T) -> Result<T> {
+        Ok(self
+            .get(name)
+            .map(|n| n.one_of(choices))
+            .transpose()?
+            .unwrap_or(default))
+    }
+
     /// The object's own path, for errors about the object as a whole.
     pub fn node(&self) -> &Node<'a> {
         &self.node

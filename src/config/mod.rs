@@ -185,22 +185,20 @@ impl Policy {
             .map(|n| parse_mode(&n))
             .transpose()?
             .unwrap_or(Mode::Enforce);
-        let on_no_match = obj
-            .get("on_no_match")
-            .map(|n| n.one_of(&[("allow", NoMatch::Allow), ("deny", NoMatch::Deny)]))
-            .transpose()?
-            .unwrap_or(NoMatch::Allow);
-        let ambiguous_paths = obj
-            .get("ambiguous_paths")
-            .map(|n| {
-                n.one_of(&[
-                    ("reject", AmbiguousPaths::Reject),
-                    ("report", AmbiguousPaths::Report),
-                ])
-            })
-            .transpose()?
-            .unwrap_or(AmbiguousPaths::Reject);
-        let strip_failure_response = optional_bool(&obj, "strip_failure_response")?;
+        let on_no_match = obj.one_of_or(
+            "on_no_match",
+            &[("allow", NoMatch::Allow), ("deny", NoMatch::Deny)],
+            NoMatch::Allow,
+        )?;
+        let ambiguous_paths = obj.one_of_or(
+            "ambiguous_paths",
+            &[
+                ("reject", AmbiguousPaths::Reject),
+                ("report", AmbiguousPaths::Report),
+            ],
+            AmbiguousPaths::Reject,
+        )?;
+        let strip_failure_response = obj.bool_or("strip_failure_response", false)?;
         let jwt_cache_max_entries = read_jwt_cache(&obj)?;
         let (provider_index, providers) = read_providers(&obj)?;
         // Each feature compiles its own section; rules refer to them by name.
@@ -211,7 +209,7 @@ impl Policy {
         let redactions = section(&obj, "redaction", redact::compile_section)?.unwrap_or_default();
         let discovery = section(&obj, "discovery", discovery::compile)?;
         let allow_on_headers_stop_iteration =
-            optional_bool(&obj, "allow_on_headers_stop_iteration")?;
+            obj.bool_or("allow_on_headers_stop_iteration", false)?;
         let sections = Sections {
             providers: &provider_index,
             api_keys: &api_keys,
@@ -356,11 +354,7 @@ fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
         locations = TokenLocation::envoy_defaults();
     }
 
-    let forward = obj
-        .get("forward")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let forward = obj.bool_or("forward", false)?;
     let forward_payload_header = obj
         .get("forward_payload_header")
         .map(|n| n.header_name())
@@ -508,15 +502,6 @@ fn read_name(obj: &Object<'_>) -> Result<String> {
         return Err(n.error("use 1 to 32 characters from a-z, 0-9 and _"));
     }
     Ok(s.to_string())
-}
-
-/// An optional boolean, false when absent.
-fn optional_bool(obj: &Object<'_>, field: &str) -> Result<bool> {
-    Ok(obj
-        .get(field)
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false))
 }
 
 /// An optional section, compiled by the feature that owns it.
@@ -678,11 +663,7 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
             )?))
         }
     };
-    let allow_method_override = obj
-        .get("allow_method_override")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let allow_method_override = obj.bool_or("allow_method_override", false)?;
     Ok(Rule {
         name,
         matcher,
@@ -753,11 +734,7 @@ fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
             }
         })
         .collect();
-    let case_insensitive = obj
-        .get("case_insensitive")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let case_insensitive = obj.bool_or("case_insensitive", false)?;
     Ok(RouteMatch {
         path,
         methods,

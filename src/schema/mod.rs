@@ -274,7 +274,7 @@ pub fn compile_policy(name: &str, node: &Node<'_>) -> Result<SchemaPolicy> {
         "body_required",
         "base_path",
     ])?;
-    let formats = optional_bool(&obj, "formats", true)?;
+    let formats = obj.bool_or("formats", true)?;
     let limits = read_limits(&obj)?;
     let kind = match (obj.get("json_schema"), obj.get("openapi")) {
         (Some(js), None) => json_schema_kind(&obj, &js, formats)?,
@@ -286,31 +286,21 @@ pub fn compile_policy(name: &str, node: &Node<'_>) -> Result<SchemaPolicy> {
                 .error("a schema policy needs json_schema or openapi"))
         }
     };
-    let undeclared = obj
-        .get("undeclared")
-        .map(|n| {
-            n.one_of(&[
-                ("404", Undeclared::NotFound),
-                ("405", Undeclared::MethodNotAllowed),
-                ("report", Undeclared::Report),
-            ])
-        })
-        .transpose()?
-        .unwrap_or(Undeclared::MethodNotAllowed);
+    let undeclared = obj.one_of_or(
+        "undeclared",
+        &[
+            ("404", Undeclared::NotFound),
+            ("405", Undeclared::MethodNotAllowed),
+            ("report", Undeclared::Report),
+        ],
+        Undeclared::MethodNotAllowed,
+    )?;
     Ok(SchemaPolicy {
         name: name.to_string(),
         kind,
         limits,
         undeclared,
     })
-}
-
-fn optional_bool(obj: &Object<'_>, field: &str, default: bool) -> Result<bool> {
-    Ok(obj
-        .get(field)
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(default))
 }
 
 /// `max_body_bytes`, `max_depth`, `max_errors`, each bounded.
@@ -341,17 +331,15 @@ fn only_for(obj: &Object<'_>, field: &str, kind: &str) -> Result<()> {
 fn json_schema_kind(obj: &Object<'_>, js: &Node<'_>, formats: bool) -> Result<PolicyKind> {
     only_for(obj, "undeclared", "openapi")?;
     only_for(obj, "base_path", "openapi")?;
-    let draft = obj
-        .get("draft")
-        .map(|n| {
-            n.one_of(&[
-                ("2020-12", Draft::Draft2020),
-                ("7", Draft::Draft7),
-                ("draft7", Draft::Draft7),
-            ])
-        })
-        .transpose()?
-        .unwrap_or(Draft::Draft2020);
+    let draft = obj.one_of_or(
+        "draft",
+        &[
+            ("2020-12", Draft::Draft2020),
+            ("7", Draft::Draft7),
+            ("draft7", Draft::Draft7),
+        ],
+        Draft::Draft2020,
+    )?;
     let options = Options {
         draft,
         formats,
@@ -362,7 +350,7 @@ fn json_schema_kind(obj: &Object<'_>, js: &Node<'_>, formats: bool) -> Result<Po
         None => Vec::new(),
         Some(n) => n.string_list()?.iter().map(|s| media::essence(s)).collect(),
     };
-    let body_required = optional_bool(obj, "body_required", true)?;
+    let body_required = obj.bool_or("body_required", true)?;
     Ok(PolicyKind::JsonSchema {
         schema,
         content_types,
