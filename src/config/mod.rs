@@ -569,6 +569,24 @@ fn owned_headers(providers: &[Provider]) -> Vec<String> {
 }
 
 /// The named sections a rule may refer to.
+/// A rule's reference to a named entry of a section: what `find` gives for the name, or an error
+/// that lists the names there are.
+fn named_entry<'s, T>(
+    node: &Node<'_>,
+    section: &str,
+    names: impl Iterator<Item = &'s str>,
+    find: impl FnOnce(&str) -> Option<T>,
+) -> Result<T> {
+    let wanted = node.non_empty_str()?;
+    find(wanted).ok_or_else(|| {
+        let known: Vec<&str> = names.collect();
+        node.error(format!(
+            "no {section} entry named {wanted:?} (known: {})",
+            known.join(", ")
+        ))
+    })
+}
+
 struct Sections<'a> {
     providers: &'a BTreeMap<String, usize>,
     api_keys: &'a ApiKeys,
@@ -606,63 +624,37 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         .get("jwt")
         .map(|n| parse_requirement(&n, sections.providers))
         .transpose()?;
-    let api_key = match obj.get("api_key") {
-        None => None,
-        Some(n) => {
-            let set = n.non_empty_str()?;
-            Some(sections.api_keys.find(set).ok_or_else(|| {
-                let known: Vec<&str> = sections
-                    .api_keys
-                    .sets
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect();
-                n.error(format!(
-                    "no api_keys entry named {set:?} (known: {})",
-                    known.join(", ")
-                ))
-            })?)
-        }
-    };
+    let api_key = obj
+        .get("api_key")
+        .map(|n| {
+            let names = sections.api_keys.sets.iter().map(|s| s.name.as_str());
+            named_entry(&n, "api_keys", names, |set| sections.api_keys.find(set))
+        })
+        .transpose()?;
     let authz = obj.get("authz").map(|n| authz::compile(&n)).transpose()?;
     let rate_limits = obj
         .get("rate_limits")
         .map(|n| ratelimit::compile_rule_refs(&n, sections.rate_limits))
         .transpose()?
         .unwrap_or_default();
-    let schema = match obj.get("schema") {
-        None => None,
-        Some(n) => {
-            let wanted = n.non_empty_str()?;
-            Some(sections.schemas.index_of(wanted).ok_or_else(|| {
-                let known: Vec<&str> = sections
-                    .schemas
-                    .policies
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect();
-                n.error(format!(
-                    "no schemas entry named {wanted:?} (known: {})",
-                    known.join(", ")
-                ))
-            })?)
-        }
-    };
-    let redaction = match obj.get("redaction") {
-        None => None,
-        Some(n) => {
-            let wanted = n.non_empty_str()?;
-            Some(Arc::clone(sections.redactions.get(wanted).ok_or_else(
-                || {
-                    let known: Vec<&str> = sections.redactions.keys().map(String::as_str).collect();
-                    n.error(format!(
-                        "no redaction entry named {wanted:?} (known: {})",
-                        known.join(", ")
-                    ))
-                },
-            )?))
-        }
-    };
+    let schema = obj
+        .get("schema")
+        .map(|n| {
+            let names = sections.schemas.policies.iter().map(|p| p.name.as_str());
+            named_entry(&n, "schemas", names, |wanted| {
+                sections.schemas.index_of(wanted)
+            })
+        })
+        .transpose()?;
+    let redaction = obj
+        .get("redaction")
+        .map(|n| {
+            let names = sections.redactions.keys().map(String::as_str);
+            named_entry(&n, "redaction", names, |wanted| {
+                sections.redactions.get(wanted).map(Arc::clone)
+            })
+        })
+        .transpose()?;
     let allow_method_override = obj.bool_or("allow_method_override", false)?;
     Ok(Rule {
         name,
