@@ -197,11 +197,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// The 401 reply. `strip_details` sends the status alone.
 pub fn reply(failure: ApiKeyFailure, set: &ApiKeySet, strip_details: bool) -> Reply {
     if strip_details {
-        return Reply {
-            status: 401,
-            body: String::new(),
-            headers: Vec::new(),
-        };
+        return Reply::status_only(401);
     }
     Reply {
         status: 401,
