@@ -5,9 +5,9 @@
 
 use apiguard::apikey::{self, digest_hex};
 use apiguard::authz::{self, Caller};
-use apiguard::jwt::extract::TokenSource;
 use apiguard::ratelimit::{self, RateLimits, RequestFacts, Seed};
 use apiguard::reader::Node;
+use apiguard::request::Request;
 use apiguard::store::memory::MemoryStore;
 use serde_json::{json, Map, Value};
 use std::hint::black_box;
@@ -39,17 +39,6 @@ impl RequestFacts for Facts {
     }
     fn method(&self) -> &str {
         "GET"
-    }
-}
-
-struct Req(String);
-
-impl TokenSource for Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        (name == "x-api-key").then_some(self.0.as_str())
-    }
-    fn query(&self) -> &str {
-        ""
     }
 }
 
@@ -207,7 +196,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let req = Req(key.to_string());
+    let req = Request::of(&[("x-api-key", key)]);
     row(
         "api key, valid (40-byte key)",
         measure(OPS, |_| sets.sets[0].authenticate(&req).is_ok()),

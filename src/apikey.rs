@@ -197,11 +197,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// The 401 reply. `strip_details` sends the status alone.
 pub fn reply(failure: ApiKeyFailure, set: &ApiKeySet, strip_details: bool) -> Reply {
     if strip_details {
-        return Reply {
-            status: 401,
-            body: String::new(),
-            headers: Vec::new(),
-        };
+        return Reply::status_only(401);
     }
     Reply {
         status: 401,
@@ -233,7 +229,7 @@ fn compile_set(name: &str, node: &Node<'_>) -> Result<ApiKeySet> {
     let obj = node.object(&["from_header", "from_param", "forward", "keys"])?;
     let mut from_header = obj
         .get("from_header")
-        .map(|n| header_name(&n))
+        .map(|n| n.header_name())
         .transpose()?;
     let from_param = obj
         .get("from_param")
@@ -242,11 +238,7 @@ fn compile_set(name: &str, node: &Node<'_>) -> Result<ApiKeySet> {
     if from_header.is_none() && from_param.is_none() {
         from_header = Some("x-api-key".to_string());
     }
-    let forward = obj
-        .get("forward")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let forward = obj.bool_or("forward", false)?;
     let keys_node = obj.require("keys")?;
     let mut keys = Vec::new();
     let mut by_digest = HashMap::new();
@@ -292,17 +284,6 @@ fn compile_set(name: &str, node: &Node<'_>) -> Result<ApiKeySet> {
     })
 }
 
-fn header_name(node: &Node<'_>) -> Result<String> {
-    let name = node.non_empty_str()?;
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
-        return Err(node.error(format!("{name:?} is not a valid HTTP header name")));
-    }
-    Ok(name.to_ascii_lowercase())
-}
-
 fn parse_digest(text: &str) -> Option<[u8; 32]> {
     if text.len() != 64 {
         return None;
@@ -327,33 +308,12 @@ pub fn digest_hex(key: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::reader::ConfigError;
+    use crate::request::Request;
     use serde_json::json;
 
-    struct Req {
-        headers: Vec<(&'static str, String)>,
-        query: String,
-    }
-
-    impl TokenSource for Req {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        }
-        fn query(&self) -> &str {
-            &self.query
-        }
-        fn header_count(&self, name: &str) -> usize {
-            self.headers.iter().filter(|(n, _)| *n == name).count()
-        }
-    }
-
-    fn req(headers: &[(&'static str, &str)], query: &str) -> Req {
-        Req {
-            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
-            query: query.to_string(),
-        }
+    /// The request's headers, and `query` as its `:path`'s query string.
+    fn req(headers: &[(&str, &str)], query: &str) -> Request {
+        Request::of(headers).with_header(":path", format!("/?{query}"))
     }
 
     const ACME_KEY: &str = "acme-secret-key-1";

@@ -187,11 +187,7 @@ pub fn challenge(denial: &Insufficient) -> String {
 /// The 403 reply. `strip_details` sends the status alone.
 pub fn reply(denial: &Insufficient, strip_details: bool) -> Reply {
     if strip_details {
-        return Reply {
-            status: 403,
-            body: String::new(),
-            headers: Vec::new(),
-        };
+        return Reply::status_only(403);
     }
     Reply {
         status: 403,

@@ -119,6 +119,15 @@ impl<'a> Node<'a> {
         Ok(s)
     }
 
+    /// An HTTP header name ([`crate::http_names::is_token`]), lower-cased as headers are looked up.
+    pub fn header_name(&self) -> Result<String> {
+        let name = self.non_empty_str()?;
+        if !crate::http_names::is_token(name) {
+            return Err(self.error(format!("{name:?} is not a valid HTTP header name")));
+        }
+        Ok(name.to_ascii_lowercase())
+    }
+
     pub fn bool(&self) -> Result<bool> {
         self.value
             .as_bool()
@@ -216,6 +225,24 @@ impl<'a> Object<'a> {
     pub fn require(&self, name: &str) -> Result<Node<'a>> {
         self.get(name)
             .ok_or_else(|| self.node.member(name, &NULL).error("is required"))
+    }
+
+    /// An optional boolean member, `default` when absent.
+    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
+        Ok(self
+            .get(name)
+            .map(|n| n.bool())
+            .transpose()?
+            .unwrap_or(default))
+    }
+
+    /// An optional member naming one of `choices`, `default` when absent.
+    pub fn one_of_or<T: Copy>(&self, name: &str, choices: &[(&str, T)], default: T) -> Result<T> {
+        Ok(self
+            .get(name)
+            .map(|n| n.one_of(choices))
+            .transpose()?
+            .unwrap_or(default))
     }
 
     /// The object's own path, for errors about the object as a whole.

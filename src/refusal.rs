@@ -124,11 +124,7 @@ fn jwt_failure(status: Status, original_uri: &str, strip_details: bool) -> Reply
         401
     };
     if strip_details {
-        return Reply {
-            status: code,
-            body: String::new(),
-            headers: Vec::new(),
-        };
+        return Reply::status_only(code);
     }
     let mut challenge = format!("Bearer realm=\"{}\"", quote_safe(original_uri));
     if status != Status::JwtMissed {
@@ -158,11 +154,7 @@ fn sensitive_data(response: bool, strip_details: bool) -> Reply {
         )
     };
     if strip_details {
-        return Reply {
-            status,
-            body: String::new(),
-            headers: Vec::new(),
-        };
+        return Reply::status_only(status);
     }
     Reply {
         status,

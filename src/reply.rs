@@ -7,3 +7,14 @@ pub struct Reply {
     pub body: String,
     pub headers: Vec<(&'static str, String)>,
 }
+
+impl Reply {
+    /// The status alone: what `strip_failure_response` sends instead of a body and its headers.
+    pub fn status_only(status: u16) -> Reply {
+        Reply {
+            status,
+            body: String::new(),
+            headers: Vec::new(),
+        }
+    }
+}

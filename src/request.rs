@@ -194,6 +194,15 @@ impl Request {
         self
     }
 
+    /// One more header after the others, repeats kept (tests: repeated and non-UTF-8 values).
+    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Request {
+        self.headers.0.push((
+            name.to_ascii_lowercase().into_bytes(),
+            value.as_ref().to_vec(),
+        ));
+        self
+    }
+
     pub fn headers(&self) -> &Headers {
         &self.headers
     }

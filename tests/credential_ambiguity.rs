@@ -12,12 +12,12 @@
 
 use apiguard::config::Policy;
 use apiguard::jwt::cache::TokenCache;
-use apiguard::jwt::extract::TokenSource;
 use apiguard::jwt::keys::KeySet;
 use apiguard::jwt::Status;
-use apiguard::pipeline::{self, HeaderChange, KeyLookup, RequestView, Verdict, WorkerEnv};
+use apiguard::pipeline::{self, HeaderChange, KeyLookup, Verdict, WorkerEnv};
 use apiguard::ratelimit::Seed;
 use apiguard::refusal::Denial;
+use apiguard::request::Request;
 use apiguard::store::memory::MemoryStore;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::alg::{Hs256, Hs256Key};
@@ -89,64 +89,19 @@ fn policy() -> Policy {
     .unwrap()
 }
 
-/// Headers in order, repeats kept; `None` is a value that is not UTF-8.
-struct Request {
-    path: String,
-    headers: Vec<(String, Option<String>)>,
+/// A GET from 192.0.2.7 to `https://api.example`; headers are added with `with_header`.
+fn get(path: &str) -> Request {
+    Request::of(&[
+        (":method", "GET"),
+        (":path", path),
+        (":authority", "api.example"),
+        (":scheme", "https"),
+    ])
+    .with_source_address(Some("192.0.2.7:40000".into()))
 }
 
-impl Request {
-    fn get(path: &str) -> Self {
-        Request {
-            path: path.to_string(),
-            headers: Vec::new(),
-        }
-    }
-    fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), Some(value.into())));
-        self
-    }
-    fn not_utf8(mut self, name: &str) -> Self {
-        self.headers.push((name.into(), None));
-        self
-    }
-}
-
-impl TokenSource for Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
-    }
-    fn query(&self) -> &str {
-        self.path.split_once('?').map_or("", |(_, q)| q)
-    }
-    fn header_count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n == name).count()
-    }
-    fn header_is_utf8(&self, name: &str) -> bool {
-        self.headers.iter().all(|(n, v)| n != name || v.is_some())
-    }
-}
-
-impl RequestView for Request {
-    fn method(&self) -> &str {
-        "GET"
-    }
-    fn path(&self) -> &str {
-        &self.path
-    }
-    fn authority(&self) -> &str {
-        "api.example"
-    }
-    fn scheme(&self) -> &str {
-        "https"
-    }
-    fn source_address(&self) -> Option<&str> {
-        Some("192.0.2.7:40000")
-    }
-}
+/// A value that is not UTF-8.
+const NOT_UTF8: &[u8] = b"\xff";
 
 struct NoRemote;
 
@@ -182,17 +137,17 @@ fn refused_as(request: &Request) -> Option<Status> {
 
 #[test]
 fn the_baseline_passes_with_no_token_and_with_a_valid_one_and_refuses_a_forged_one() {
-    assert_eq!(refused_as(&Request::get("/optional/x")), None);
-    let ok = Request::get("/optional/x").header("authorization", &format!("Bearer {}", valid()));
+    assert_eq!(refused_as(&get("/optional/x")), None);
+    let ok = get("/optional/x").with_header("authorization", format!("Bearer {}", valid()));
     assert_eq!(refused_as(&ok), None);
-    let bad = Request::get("/optional/x").header("authorization", &format!("Bearer {}", forged()));
+    let bad = get("/optional/x").with_header("authorization", format!("Bearer {}", forged()));
     assert_eq!(refused_as(&bad), Some(Status::JwtVerificationFail));
 }
 
 #[test]
 fn an_encoded_parameter_name_is_the_parameter() {
     for name in ["access%5Ftoken", "access%5ftoken", "%61ccess_token"] {
-        let r = Request::get(&format!("/optional/x?{name}={}", forged()));
+        let r = get(&format!("/optional/x?{name}={}", forged()));
         assert_eq!(refused_as(&r), Some(Status::JwtVerificationFail), "{name}");
     }
 }
@@ -204,7 +159,7 @@ fn a_second_space_after_the_prefix_is_refused() {
         format!("Bearer \t{}", forged()),
         format!("Bearer {} extra", valid()),
     ] {
-        let r = Request::get("/optional/x").header("authorization", &value);
+        let r = get("/optional/x").with_header("authorization", &value);
         assert_eq!(refused_as(&r), Some(Status::JwtBadFormat), "{value:?}");
     }
 }
@@ -216,7 +171,7 @@ fn a_credential_list_in_the_token_header_is_refused() {
         format!("Bearer {},Bearer {}", valid(), forged()),
         format!("Bearer {}, Bearer {}", forged(), valid()),
     ] {
-        let r = Request::get("/optional/x").header("authorization", &value);
+        let r = get("/optional/x").with_header("authorization", &value);
         assert_eq!(refused_as(&r), Some(Status::JwtBadFormat), "{value:?}");
     }
 }
@@ -233,31 +188,31 @@ fn two_authorization_headers_are_refused_whichever_comes_first() {
         (&v, &v),
         (&"Basic dXNlcg==".to_string(), &f),
     ] {
-        let r = Request::get("/optional/x")
-            .header("authorization", first)
-            .header("authorization", second);
+        let r = get("/optional/x")
+            .with_header("authorization", first)
+            .with_header("authorization", second);
         assert_eq!(refused_as(&r), Some(Status::JwtBadFormat));
     }
 }
 
 #[test]
 fn a_second_cookie_header_or_a_repeated_cookie_is_refused() {
-    let r = Request::get("/optional/x")
-        .header("cookie", "theme=dark")
-        .header("cookie", &format!("session={}", forged()));
+    let r = get("/optional/x")
+        .with_header("cookie", "theme=dark")
+        .with_header("cookie", format!("session={}", forged()));
     assert_eq!(refused_as(&r), Some(Status::JwtBadFormat));
-    let r = Request::get("/optional/x").header(
+    let r = get("/optional/x").with_header(
         "cookie",
-        &format!("session={}; session={}", valid(), forged()),
+        format!("session={}; session={}", valid(), forged()),
     );
     assert_eq!(refused_as(&r), Some(Status::JwtBadFormat));
-    let r = Request::get("/optional/x").header("cookie", &format!("session={}", valid()));
+    let r = get("/optional/x").with_header("cookie", format!("session={}", valid()));
     assert_eq!(refused_as(&r), None);
 }
 
 #[test]
 fn a_token_header_that_is_not_utf8_is_refused() {
-    let r = Request::get("/optional/x").not_utf8("authorization");
+    let r = get("/optional/x").with_header("authorization", NOT_UTF8);
     assert_eq!(refused_as(&r), Some(Status::JwtBadFormat));
 }
 
@@ -269,14 +224,14 @@ fn a_repeated_or_empty_query_token_is_refused() {
         "access_token=".to_string(),
         "a=1&access_token".to_string(),
     ] {
-        let r = Request::get(&format!("/optional/x?{query}"));
+        let r = get(&format!("/optional/x?{query}"));
         assert_eq!(refused_as(&r), Some(Status::JwtBadFormat), "{query}");
     }
 }
 
 #[test]
 fn a_verified_query_token_is_stripped_from_the_path_before_forwarding() {
-    let r = Request::get(&format!("/api/x?b=%2F&access_token={}&c=1+2", valid()));
+    let r = get(&format!("/api/x?b=%2F&access_token={}&c=1+2", valid()));
     let v = decide(&r);
     assert_eq!(v.denial, None);
     assert!(
@@ -287,7 +242,7 @@ fn a_verified_query_token_is_stripped_from_the_path_before_forwarding() {
         "{:?}",
         v.headers
     );
-    let r = Request::get(&format!("/api/x?access%5Ftoken={}", valid()));
+    let r = get(&format!("/api/x?access%5Ftoken={}", valid()));
     let v = decide(&r);
     assert!(v
         .headers
@@ -296,33 +251,33 @@ fn a_verified_query_token_is_stripped_from_the_path_before_forwarding() {
 
 #[test]
 fn forward_keeps_a_single_token_and_refuses_duplicates() {
-    let r = Request::get(&format!("/forward/x?token={}", valid()));
+    let r = get(&format!("/forward/x?token={}", valid()));
     let v = decide(&r);
     assert_eq!(v.denial, None);
     assert!(!v
         .headers
         .iter()
         .any(|h| matches!(h, HeaderChange::Set(name, _) if name == ":path")));
-    let r = Request::get("/forward/x")
-        .header("x-token", &valid())
-        .header("x-token", &forged());
+    let r = get("/forward/x")
+        .with_header("x-token", valid())
+        .with_header("x-token", forged());
     assert_eq!(refused_as(&r), Some(Status::JwtBadFormat));
-    let r = Request::get(&format!("/forward/x?token={}&token={}", valid(), forged()));
+    let r = get(&format!("/forward/x?token={}&token={}", valid(), forged()));
     assert_eq!(refused_as(&r), Some(Status::JwtBadFormat));
 }
 
 #[test]
 fn a_rate_limit_key_header_sent_twice_is_a_bad_request() {
-    let once = Request::get("/limited/x").header("x-tenant", "a");
+    let once = get("/limited/x").with_header("x-tenant", "a");
     assert_eq!(decide(&once).denial, None);
-    let twice = Request::get("/limited/x")
-        .header("x-tenant", "a")
-        .header("x-tenant", "b");
+    let twice = get("/limited/x")
+        .with_header("x-tenant", "a")
+        .with_header("x-tenant", "b");
     assert_eq!(
         decide(&twice).denial,
         Some(Denial::BadRequest("ambiguous_rate_limit_key"))
     );
-    let bytes = Request::get("/limited/x").not_utf8("x-tenant");
+    let bytes = get("/limited/x").with_header("x-tenant", NOT_UTF8);
     assert_eq!(
         decide(&bytes).denial,
         Some(Denial::BadRequest("ambiguous_rate_limit_key"))
@@ -345,7 +300,7 @@ fn a_future_iat_does_not_escape_max_lifetime() {
         &json!({"iss": "https://idp", "exp": NOW + year, "iat": NOW + year - 3600}),
         SECRET,
     );
-    let r = Request::get("/x").header("authorization", &format!("Bearer {t}"));
+    let r = get("/x").with_header("authorization", format!("Bearer {t}"));
     let store = MemoryStore::default();
     let mut cache = TokenCache::new(4);
     let mut env = WorkerEnv {

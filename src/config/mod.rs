@@ -14,7 +14,7 @@ use crate::jwt::keys::KeySet;
 use crate::jwt::requirement::Requirement;
 use crate::jwt::verify::ClaimRules;
 use crate::ratelimit::{self, RateLimits};
-use crate::reader::{ConfigError, Node, Result};
+use crate::reader::{ConfigError, Node, Object, Result};
 use crate::redact::{self, Redaction};
 use crate::route::{compile_template, PathMatch, RouteMatch};
 use crate::schema::{self, SchemaSet};
@@ -178,98 +178,38 @@ impl Policy {
             "discovery",
             "rules",
         ])?;
-        let name = match obj.get("name") {
-            None => "apiguard".to_string(),
-            Some(n) => {
-                let s = n.non_empty_str()?;
-                if s.len() > 32
-                    || !s
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                {
-                    return Err(n.error("use 1 to 32 characters from a-z, 0-9 and _"));
-                }
-                s.to_string()
-            }
-        };
+        // Fields are read in this order, so the first error reported stays the same.
+        let name = read_name(&obj)?;
         let mode = obj
             .get("mode")
             .map(|n| parse_mode(&n))
             .transpose()?
             .unwrap_or(Mode::Enforce);
-        let on_no_match = obj
-            .get("on_no_match")
-            .map(|n| n.one_of(&[("allow", NoMatch::Allow), ("deny", NoMatch::Deny)]))
-            .transpose()?
-            .unwrap_or(NoMatch::Allow);
-        let ambiguous_paths = obj
-            .get("ambiguous_paths")
-            .map(|n| {
-                n.one_of(&[
-                    ("reject", AmbiguousPaths::Reject),
-                    ("report", AmbiguousPaths::Report),
-                ])
-            })
-            .transpose()?
-            .unwrap_or(AmbiguousPaths::Reject);
-        let strip_failure_response = obj
-            .get("strip_failure_response")
-            .map(|n| n.bool())
-            .transpose()?
-            .unwrap_or(false);
-        let jwt_cache_max_entries = match obj.get("jwt_cache") {
-            None => 1024,
-            Some(node) => {
-                let cache = node.object(&["max_entries"])?;
-                cache
-                    .get("max_entries")
-                    .map(|n| n.usize_in(0, 1_000_000))
-                    .transpose()?
-                    .unwrap_or(1024)
-            }
-        };
-
-        let mut provider_index = BTreeMap::new();
-        let mut providers = Vec::new();
-        if let Some(node) = obj.get("jwt_providers") {
-            for (provider_name, provider_node) in node.entries()? {
-                if provider_name.is_empty() {
-                    return Err(provider_node.error("provider names must not be empty"));
-                }
-                provider_index.insert(provider_name.to_string(), providers.len());
-                providers.push(parse_provider(provider_name, &provider_node)?);
-            }
-        }
-
-        let api_keys = obj
-            .get("api_keys")
-            .map(|n| apikey::compile(&n))
-            .transpose()?
-            .unwrap_or_default();
-        let rate_limits = obj
-            .get("rate_limits")
-            .map(|n| ratelimit::compile(&n, &name))
-            .transpose()?
-            .unwrap_or_default();
-        let schemas = obj
-            .get("schemas")
-            .map(|n| schema::compile_section(&n))
-            .transpose()?
-            .unwrap_or_default();
-        let redactions = obj
-            .get("redaction")
-            .map(|n| redact::compile_section(&n))
-            .transpose()?
-            .unwrap_or_default();
-        let discovery = obj
-            .get("discovery")
-            .map(|n| discovery::compile(&n))
-            .transpose()?;
-        let allow_on_headers_stop_iteration = obj
-            .get("allow_on_headers_stop_iteration")
-            .map(|n| n.bool())
-            .transpose()?
-            .unwrap_or(false);
+        let on_no_match = obj.one_of_or(
+            "on_no_match",
+            &[("allow", NoMatch::Allow), ("deny", NoMatch::Deny)],
+            NoMatch::Allow,
+        )?;
+        let ambiguous_paths = obj.one_of_or(
+            "ambiguous_paths",
+            &[
+                ("reject", AmbiguousPaths::Reject),
+                ("report", AmbiguousPaths::Report),
+            ],
+            AmbiguousPaths::Reject,
+        )?;
+        let strip_failure_response = obj.bool_or("strip_failure_response", false)?;
+        let jwt_cache_max_entries = read_jwt_cache(&obj)?;
+        let (provider_index, providers) = read_providers(&obj)?;
+        // Each feature compiles its own section; rules refer to them by name.
+        let api_keys = section(&obj, "api_keys", apikey::compile)?.unwrap_or_default();
+        let rate_limits =
+            section(&obj, "rate_limits", |n| ratelimit::compile(n, &name))?.unwrap_or_default();
+        let schemas = section(&obj, "schemas", schema::compile_section)?.unwrap_or_default();
+        let redactions = section(&obj, "redaction", redact::compile_section)?.unwrap_or_default();
+        let discovery = section(&obj, "discovery", discovery::compile)?;
+        let allow_on_headers_stop_iteration =
+            obj.bool_or("allow_on_headers_stop_iteration", false)?;
         let sections = Sections {
             providers: &provider_index,
             api_keys: &api_keys,
@@ -277,24 +217,8 @@ impl Policy {
             schemas: &schemas,
             redactions: &redactions,
         };
-        let mut rules = Vec::new();
-        if let Some(node) = obj.get("rules") {
-            for (i, rule_node) in node.array()?.iter().enumerate() {
-                rules.push(parse_rule(i, rule_node, &sections)?);
-            }
-        }
-        let mut owned_headers: Vec<String> = providers
-            .iter()
-            .flat_map(|p| {
-                p.claim_to_headers
-                    .iter()
-                    .map(|c| c.header_name.clone())
-                    .chain(p.forward_payload_header.iter().cloned())
-            })
-            .collect();
-        owned_headers.sort();
-        owned_headers.dedup();
-
+        let rules = read_rules(&obj, &sections)?;
+        let owned_headers = owned_headers(&providers);
         Ok(Policy {
             name,
             mode,
@@ -348,17 +272,6 @@ impl Policy {
 
 fn parse_mode(node: &Node<'_>) -> Result<Mode> {
     node.one_of(&[("enforce", Mode::Enforce), ("report", Mode::Report)])
-}
-
-fn header_name(node: &Node<'_>) -> Result<String> {
-    let name = node.non_empty_str()?;
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
-        return Err(node.error(format!("{name:?} is not a valid HTTP header name")));
-    }
-    Ok(name.to_ascii_lowercase())
 }
 
 fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
@@ -422,7 +335,7 @@ fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
     if let Some(n) = obj.get("from_headers") {
         for item in n.array()? {
             let h = item.object(&["name", "value_prefix"])?;
-            let name = header_name(&h.require("name")?)?;
+            let name = h.require("name")?.header_name()?;
             let value_prefix = h
                 .get("value_prefix")
                 .map(|p| p.str().map(str::to_string))
@@ -441,20 +354,16 @@ fn parse_provider(name: &str, node: &Node<'_>) -> Result<Provider> {
         locations = TokenLocation::envoy_defaults();
     }
 
-    let forward = obj
-        .get("forward")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let forward = obj.bool_or("forward", false)?;
     let forward_payload_header = obj
         .get("forward_payload_header")
-        .map(|n| header_name(&n))
+        .map(|n| n.header_name())
         .transpose()?;
     let mut claim_to_headers = Vec::new();
     if let Some(n) = obj.get("claim_to_headers") {
         for item in n.array()? {
             let c = item.object(&["header_name", "claim_name"])?;
-            let header_name = header_name(&c.require("header_name")?)?;
+            let header_name = c.require("header_name")?.header_name()?;
             let claim_node = c.require("claim_name")?;
             let claim_name = claim_node.non_empty_str()?;
             let claim_path: Vec<String> = claim_name.split('.').map(str::to_string).collect();
@@ -579,8 +488,105 @@ fn parse_remote_jwks(node: &Node<'_>) -> Result<RemoteJwks> {
         refetch_on_unknown_kid,
     })
 }
+/// The policy's name labels its metrics and shared-data keys: short, lower-case, no separators.
+fn read_name(obj: &Object<'_>) -> Result<String> {
+    let Some(n) = obj.get("name") else {
+        return Ok("apiguard".to_string());
+    };
+    let s = n.non_empty_str()?;
+    if s.len() > 32
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(n.error("use 1 to 32 characters from a-z, 0-9 and _"));
+    }
+    Ok(s.to_string())
+}
+
+/// An optional section, compiled by the feature that owns it.
+fn section<T>(
+    obj: &Object<'_>,
+    field: &str,
+    compile: impl FnOnce(&Node<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    obj.get(field).map(|n| compile(&n)).transpose()
+}
+
+/// `jwt_cache.max_entries` (0 turns the verified-token cache off).
+fn read_jwt_cache(obj: &Object<'_>) -> Result<usize> {
+    let Some(node) = obj.get("jwt_cache") else {
+        return Ok(1024);
+    };
+    let cache = node.object(&["max_entries"])?;
+    Ok(cache
+        .get("max_entries")
+        .map(|n| n.usize_in(0, 1_000_000))
+        .transpose()?
+        .unwrap_or(1024))
+}
+
+/// The providers in order, and their indices by name for the rules.
+fn read_providers(obj: &Object<'_>) -> Result<(BTreeMap<String, usize>, Vec<Provider>)> {
+    let mut provider_index = BTreeMap::new();
+    let mut providers = Vec::new();
+    if let Some(node) = obj.get("jwt_providers") {
+        for (provider_name, provider_node) in node.entries()? {
+            if provider_name.is_empty() {
+                return Err(provider_node.error("provider names must not be empty"));
+            }
+            provider_index.insert(provider_name.to_string(), providers.len());
+            providers.push(parse_provider(provider_name, &provider_node)?);
+        }
+    }
+    Ok((provider_index, providers))
+}
+
+fn read_rules(obj: &Object<'_>, sections: &Sections<'_>) -> Result<Vec<Rule>> {
+    let mut rules = Vec::new();
+    if let Some(node) = obj.get("rules") {
+        for (i, rule_node) in node.array()?.iter().enumerate() {
+            rules.push(parse_rule(i, rule_node, sections)?);
+        }
+    }
+    Ok(rules)
+}
+
+/// [`Policy::owned_headers`]: what the providers write, sorted, once each.
+fn owned_headers(providers: &[Provider]) -> Vec<String> {
+    let mut owned: Vec<String> = providers
+        .iter()
+        .flat_map(|p| {
+            p.claim_to_headers
+                .iter()
+                .map(|c| c.header_name.clone())
+                .chain(p.forward_payload_header.iter().cloned())
+        })
+        .collect();
+    owned.sort();
+    owned.dedup();
+    owned
+}
 
 /// The named sections a rule may refer to.
+/// A rule's reference to a named entry of a section: what `find` gives for the name, or an error
+/// that lists the names there are.
+fn named_entry<'s, T>(
+    node: &Node<'_>,
+    section: &str,
+    names: impl Iterator<Item = &'s str>,
+    find: impl FnOnce(&str) -> Option<T>,
+) -> Result<T> {
+    let wanted = node.non_empty_str()?;
+    find(wanted).ok_or_else(|| {
+        let known: Vec<&str> = names.collect();
+        node.error(format!(
+            "no {section} entry named {wanted:?} (known: {})",
+            known.join(", ")
+        ))
+    })
+}
+
 struct Sections<'a> {
     providers: &'a BTreeMap<String, usize>,
     api_keys: &'a ApiKeys,
@@ -618,68 +624,38 @@ fn parse_rule(index: usize, node: &Node<'_>, sections: &Sections<'_>) -> Result<
         .get("jwt")
         .map(|n| parse_requirement(&n, sections.providers))
         .transpose()?;
-    let api_key = match obj.get("api_key") {
-        None => None,
-        Some(n) => {
-            let set = n.non_empty_str()?;
-            Some(sections.api_keys.find(set).ok_or_else(|| {
-                let known: Vec<&str> = sections
-                    .api_keys
-                    .sets
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect();
-                n.error(format!(
-                    "no api_keys entry named {set:?} (known: {})",
-                    known.join(", ")
-                ))
-            })?)
-        }
-    };
+    let api_key = obj
+        .get("api_key")
+        .map(|n| {
+            let names = sections.api_keys.sets.iter().map(|s| s.name.as_str());
+            named_entry(&n, "api_keys", names, |set| sections.api_keys.find(set))
+        })
+        .transpose()?;
     let authz = obj.get("authz").map(|n| authz::compile(&n)).transpose()?;
     let rate_limits = obj
         .get("rate_limits")
         .map(|n| ratelimit::compile_rule_refs(&n, sections.rate_limits))
         .transpose()?
         .unwrap_or_default();
-    let schema = match obj.get("schema") {
-        None => None,
-        Some(n) => {
-            let wanted = n.non_empty_str()?;
-            Some(sections.schemas.index_of(wanted).ok_or_else(|| {
-                let known: Vec<&str> = sections
-                    .schemas
-                    .policies
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect();
-                n.error(format!(
-                    "no schemas entry named {wanted:?} (known: {})",
-                    known.join(", ")
-                ))
-            })?)
-        }
-    };
-    let redaction = match obj.get("redaction") {
-        None => None,
-        Some(n) => {
-            let wanted = n.non_empty_str()?;
-            Some(Arc::clone(sections.redactions.get(wanted).ok_or_else(
-                || {
-                    let known: Vec<&str> = sections.redactions.keys().map(String::as_str).collect();
-                    n.error(format!(
-                        "no redaction entry named {wanted:?} (known: {})",
-                        known.join(", ")
-                    ))
-                },
-            )?))
-        }
-    };
-    let allow_method_override = obj
-        .get("allow_method_override")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let schema = obj
+        .get("schema")
+        .map(|n| {
+            let names = sections.schemas.policies.iter().map(|p| p.name.as_str());
+            named_entry(&n, "schemas", names, |wanted| {
+                sections.schemas.index_of(wanted)
+            })
+        })
+        .transpose()?;
+    let redaction = obj
+        .get("redaction")
+        .map(|n| {
+            let names = sections.redactions.keys().map(String::as_str);
+            named_entry(&n, "redaction", names, |wanted| {
+                sections.redactions.get(wanted).map(Arc::clone)
+            })
+        })
+        .transpose()?;
+    let allow_method_override = obj.bool_or("allow_method_override", false)?;
     Ok(Rule {
         name,
         matcher,
@@ -750,11 +726,7 @@ fn parse_match(node: &Node<'_>) -> Result<RouteMatch> {
             }
         })
         .collect();
-    let case_insensitive = obj
-        .get("case_insensitive")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(false);
+    let case_insensitive = obj.bool_or("case_insensitive", false)?;
     Ok(RouteMatch {
         path,
         methods,

@@ -13,6 +13,7 @@
 //! Operation names are structure, not data, but clients choose them: they are kept only when they
 //! are printable ASCII, at most [`MAX_NAME_BYTES`] long.
 
+use crate::media;
 use serde_json::Value;
 
 /// Longest operation, service or action name kept; longer or unprintable names are dropped.
@@ -111,26 +112,6 @@ pub struct RequestHead<'a> {
 /// `subscriptions-transport-ws` protocol; `graphql-transport-ws`: the `graphql-ws` library's).
 const GRAPHQL_WS_PROTOCOLS: [&str; 2] = ["graphql-ws", "graphql-transport-ws"];
 
-/// `type/subtype`, lower-case, without parameters.
-pub fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// The value of a content-type parameter (`action` in SOAP 1.2), unquoted.
-fn media_param<'a>(content_type: &'a str, name: &str) -> Option<&'a str> {
-    content_type.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().trim_matches('"'))
-    })
-}
-
 fn clean_name(name: &str) -> Option<String> {
     let name = name.trim();
     (!name.is_empty()
@@ -179,7 +160,7 @@ pub fn from_head(head: &RequestHead<'_>) -> Classification {
     let Some(ct) = head.content_type else {
         return graphql_from_query(head.query).unwrap_or(rest);
     };
-    let media = media_type(ct);
+    let media = media::essence(ct);
     if let Some(grpc) = media.strip_prefix("application/grpc") {
         let api_type = if grpc.starts_with("-web") {
             ApiType::GrpcWeb
@@ -193,7 +174,7 @@ pub fn from_head(head: &RequestHead<'_>) -> Classification {
     if media == "application/soap+xml" {
         return Classification::of(
             ApiType::Soap12,
-            named(None, None, media_param(ct, "action").and_then(clean_name)),
+            named(None, None, media::param(ct, "action").and_then(clean_name)),
         );
     }
     if media == "text/xml" {
@@ -280,7 +261,7 @@ pub fn refine_with_body(
     body: &[u8],
     complete: bool,
 ) {
-    let media = content_type.map(media_type).unwrap_or_default();
+    let media = content_type.map(media::essence).unwrap_or_default();
     match current.api_type {
         ApiType::Rest => {}
         ApiType::GraphQl if current.operation.is_none() && media == "application/graphql" => {
@@ -322,7 +303,7 @@ pub fn refine_with_body(
         }
         return;
     }
-    if !complete || !(media.is_empty() || media == "application/json" || media.ends_with("+json")) {
+    if !complete || !(media.is_empty() || media::is_json_like(&media)) {
         return;
     }
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
@@ -356,7 +337,7 @@ pub fn refine_with_json(current: &mut Classification, value: &Value) {
 /// Server-sent events: a plain HTTP endpoint that answers `text/event-stream`.
 pub fn refine_with_response(current: &mut Classification, response_content_type: Option<&str>) {
     if current.api_type == ApiType::Rest
-        && response_content_type.is_some_and(|ct| media_type(ct) == "text/event-stream")
+        && response_content_type.is_some_and(|ct| media::essence(ct) == "text/event-stream")
     {
         current.api_type = ApiType::Sse;
     }

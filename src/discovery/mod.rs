@@ -90,10 +90,7 @@ pub struct Discovery {
 
 fn header_token(node: &Node<'_>) -> Result<String> {
     let name = node.non_empty_str()?;
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
+    if !crate::http_names::is_token(name) {
         return Err(node.error(format!(
             "{name:?} is not a valid header, parameter or cookie name"
         )));

@@ -4,7 +4,7 @@
 //! folded into the worker's [`Inventory`](super::inventory::Inventory) when the stream ends.
 
 use super::auth::{self, AuthSeen};
-use super::classify::{self, media_type, Classification, RequestHead};
+use super::classify::{self, Classification, RequestHead};
 use super::declared::{self, Declaration};
 use super::findings::{self, Exchange, Finding, FindingSet, ResponseFacts};
 use super::shape::Shape;
@@ -90,7 +90,7 @@ fn content_length(v: Option<&str>) -> u64 {
 }
 
 fn clean_media(ct: &str) -> String {
-    let m = media_type(ct);
+    let m = crate::media::essence(ct);
     if m.is_empty()
         || m.len() > MAX_MEDIA_TYPE_BYTES
         || !m
@@ -104,7 +104,7 @@ fn clean_media(ct: &str) -> String {
 }
 
 fn is_json_media(media: Option<&str>) -> bool {
-    media.is_none_or(|m| m == "application/json" || m.ends_with("+json"))
+    media.is_none_or(crate::media::is_json_like)
 }
 
 /// Lower-case host, default port removed, at most [`MAX_HOST_BYTES`].

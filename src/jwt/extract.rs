@@ -243,39 +243,14 @@ pub fn strip_params(path: &str, names: &[&str]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::{Headers, Request};
 
-    /// Headers in order, repeats kept; `None` stands for a value that is not UTF-8.
-    struct Req {
-        headers: Vec<(&'static str, Option<&'static str>)>,
-        query: &'static str,
+    /// The request's headers, and `query` as its `:path`'s query string.
+    fn req(headers: &[(&str, &str)], query: &str) -> Request {
+        Request::of(headers).with_header(":path", format!("/?{query}"))
     }
 
-    impl TokenSource for Req {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, v)| *v)
-        }
-        fn query(&self) -> &str {
-            self.query
-        }
-        fn header_count(&self, name: &str) -> usize {
-            self.headers.iter().filter(|(n, _)| *n == name).count()
-        }
-        fn header_is_utf8(&self, name: &str) -> bool {
-            self.headers.iter().all(|(n, v)| *n != name || v.is_some())
-        }
-    }
-
-    fn req(headers: &[(&'static str, &'static str)], query: &'static str) -> Req {
-        Req {
-            headers: headers.iter().map(|(n, v)| (*n, Some(*v))).collect(),
-            query,
-        }
-    }
-
-    fn tokens<'r>(locations: &[TokenLocation], r: &'r Req) -> Result<Vec<&'r str>, Status> {
+    fn tokens<'r>(locations: &[TokenLocation], r: &'r Request) -> Result<Vec<&'r str>, Status> {
         extract(locations, r).map(|f| f.iter().map(|t| t.token).collect())
     }
 
@@ -378,10 +353,7 @@ mod tests {
 
     #[test]
     fn a_token_header_that_is_not_utf8_is_refused() {
-        let r = Req {
-            headers: vec![("authorization", None)],
-            query: "",
-        };
+        let r = Request::new(Headers::of_bytes(&[("authorization", b"\xff")]), false);
         assert_eq!(tokens(&defaults(), &r), Err(AMBIGUOUS));
     }
 

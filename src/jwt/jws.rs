@@ -30,6 +30,7 @@ use serde_json::{Map, Value};
 
 use super::alg::Alg;
 use super::Status;
+use crate::json_text;
 
 /// The registered claims apiguard checks, typed; the whole payload stays available in `payload`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -183,15 +184,10 @@ fn has_duplicate_member(text: &str) -> bool {
         match b {
             b'"' => {
                 let start = i;
-                i += 1;
-                loop {
-                    match bytes.get(i) {
-                        Some(b'\\') => i += 2,
-                        Some(b'"') => break,
-                        Some(_) => i += 1,
-                        None => return false,
-                    }
-                }
+                let Some(end) = json_text::string_end(bytes, i) else {
+                    return false;
+                };
+                i = end;
                 if expect_name {
                     if let Some(Some(names)) = stack.last_mut() {
                         let raw = text.get(start..=i).unwrap_or_default();

@@ -37,6 +37,7 @@ use serde_json::{Map, Value};
 use super::alg::{Alg, Family};
 use super::jws::decode_base64url_lenient as decode_base64url;
 use super::rsa_verify::{self, Hash, Padding, RsaKey};
+use crate::json_text;
 
 type P256Key = <Es256 as Algorithm>::VerifyingKey;
 type P256Signature = <Es256 as Algorithm>::Signature;
@@ -685,24 +686,17 @@ fn decode_base64_std(body: &str) -> Option<Vec<u8>> {
 pub fn strip_trailing_commas(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut drop: Vec<usize> = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
     let mut pending_comma: Option<usize> = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
         match b {
             b'"' => {
-                in_string = true;
                 pending_comma = None;
+                // An unterminated string runs to the end: nothing after it is dropped.
+                let Some(end) = json_text::string_end(bytes, i) else {
+                    break;
+                };
+                i = end;
             }
             b',' => pending_comma = Some(i),
             b'}' | b']' => {
@@ -713,6 +707,7 @@ pub fn strip_trailing_commas(text: &str) -> Cow<'_, str> {
             b' ' | b'\t' | b'\n' | b'\r' => {}
             _ => pending_comma = None,
         }
+        i += 1;
     }
     if drop.is_empty() {
         return Cow::Borrowed(text);

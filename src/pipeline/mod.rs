@@ -6,7 +6,7 @@
 
 use crate::apikey::{ApiKeyFailure, KeyIdentity};
 use crate::authz::Caller;
-use crate::canonical::canonicalize;
+use crate::canonical::{canonicalize, Canonical};
 use crate::config::{AmbiguousPaths, KeySource, Mode, NoMatch, Policy, Provider, Rule};
 use crate::jwt::cache::{TokenCache, VerifiedToken};
 use crate::jwt::extract::{extract, strip_params, FoundToken, TokenLocation};
@@ -111,187 +111,269 @@ impl Verdict {
 
 /// Decides one request.
 pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_>) -> Verdict {
-    // Headers the filter owns never come from the client, whatever happens next. (Only those present:
-    // a removal is a host call, and honest clients send none of them.)
-    let headers: Vec<HeaderChange> = policy
+    let mut verdict = Verdict {
+        rule: None,
+        denial: None,
+        enforced: policy.mode == Mode::Enforce,
+        headers: remove_owned_headers(policy, request),
+        response_headers: Vec::new(),
+        body_check: None,
+        events: Vec::new(),
+    };
+    if let Err(denial) = run_stages(policy, request, env, &mut verdict) {
+        verdict.denial = Some(denial);
+    }
+    finish(verdict)
+}
+
+/// The stages in the order of `docs/architecture.md` (2-9): each either lets the request go on or
+/// refuses it, and a refusal skips the later ones.
+fn run_stages(
+    policy: &Policy,
+    request: &dyn RequestView,
+    env: &mut WorkerEnv<'_>,
+    verdict: &mut Verdict,
+) -> Result<(), Denial> {
+    let at = Judged {
+        policy,
+        request,
+        canonical: canonicalize(request.path()),
+    };
+    check_canonical_path(&at, verdict)?;
+    let Some(rule) = route(&at, verdict)? else {
+        return Ok(());
+    };
+    check_guarded_request(&at, rule, verdict)?;
+    let claims = authenticate_jwt_stage(&at, rule, env, verdict)?;
+    let caller = Caller {
+        claims: claims.as_ref().map(|t| &t.payload),
+        api_key: authenticate_api_key(&at, rule, verdict)?,
+    };
+    authorize(rule, &caller, verdict)?;
+    rate_limit(&at, rule, env, &caller, verdict)?;
+    check_schema_head(&at, rule, verdict)
+}
+
+/// What every stage reads: the policy, the request, and its canonical path.
+struct Judged<'a> {
+    policy: &'a Policy,
+    request: &'a dyn RequestView,
+    canonical: Canonical<'a>,
+}
+
+/// Headers the filter owns never come from the client, whatever happens next. (Only those present:
+/// a removal is a host call, and honest clients send none of them.)
+fn remove_owned_headers(policy: &Policy, request: &dyn RequestView) -> Vec<HeaderChange> {
+    policy
         .owned_headers
         .iter()
         .filter(|name| request.header(name).is_some())
         .cloned()
         .map(HeaderChange::Remove)
-        .collect();
-    let mut verdict = Verdict {
-        rule: None,
-        denial: None,
-        enforced: policy.mode == Mode::Enforce,
-        headers,
-        response_headers: Vec::new(),
-        body_check: None,
-        events: Vec::new(),
-    };
-    // Rules, schemas and discovery all judge the canonical path; one that stays ambiguous cannot be
-    // routed reliably (the upstream may read it as another resource), so it is refused before routing.
-    let canonical = canonicalize(request.path());
-    let reject_ambiguous = policy.ambiguous_paths == AmbiguousPaths::Reject;
-    if canonical.is_ambiguous() {
+        .collect()
+}
+
+/// Rules, schemas and discovery all judge the canonical path; one that stays ambiguous cannot be
+/// routed reliably (the upstream may read it as another resource), so it is refused before routing.
+fn check_canonical_path(at: &Judged<'_>, verdict: &mut Verdict) -> Result<(), Denial> {
+    if at.canonical.is_ambiguous() {
         verdict.events.push(Event::PathAmbiguous);
-        if reject_ambiguous {
-            verdict.denial = Some(Denial::BadRequest("ambiguous_path"));
-            return finish(verdict);
+        if at.policy.ambiguous_paths == AmbiguousPaths::Reject {
+            return Err(Denial::BadRequest("ambiguous_path"));
         }
     }
-    if canonical.matrix {
+    if at.canonical.matrix {
         verdict.events.push(Event::PathMatrixParameters);
     }
-    let path = canonical.path.as_ref();
-    let Some((rule_index, rule)) = policy.route(request.method(), path, request.authority()) else {
+    Ok(())
+}
+
+/// The first matching rule, whose mode then applies; `Ok(None)` when none matches and the policy
+/// lets such requests through.
+fn route<'p>(at: &Judged<'p>, verdict: &mut Verdict) -> Result<Option<&'p Rule>, Denial> {
+    let path = at.canonical.path.as_ref();
+    let Some((rule_index, rule)) =
+        at.policy
+            .route(at.request.method(), path, at.request.authority())
+    else {
         verdict.events.push(Event::NoRuleMatch);
-        if policy.on_no_match == NoMatch::Deny {
-            verdict.denial = Some(Denial::NoRuleMatched);
-        }
-        return finish(verdict);
+        return match at.policy.on_no_match {
+            NoMatch::Deny => Err(Denial::NoRuleMatched),
+            NoMatch::Allow => Ok(None),
+        };
     };
     verdict.rule = Some(rule_index);
-    verdict.enforced = rule.mode(policy) == Mode::Enforce;
-    if rule.guarded() {
-        // Matrix parameters: some servers route `/api;x/y` as `/api/y`, others not at all.
-        if canonical.matrix && reject_ambiguous {
-            verdict.denial = Some(Denial::BadRequest("matrix_parameters"));
-            return finish(verdict);
-        }
-        // A method override would make the upstream run another operation than the one judged.
-        if !rule.allow_method_override
-            && METHOD_OVERRIDE_HEADERS
-                .iter()
-                .any(|name| request.header(name).is_some())
-        {
-            verdict.events.push(Event::MethodOverride);
-            verdict.denial = Some(Denial::BadRequest("method_override"));
-            return finish(verdict);
-        }
-    }
+    verdict.enforced = rule.mode(at.policy) == Mode::Enforce;
+    Ok(Some(rule))
+}
 
-    // Authentication: the JWT requirement, then the API key.
-    let claims = match &rule.jwt {
-        None => None,
+/// On a guarded rule, what would let the upstream run another operation than the one judged.
+fn check_guarded_request(
+    at: &Judged<'_>,
+    rule: &Rule,
+    verdict: &mut Verdict,
+) -> Result<(), Denial> {
+    if !rule.guarded() {
+        return Ok(());
+    }
+    // Matrix parameters: some servers route `/api;x/y` as `/api/y`, others not at all.
+    if at.canonical.matrix && at.policy.ambiguous_paths == AmbiguousPaths::Reject {
+        return Err(Denial::BadRequest("matrix_parameters"));
+    }
+    // A method override would make the upstream run another operation than the one judged.
+    if !rule.allow_method_override
+        && METHOD_OVERRIDE_HEADERS
+            .iter()
+            .any(|name| at.request.header(name).is_some())
+    {
+        verdict.events.push(Event::MethodOverride);
+        return Err(Denial::BadRequest("method_override"));
+    }
+    Ok(())
+}
+
+/// Authentication, first part: the rule's JWT requirement; the verified token's claims.
+fn authenticate_jwt_stage(
+    at: &Judged<'_>,
+    rule: &Rule,
+    env: &mut WorkerEnv<'_>,
+    verdict: &mut Verdict,
+) -> Result<Option<Arc<VerifiedToken>>, Denial> {
+    match &rule.jwt {
+        None => Ok(None),
         Some(requirement) => {
-            match authenticate_jwt(policy, requirement, request, env, &mut verdict) {
-                Ok(claims) => claims,
-                Err(status) => {
-                    verdict.denial = Some(Denial::Jwt(status));
-                    return finish(verdict);
-                }
-            }
+            authenticate_jwt(at.policy, requirement, at.request, env, verdict).map_err(Denial::Jwt)
         }
-    };
-    let mut api_key: Option<&KeyIdentity> = None;
-    if let Some(set) = rule
+    }
+}
+
+/// Authentication, second part: the rule's API key set. A key found is removed from what goes
+/// upstream (header, or query parameter).
+fn authenticate_api_key<'p>(
+    at: &Judged<'p>,
+    rule: &Rule,
+    verdict: &mut Verdict,
+) -> Result<Option<&'p KeyIdentity>, Denial> {
+    let Some((index, set)) = rule
         .api_key
-        .and_then(|i| policy.api_keys.sets.get(i).map(|s| (i, s)))
-    {
-        match set.1.authenticate(request) {
-            Ok(identity) => {
-                verdict.events.push(Event::ApiKeyAllowed);
-                if let Some(header) = set.1.header_to_remove() {
-                    verdict
-                        .headers
-                        .push(HeaderChange::Remove(header.to_string()));
-                }
-                if let Some(param) = set.1.param_to_strip() {
-                    strip_path_param(&mut verdict.headers, request.path(), param);
-                }
-                api_key = Some(identity);
-            }
-            Err(failure) => {
-                verdict.events.push(Event::ApiKeyDenied(failure));
-                verdict.denial = Some(Denial::ApiKey {
-                    set: set.0,
-                    failure,
-                });
-                return finish(verdict);
-            }
-        }
-    }
-
-    // Authorization.
-    if let Some(authz) = &rule.authz {
-        match authz.evaluate(&Caller {
-            claims: claims.as_ref().map(|t| &t.payload),
-            api_key,
-        }) {
-            Ok(()) => verdict.events.push(Event::AuthzAllowed),
-            Err(insufficient) => {
-                verdict.events.push(Event::AuthzDenied);
-                verdict.denial = Some(Denial::Authz(insufficient));
-                return finish(verdict);
-            }
-        }
-    }
-
-    // Rate limits: only requests that passed everything else spend budget.
-    if let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) {
-        let method = request.method();
-        let facts = Facts {
-            request,
-            // One budget per method whatever its case (`get` over HTTP/2 is `GET`).
-            method: if method.bytes().any(|b| b.is_ascii_lowercase()) {
-                Cow::Owned(method.to_ascii_uppercase())
-            } else {
-                Cow::Borrowed(method)
-            },
-            rule,
-            claims: claims.as_ref().map(|t| &t.payload),
-            api_key,
-        };
-        let decision = policy.rate_limits.check(
-            &rule.rate_limits,
-            &rule.name,
-            &facts,
-            env.store,
-            seed,
-            env.now_ms,
-        );
-        verdict.events.extend(
-            decision
-                .events
-                .iter()
-                .map(|(p, e)| Event::RateLimit(*p, *e)),
-        );
-        verdict.response_headers = decision.headers;
-        if let Some(refusal) = decision.refusal {
-            verdict.denial = Some(match refusal {
-                crate::ratelimit::Refusal::AmbiguousKey { .. } => {
-                    Denial::BadRequest("ambiguous_rate_limit_key")
-                }
-                other => Denial::RateLimited(other),
-            });
-            return finish(verdict);
-        }
-    }
-
-    // Schema: what the headers tell (operation, parameters, content type, declared length).
-    if let Some((index, schema)) = rule
-        .schema
-        .and_then(|i| policy.schemas.policies.get(i).map(|s| (i, s)))
-    {
-        let path_and_query = canonical.with_query();
-        let head = Head {
-            request,
-            path: &path_and_query,
-        };
-        match schema.check_head(&head, request.has_body()) {
-            HeadOutcome::Pass => verdict.events.push(Event::SchemaValidated),
-            HeadOutcome::NeedBody(check) => verdict.body_check = Some((index, check)),
-            HeadOutcome::Undeclared(_) => verdict.events.push(Event::SchemaUndeclared),
-            HeadOutcome::Reject(rejection) => {
+        .and_then(|i| at.policy.api_keys.sets.get(i).map(|s| (i, s)))
+    else {
+        return Ok(None);
+    };
+    match set.authenticate(at.request) {
+        Ok(identity) => {
+            verdict.events.push(Event::ApiKeyAllowed);
+            if let Some(header) = set.header_to_remove() {
                 verdict
-                    .events
-                    .push(Event::SchemaRejected(rejection.reason()));
-                verdict.denial = Some(Denial::Schema(rejection));
+                    .headers
+                    .push(HeaderChange::Remove(header.to_string()));
             }
+            if let Some(param) = set.param_to_strip() {
+                strip_path_param(&mut verdict.headers, at.request.path(), param);
+            }
+            Ok(Some(identity))
+        }
+        Err(failure) => {
+            verdict.events.push(Event::ApiKeyDenied(failure));
+            Err(Denial::ApiKey {
+                set: index,
+                failure,
+            })
         }
     }
-    finish(verdict)
+}
+
+/// Authorization: scopes, roles and claims over what authentication established.
+fn authorize(rule: &Rule, caller: &Caller<'_>, verdict: &mut Verdict) -> Result<(), Denial> {
+    let Some(authz) = &rule.authz else {
+        return Ok(());
+    };
+    match authz.evaluate(caller) {
+        Ok(()) => {
+            verdict.events.push(Event::AuthzAllowed);
+            Ok(())
+        }
+        Err(insufficient) => {
+            verdict.events.push(Event::AuthzDenied);
+            Err(Denial::Authz(insufficient))
+        }
+    }
+}
+
+/// Rate limits: only requests that passed everything else spend budget.
+fn rate_limit(
+    at: &Judged<'_>,
+    rule: &Rule,
+    env: &mut WorkerEnv<'_>,
+    caller: &Caller<'_>,
+    verdict: &mut Verdict,
+) -> Result<(), Denial> {
+    let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) else {
+        return Ok(());
+    };
+    let method = at.request.method();
+    let facts = Facts {
+        request: at.request,
+        // One budget per method whatever its case (`get` over HTTP/2 is `GET`).
+        method: if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            Cow::Owned(method.to_ascii_uppercase())
+        } else {
+            Cow::Borrowed(method)
+        },
+        rule,
+        claims: caller.claims,
+        api_key: caller.api_key,
+    };
+    let decision = at.policy.rate_limits.check(
+        &rule.rate_limits,
+        &rule.name,
+        &facts,
+        env.store,
+        seed,
+        env.now_ms,
+    );
+    verdict.events.extend(
+        decision
+            .events
+            .iter()
+            .map(|(p, e)| Event::RateLimit(*p, *e)),
+    );
+    verdict.response_headers = decision.headers;
+    match decision.refusal {
+        None => Ok(()),
+        Some(crate::ratelimit::Refusal::AmbiguousKey { .. }) => {
+            Err(Denial::BadRequest("ambiguous_rate_limit_key"))
+        }
+        Some(other) => Err(Denial::RateLimited(other)),
+    }
+}
+
+/// Schema: what the headers tell (operation, parameters, content type, declared length); the body,
+/// if it must be checked, is checked later by [`check_body`].
+fn check_schema_head(at: &Judged<'_>, rule: &Rule, verdict: &mut Verdict) -> Result<(), Denial> {
+    let Some((index, schema)) = rule
+        .schema
+        .and_then(|i| at.policy.schemas.policies.get(i).map(|s| (i, s)))
+    else {
+        return Ok(());
+    };
+    let path_and_query = at.canonical.with_query();
+    let head = Head {
+        request: at.request,
+        path: &path_and_query,
+    };
+    match schema.check_head(&head, at.request.has_body()) {
+        HeadOutcome::Pass => verdict.events.push(Event::SchemaValidated),
+        HeadOutcome::NeedBody(check) => verdict.body_check = Some((index, check)),
+        HeadOutcome::Undeclared(_) => verdict.events.push(Event::SchemaUndeclared),
+        HeadOutcome::Reject(rejection) => {
+            verdict
+                .events
+                .push(Event::SchemaRejected(rejection.reason()));
+            return Err(Denial::Schema(rejection));
+        }
+    }
+    Ok(())
 }
 
 /// Removes a query parameter from the `:path` the request will go upstream with: the one an earlier

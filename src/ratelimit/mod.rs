@@ -671,16 +671,7 @@ fn compile_key_part(node: &Node<'_>) -> Result<KeyPart> {
             }
             KeyPart::JwtClaim(path)
         }
-        "header" => {
-            let name = n.non_empty_str()?;
-            if !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-            {
-                return Err(n.error(format!("{name:?} is not a valid HTTP header name")));
-            }
-            KeyPart::Header(name.to_ascii_lowercase())
-        }
+        "header" => KeyPart::Header(n.header_name()?),
         "client_address" => {
             let o = n.object(&["use_remote_address", "trusted_hops", "ipv6_prefix"])?;
             // Envoy's `source.address` is the client's own `x-forwarded-for` unless the connection

@@ -287,7 +287,7 @@ struct Compiler<'a> {
     queue: VecDeque<(usize, usize, String)>,
 }
 
-fn err(pointer: &str, message: impl Into<String>) -> CompileError {
+pub(super) fn err(pointer: &str, message: impl Into<String>) -> CompileError {
     CompileError {
         pointer: format!("#{pointer}"),
         message: message.into(),
@@ -295,7 +295,7 @@ fn err(pointer: &str, message: impl Into<String>) -> CompileError {
     }
 }
 
-fn unsupported(pointer: &str, message: impl Into<String>) -> CompileError {
+pub(super) fn unsupported(pointer: &str, message: impl Into<String>) -> CompileError {
     CompileError {
         pointer: format!("#{pointer}"),
         message: message.into(),
@@ -308,8 +308,141 @@ pub(crate) fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-fn child(pointer: &str, token: &str) -> String {
+pub(super) fn child(pointer: &str, token: &str) -> String {
     format!("{pointer}/{}", escape_token(token))
+}
+
+/// Where a keyword stands: its schema object, that object's pointer and its document.
+struct Site<'s> {
+    doc: usize,
+    pointer: &'s str,
+    map: &'s Map<String, Value>,
+}
+
+impl Site<'_> {
+    fn here(&self, key: &str) -> String {
+        child(self.pointer, key)
+    }
+
+    /// A numeric keyword as the decimal written in the schema (compared exactly, never rounded).
+    fn number(&self, key: &str) -> Result<Option<Decimal>, CompileError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_number()
+                .and_then(decimal::of)
+                .map(Some)
+                .ok_or_else(|| err(&self.here(key), "must be a number")),
+        }
+    }
+
+    fn count(&self, key: &str) -> Result<Option<u64>, CompileError> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) => non_negative_int(v)
+                .map(Some)
+                .ok_or_else(|| err(&self.here(key), "must be a non-negative integer")),
+        }
+    }
+}
+
+/// The check of a numeric bound: lower or upper, inclusive or exclusive.
+fn bound_check(lower: bool, exclusive: bool) -> fn(Decimal) -> Check {
+    match (lower, exclusive) {
+        (true, false) => Check::Minimum,
+        (true, true) => Check::ExclusiveMinimum,
+        (false, false) => Check::Maximum,
+        (false, true) => Check::ExclusiveMaximum,
+    }
+}
+
+/// One keyword of a schema object, as each keyword family's function receives it.
+#[derive(Clone, Copy)]
+struct Keyword<'k> {
+    site: &'k Site<'k>,
+    key: &'k str,
+    value: &'k Value,
+}
+
+/// What a keyword family's function adds to: the checks, and what is gathered for after the loop.
+struct Out {
+    checks: Vec<Check>,
+    gathered: Gathered,
+}
+
+/// `Ok(true)` when the keyword belonged to the family (and was compiled), `Ok(false)` to try the next.
+type Handled = Result<bool, CompileError>;
+
+/// The keywords that make one check together, gathered over a schema object's keywords.
+struct Gathered {
+    props: Option<Vec<(Box<str>, usize)>>,
+    patterns: Vec<(Regex, usize)>,
+    additional: Option<usize>,
+    prefix: Vec<usize>,
+    prefix_keyword: &'static str,
+    rest: Option<usize>,
+    rest_keyword: &'static str,
+    contains: Option<usize>,
+    dep_required: Vec<(Box<str>, Vec<Box<str>>)>,
+    dep_schemas: Vec<(Box<str>, usize)>,
+}
+
+impl Gathered {
+    fn new() -> Self {
+        Gathered {
+            props: None,
+            patterns: Vec::new(),
+            additional: None,
+            prefix: Vec::new(),
+            prefix_keyword: "prefixItems",
+            rest: None,
+            rest_keyword: "items",
+            contains: None,
+            dep_required: Vec::new(),
+            dep_schemas: Vec::new(),
+        }
+    }
+
+    fn into_checks(
+        self,
+        site: &Site<'_>,
+        draft: Draft,
+        checks: &mut Vec<Check>,
+    ) -> Result<(), CompileError> {
+        if self.props.is_some() || !self.patterns.is_empty() || self.additional.is_some() {
+            checks.push(Check::Object {
+                props: self.props.unwrap_or_default(),
+                patterns: self.patterns,
+                additional: self.additional,
+            });
+        }
+        if !self.prefix.is_empty() || self.rest.is_some() {
+            checks.push(Check::Items {
+                prefix: self.prefix,
+                prefix_keyword: self.prefix_keyword,
+                rest: self.rest,
+                rest_keyword: self.rest_keyword,
+            });
+        }
+        if let Some(schema) = self.contains {
+            let (min, max) = if draft == Draft::Draft2020 {
+                (
+                    site.count("minContains")?.unwrap_or(1),
+                    site.count("maxContains")?,
+                )
+            } else {
+                (1, None)
+            };
+            checks.push(Check::Contains { schema, min, max });
+        }
+        if !self.dep_required.is_empty() {
+            checks.push(Check::DependentRequired(self.dep_required));
+        }
+        if !self.dep_schemas.is_empty() {
+            checks.push(Check::DependentSchemas(self.dep_schemas));
+        }
+        Ok(())
+    }
 }
 
 const ANNOTATIONS: &[&str] = &[
@@ -588,323 +721,376 @@ impl<'a> Compiler<'a> {
         Ok(out)
     }
 
+    /// One schema object's checks, cheapest first. Each keyword family has its own function; the
+    /// keywords that only make sense together (properties, items, dependencies) are gathered over
+    /// the loop and become one check each after it.
     fn compile_object(
         &mut self,
         doc: usize,
         pointer: &str,
         map: &'a Map<String, Value>,
     ) -> Result<Vec<Check>, CompileError> {
-        let draft = self.opts.draft;
         let mut checks = Vec::new();
         if let Some(r) = map.get("$ref") {
             let target = self.resolve_ref(doc, pointer, r)?;
             checks.push(Check::Ref(target));
-            if draft != Draft::Draft2020 {
-                // Draft 7 and OpenAPI 3.0: "$ref" overrides every sibling keyword. Rather than
-                // ignore a sibling assertion silently, refuse it (annotations are fine).
-                if let Some(k) = map.keys().find(|k| {
-                    let k = k.as_str();
-                    k != "$ref"
-                        && !ANNOTATIONS.contains(&k)
-                        && !(self.opts.openapi
-                            && (OPENAPI_ANNOTATIONS.contains(&k) || k.starts_with("x-")))
-                }) {
-                    return Err(unsupported(
-                        &child(pointer, k),
-                        format!("keyword {k:?} next to \"$ref\" is ignored in draft 7 and OpenAPI 3.0; wrap both in \"allOf\""),
-                    ));
-                }
+            if self.opts.draft != Draft::Draft2020 {
+                self.refuse_ref_siblings(pointer, map)?;
                 return Ok(checks);
             }
         }
-        let num = |key: &str| -> Result<Option<Decimal>, CompileError> {
-            match map.get(key) {
-                None => Ok(None),
-                Some(v) => v
-                    .as_number()
-                    .and_then(decimal::of)
-                    .map(Some)
-                    .ok_or_else(|| err(&child(pointer, key), "must be a number")),
-            }
+        let site = Site { doc, pointer, map };
+        let mut out = Out {
+            checks,
+            gathered: Gathered::new(),
         };
-        let count = |key: &str| -> Result<Option<u64>, CompileError> {
-            match map.get(key) {
-                None => Ok(None),
-                Some(v) => non_negative_int(v)
-                    .map(Some)
-                    .ok_or_else(|| err(&child(pointer, key), "must be a non-negative integer")),
-            }
-        };
-
-        let mut props = None;
-        let mut patterns = Vec::new();
-        let mut additional = None;
-        let mut prefix = Vec::new();
-        let mut prefix_keyword = "prefixItems";
-        let mut rest = None;
-        let mut rest_keyword = "items";
-        let mut contains = None;
-        let mut dep_required = Vec::new();
-        let mut dep_schemas = Vec::new();
-
         for (key, value) in map {
-            let here = child(pointer, key);
-            match key.as_str() {
-                "$ref" => {}
-                "type" => checks.push(Check::Type(type_mask(value, &here, map, draft)?)),
-                "nullable" if draft == Draft::OpenApi30 => {
-                    if !value.is_boolean() {
-                        return Err(err(&here, "must be true or false"));
-                    }
-                }
-                "enum" => {
-                    let Value::Array(items) = value else {
-                        return Err(err(&here, "must be an array"));
-                    };
-                    if items.iter().all(Value::is_string) {
-                        let mut v: Vec<Box<str>> = items
-                            .iter()
-                            .filter_map(|s| s.as_str().map(Into::into))
-                            .collect();
-                        v.sort();
-                        checks.push(Check::EnumStr(v));
-                    } else {
-                        checks.push(Check::Enum(items.clone()));
-                    }
-                }
-                "const" => checks.push(Check::Const(value.clone())),
-                "required" => {
-                    checks.push(Check::Required(string_list(value, &here)?));
-                }
-                "properties" => props = Some(self.sub_map(doc, pointer, key, value)?),
-                "patternProperties" => {
-                    let Value::Object(pm) = value else {
-                        return Err(err(&here, "must be an object of schemas"));
-                    };
-                    for name in pm.keys() {
-                        let at = child(&here, name);
-                        patterns.push((compile_regex(name, &at)?, self.node_for(doc, at)?));
-                    }
-                }
-                "additionalProperties" => additional = Some(self.sub(doc, pointer, key)?),
-                "propertyNames" => {
-                    checks.push(Check::PropertyNames(self.sub(doc, pointer, key)?));
-                }
-                "prefixItems" if draft == Draft::Draft2020 => {
-                    prefix = self.sub_list(doc, pointer, key, value, false)?;
-                }
-                "items" => {
-                    if value.is_array() {
-                        if draft != Draft::Draft7 {
-                            return Err(err(
-                                &here,
-                                "must be a schema (an array of schemas is draft 7 \"items\"; use \"prefixItems\")",
-                            ));
-                        }
-                        prefix = self.sub_list(doc, pointer, key, value, true)?;
-                        prefix_keyword = "items";
-                        if map.contains_key("additionalItems") {
-                            rest = Some(self.sub(doc, pointer, "additionalItems")?);
-                            rest_keyword = "additionalItems";
-                        }
-                    } else {
-                        rest = Some(self.sub(doc, pointer, key)?);
-                    }
-                }
-                // Only meaningful after an array-form "items" (handled there); ignored otherwise, as the spec says.
-                "additionalItems" if draft != Draft::Draft2020 => {}
-                "minItems" => checks.extend(count(key)?.map(Check::MinItems)),
-                "maxItems" => checks.extend(count(key)?.map(Check::MaxItems)),
-                "uniqueItems" => match value {
-                    Value::Bool(true) => checks.push(Check::UniqueItems),
-                    Value::Bool(false) => {}
-                    _ => return Err(err(&here, "must be true or false")),
-                },
-                "contains" => contains = Some(self.sub(doc, pointer, key)?),
-                "minContains" | "maxContains" if draft == Draft::Draft2020 => {
-                    count(key)?;
-                }
-                "minLength" => checks.extend(count(key)?.map(Check::MinLength)),
-                "maxLength" => checks.extend(count(key)?.map(Check::MaxLength)),
-                "pattern" => {
-                    let Value::String(p) = value else {
-                        return Err(err(&here, "must be a string"));
-                    };
-                    checks.push(Check::Pattern(Box::new(compile_regex(p, &here)?)));
-                }
-                "format" => {
-                    let Value::String(name) = value else {
-                        return Err(err(&here, "must be a string"));
-                    };
-                    if self.opts.formats {
-                        let known = if self.opts.openapi {
-                            Format::from_openapi_name(name)
-                        } else {
-                            Format::from_name(name)
-                        };
-                        let f = known.ok_or_else(|| {
-                            unsupported(
-                                &here,
-                                format!("format {name:?} is not supported as an assertion (supported: {}); turn \"formats\" off to treat formats as annotations", Format::NAMES.join(", ")),
-                            )
-                        })?;
-                        checks.push(Check::Format(f));
-                    }
-                }
-                "minimum" => {
-                    let bound = num(key)?;
-                    if map.get("exclusiveMinimum") == Some(&Value::Bool(true))
-                        && draft == Draft::OpenApi30
-                    {
-                        checks.extend(bound.map(Check::ExclusiveMinimum));
-                    } else {
-                        checks.extend(bound.map(Check::Minimum));
-                    }
-                }
-                "maximum" => {
-                    let bound = num(key)?;
-                    if map.get("exclusiveMaximum") == Some(&Value::Bool(true))
-                        && draft == Draft::OpenApi30
-                    {
-                        checks.extend(bound.map(Check::ExclusiveMaximum));
-                    } else {
-                        checks.extend(bound.map(Check::Maximum));
-                    }
-                }
-                "exclusiveMinimum" | "exclusiveMaximum" => {
-                    if value.is_boolean() && draft == Draft::OpenApi30 {
-                        continue; // folded into minimum/maximum above
-                    }
-                    let bound = num(key)?;
-                    checks.extend(bound.map(if key == "exclusiveMinimum" {
-                        Check::ExclusiveMinimum
-                    } else {
-                        Check::ExclusiveMaximum
-                    }));
-                }
-                "multipleOf" => match value.as_number().and_then(decimal::of) {
-                    Some(m) if m > Decimal::default() => checks.push(Check::MultipleOf(m)),
-                    _ => return Err(err(&here, "must be a number greater than 0")),
-                },
-                "minProperties" => checks.extend(count(key)?.map(Check::MinProperties)),
-                "maxProperties" => checks.extend(count(key)?.map(Check::MaxProperties)),
-                "allOf" => checks.push(Check::AllOf(
-                    self.sub_list(doc, pointer, key, value, false)?,
-                )),
-                "anyOf" => checks.push(Check::AnyOf(
-                    self.sub_list(doc, pointer, key, value, false)?,
-                )),
-                "oneOf" => checks.push(Check::OneOf(
-                    self.sub_list(doc, pointer, key, value, false)?,
-                )),
-                "not" => checks.push(Check::Not(self.sub(doc, pointer, key)?)),
-                "if" => {
-                    let cond = self.sub(doc, pointer, key)?;
-                    let then = if map.contains_key("then") {
-                        Some(self.sub(doc, pointer, "then")?)
-                    } else {
-                        None
-                    };
-                    let otherwise = if map.contains_key("else") {
-                        Some(self.sub(doc, pointer, "else")?)
-                    } else {
-                        None
-                    };
-                    if then.is_some() || otherwise.is_some() {
-                        checks.push(Check::If {
-                            cond,
-                            then,
-                            otherwise,
-                        });
-                    }
-                }
-                // Without "if" they do nothing; still they must be schemas.
-                "then" | "else" => {
-                    if !(value.is_object() || value.is_boolean()) {
-                        return Err(err(&here, "a schema must be an object or a boolean"));
-                    }
-                }
-                "dependentRequired" if draft == Draft::Draft2020 => {
-                    let Value::Object(dm) = value else {
-                        return Err(err(&here, "must be an object of string arrays"));
-                    };
-                    for (name, list) in dm {
-                        dep_required.push((
-                            name.as_str().into(),
-                            string_list(list, &child(&here, name))?,
-                        ));
-                    }
-                }
-                "dependentSchemas" if draft == Draft::Draft2020 => {
-                    dep_schemas.extend(self.sub_map(doc, pointer, key, value)?);
-                }
-                "dependencies" if draft != Draft::Draft2020 => {
-                    let Value::Object(dm) = value else {
-                        return Err(err(&here, "must be an object"));
-                    };
-                    for (name, dep) in dm {
-                        let at = child(&here, name);
-                        if dep.is_array() {
-                            dep_required.push((name.as_str().into(), string_list(dep, &at)?));
-                        } else {
-                            dep_schemas.push((name.as_str().into(), self.node_for(doc, at)?));
-                        }
-                    }
-                }
-                "$anchor" | "$dynamicAnchor" if draft == Draft::Draft2020 => {}
-                "$schema" => {
-                    let uri = value.as_str().unwrap_or("").trim_end_matches('#');
-                    if !KNOWN_METASCHEMAS.contains(&uri) {
-                        return Err(unsupported(
-                            &here,
-                            "custom metaschemas (and their vocabularies) are not supported; use the draft 2020-12 or draft 7 metaschema",
-                        ));
-                    }
-                }
-                k if ANNOTATIONS.contains(&k) => {}
-                k if self.opts.openapi
-                    && (OPENAPI_ANNOTATIONS.contains(&k) || k.starts_with("x-")) => {}
-                k => {
-                    return Err(unsupported(
-                        &here,
-                        format!("keyword {k:?} is not supported"),
-                    ))
-                }
+            let key = key.as_str();
+            // Map order, first error wins: the families share no keyword, so trying them in turn is one match.
+            let kw = Keyword {
+                site: &site,
+                key,
+                value,
+            };
+            let known = self.core_keyword(kw)?
+                || self.any_type_keyword(kw, &mut out)?
+                || self.number_keyword(kw, &mut out)?
+                || self.string_keyword(kw, &mut out)?
+                || self.array_keyword(kw, &mut out)?
+                || self.object_keyword(kw, &mut out)?
+                || self.combinator_keyword(kw, &mut out)?
+                || self.is_annotation(key);
+            if !known {
+                return Err(unsupported(
+                    &child(pointer, key),
+                    format!("keyword {key:?} is not supported"),
+                ));
             }
         }
-
-        if props.is_some() || !patterns.is_empty() || additional.is_some() {
-            checks.push(Check::Object {
-                props: props.unwrap_or_default(),
-                patterns,
-                additional,
-            });
-        }
-        if !prefix.is_empty() || rest.is_some() {
-            checks.push(Check::Items {
-                prefix,
-                prefix_keyword,
-                rest,
-                rest_keyword,
-            });
-        }
-        if let Some(schema) = contains {
-            let (min, max) = if draft == Draft::Draft2020 {
-                (count("minContains")?.unwrap_or(1), count("maxContains")?)
-            } else {
-                (1, None)
-            };
-            checks.push(Check::Contains { schema, min, max });
-        }
-        if !dep_required.is_empty() {
-            checks.push(Check::DependentRequired(dep_required));
-        }
-        if !dep_schemas.is_empty() {
-            checks.push(Check::DependentSchemas(dep_schemas));
-        }
+        let Out {
+            mut checks,
+            gathered,
+        } = out;
+        gathered.into_checks(&site, self.opts.draft, &mut checks)?;
         // Cheap checks first: a wrong type fails before any subschema is walked.
         checks.sort_by_key(check_cost);
         Ok(checks)
+    }
+
+    /// Annotations never assert; OpenAPI adds its own and every `x-` extension.
+    fn is_annotation(&self, key: &str) -> bool {
+        ANNOTATIONS.contains(&key)
+            || (self.opts.openapi && (OPENAPI_ANNOTATIONS.contains(&key) || key.starts_with("x-")))
+    }
+
+    /// Draft 7 and OpenAPI 3.0: "$ref" overrides every sibling keyword. Rather than ignore a
+    /// sibling assertion silently, refuse it (annotations are fine).
+    fn refuse_ref_siblings(
+        &self,
+        pointer: &str,
+        map: &Map<String, Value>,
+    ) -> Result<(), CompileError> {
+        match map.keys().find(|k| *k != "$ref" && !self.is_annotation(k)) {
+            Some(k) => Err(unsupported(
+                &child(pointer, k),
+                format!("keyword {k:?} next to \"$ref\" is ignored in draft 7 and OpenAPI 3.0; wrap both in \"allOf\""),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// `$ref` (resolved before the loop), anchors and `$schema`.
+    fn core_keyword(&self, kw: Keyword<'_>) -> Handled {
+        let Keyword { site, key, value } = kw;
+        match key {
+            "$ref" => {}
+            "$anchor" | "$dynamicAnchor" if self.opts.draft == Draft::Draft2020 => {}
+            "$schema" => {
+                let uri = value.as_str().unwrap_or("").trim_end_matches('#');
+                if !KNOWN_METASCHEMAS.contains(&uri) {
+                    return Err(unsupported(
+                        &site.here(key),
+                        "custom metaschemas (and their vocabularies) are not supported; use the draft 2020-12 or draft 7 metaschema",
+                    ));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Keywords that apply to any instance: `type`, `nullable`, `enum`, `const`.
+    fn any_type_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
+        let draft = self.opts.draft;
+        let here = site.here(key);
+        match key {
+            "type" => checks.push(Check::Type(type_mask(value, &here, site.map, draft)?)),
+            "nullable" if draft == Draft::OpenApi30 => {
+                if !value.is_boolean() {
+                    return Err(err(&here, "must be true or false"));
+                }
+            }
+            "enum" => {
+                let Value::Array(items) = value else {
+                    return Err(err(&here, "must be an array"));
+                };
+                // All strings: sorted, so that a lookup is a binary search.
+                if items.iter().all(Value::is_string) {
+                    let mut v: Vec<Box<str>> = items
+                        .iter()
+                        .filter_map(|s| s.as_str().map(Into::into))
+                        .collect();
+                    v.sort();
+                    checks.push(Check::EnumStr(v));
+                } else {
+                    checks.push(Check::Enum(items.clone()));
+                }
+            }
+            "const" => checks.push(Check::Const(value.clone())),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Numeric bounds; OpenAPI 3.0's boolean `exclusiveMinimum`/`exclusiveMaximum` modify
+    /// `minimum`/`maximum` instead of standing alone.
+    fn number_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
+        let openapi30 = self.opts.draft == Draft::OpenApi30;
+        let flag_set = |flag: &str| site.map.get(flag) == Some(&Value::Bool(true)) && openapi30;
+        match key {
+            "minimum" | "maximum" => {
+                let lower = key == "minimum";
+                let flag = if lower {
+                    "exclusiveMinimum"
+                } else {
+                    "exclusiveMaximum"
+                };
+                let bound = site.number(key)?;
+                checks.extend(bound.map(bound_check(lower, flag_set(flag))));
+            }
+            "exclusiveMinimum" | "exclusiveMaximum" => {
+                if value.is_boolean() && openapi30 {
+                    return Ok(true); // folded into minimum/maximum above
+                }
+                let bound = site.number(key)?;
+                checks.extend(bound.map(bound_check(key == "exclusiveMinimum", true)));
+            }
+            "multipleOf" => match value.as_number().and_then(decimal::of) {
+                Some(m) if m > Decimal::default() => checks.push(Check::MultipleOf(m)),
+                _ => return Err(err(&site.here(key), "must be a number greater than 0")),
+            },
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// String length, `pattern`, and `format` (an assertion only when the options say so).
+    fn string_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
+        let here = site.here(key);
+        match key {
+            "minLength" => checks.extend(site.count(key)?.map(Check::MinLength)),
+            "maxLength" => checks.extend(site.count(key)?.map(Check::MaxLength)),
+            "pattern" => {
+                let Value::String(p) = value else {
+                    return Err(err(&here, "must be a string"));
+                };
+                checks.push(Check::Pattern(Box::new(compile_regex(p, &here)?)));
+            }
+            "format" => {
+                let Value::String(name) = value else {
+                    return Err(err(&here, "must be a string"));
+                };
+                if self.opts.formats {
+                    checks.push(Check::Format(self.format_assertion(name, &here)?));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A format we cannot assert is refused rather than passed silently.
+    fn format_assertion(&self, name: &str, here: &str) -> Result<Format, CompileError> {
+        let known = if self.opts.openapi {
+            Format::from_openapi_name(name)
+        } else {
+            Format::from_name(name)
+        };
+        known.ok_or_else(|| {
+            unsupported(
+                here,
+                format!("format {name:?} is not supported as an assertion (supported: {}); turn \"formats\" off to treat formats as annotations", Format::NAMES.join(", ")),
+            )
+        })
+    }
+
+    /// Array keywords. `items` is a schema in draft 2020-12 and OpenAPI, and may be an array of
+    /// schemas (then followed by `additionalItems`) in draft 7.
+    fn array_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let Out { checks, gathered } = out;
+        let draft = self.opts.draft;
+        let (doc, pointer) = (site.doc, site.pointer);
+        match key {
+            "prefixItems" if draft == Draft::Draft2020 => {
+                gathered.prefix = self.sub_list(doc, pointer, key, value, false)?;
+            }
+            "items" => {
+                if value.is_array() {
+                    if draft != Draft::Draft7 {
+                        return Err(err(
+                            &site.here(key),
+                            "must be a schema (an array of schemas is draft 7 \"items\"; use \"prefixItems\")",
+                        ));
+                    }
+                    gathered.prefix = self.sub_list(doc, pointer, key, value, true)?;
+                    gathered.prefix_keyword = "items";
+                    if site.map.contains_key("additionalItems") {
+                        gathered.rest = Some(self.sub(doc, pointer, "additionalItems")?);
+                        gathered.rest_keyword = "additionalItems";
+                    }
+                } else {
+                    gathered.rest = Some(self.sub(doc, pointer, key)?);
+                }
+            }
+            // Only meaningful after an array-form "items" (handled there); ignored otherwise, as the spec says.
+            "additionalItems" if draft != Draft::Draft2020 => {}
+            "minItems" => checks.extend(site.count(key)?.map(Check::MinItems)),
+            "maxItems" => checks.extend(site.count(key)?.map(Check::MaxItems)),
+            "uniqueItems" => match value {
+                Value::Bool(true) => checks.push(Check::UniqueItems),
+                Value::Bool(false) => {}
+                _ => return Err(err(&site.here(key), "must be true or false")),
+            },
+            "contains" => gathered.contains = Some(self.sub(doc, pointer, key)?),
+            // Read with "contains" after the loop; here only checked.
+            "minContains" | "maxContains" if draft == Draft::Draft2020 => {
+                site.count(key)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Object keywords: properties and their names, counts, `required` and the dependencies
+    /// (draft 2020-12 `dependentRequired`/`dependentSchemas`, draft 7 `dependencies`).
+    fn object_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let Out { checks, gathered } = out;
+        let draft = self.opts.draft;
+        let (doc, pointer) = (site.doc, site.pointer);
+        let here = site.here(key);
+        match key {
+            "required" => checks.push(Check::Required(string_list(value, &here)?)),
+            "properties" => gathered.props = Some(self.sub_map(doc, pointer, key, value)?),
+            "patternProperties" => {
+                let Value::Object(pm) = value else {
+                    return Err(err(&here, "must be an object of schemas"));
+                };
+                for name in pm.keys() {
+                    let at = child(&here, name);
+                    gathered
+                        .patterns
+                        .push((compile_regex(name, &at)?, self.node_for(doc, at)?));
+                }
+            }
+            "additionalProperties" => gathered.additional = Some(self.sub(doc, pointer, key)?),
+            "propertyNames" => checks.push(Check::PropertyNames(self.sub(doc, pointer, key)?)),
+            "minProperties" => checks.extend(site.count(key)?.map(Check::MinProperties)),
+            "maxProperties" => checks.extend(site.count(key)?.map(Check::MaxProperties)),
+            "dependentRequired" if draft == Draft::Draft2020 => {
+                let Value::Object(dm) = value else {
+                    return Err(err(&here, "must be an object of string arrays"));
+                };
+                for (name, list) in dm {
+                    gathered.dep_required.push((
+                        name.as_str().into(),
+                        string_list(list, &child(&here, name))?,
+                    ));
+                }
+            }
+            "dependentSchemas" if draft == Draft::Draft2020 => {
+                gathered
+                    .dep_schemas
+                    .extend(self.sub_map(doc, pointer, key, value)?);
+            }
+            "dependencies" if draft != Draft::Draft2020 => {
+                let Value::Object(dm) = value else {
+                    return Err(err(&here, "must be an object"));
+                };
+                for (name, dep) in dm {
+                    let at = child(&here, name);
+                    if dep.is_array() {
+                        gathered
+                            .dep_required
+                            .push((name.as_str().into(), string_list(dep, &at)?));
+                    } else {
+                        gathered
+                            .dep_schemas
+                            .push((name.as_str().into(), self.node_for(doc, at)?));
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// `allOf`, `anyOf`, `oneOf`, `not` and `if`/`then`/`else`.
+    fn combinator_keyword(&mut self, kw: Keyword<'_>, out: &mut Out) -> Handled {
+        let Keyword { site, key, value } = kw;
+        let checks = &mut out.checks;
+        let (doc, pointer) = (site.doc, site.pointer);
+        match key {
+            "allOf" => checks.push(Check::AllOf(
+                self.sub_list(doc, pointer, key, value, false)?,
+            )),
+            "anyOf" => checks.push(Check::AnyOf(
+                self.sub_list(doc, pointer, key, value, false)?,
+            )),
+            "oneOf" => checks.push(Check::OneOf(
+                self.sub_list(doc, pointer, key, value, false)?,
+            )),
+            "not" => checks.push(Check::Not(self.sub(doc, pointer, key)?)),
+            "if" => {
+                let cond = self.sub(doc, pointer, key)?;
+                let then = self.optional_sub(site, "then")?;
+                let otherwise = self.optional_sub(site, "else")?;
+                // An "if" without a branch asserts nothing.
+                if then.is_some() || otherwise.is_some() {
+                    checks.push(Check::If {
+                        cond,
+                        then,
+                        otherwise,
+                    });
+                }
+            }
+            // Without "if" they do nothing; still they must be schemas.
+            "then" | "else" => {
+                if !(value.is_object() || value.is_boolean()) {
+                    return Err(err(
+                        &site.here(key),
+                        "a schema must be an object or a boolean",
+                    ));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn optional_sub(&mut self, site: &Site<'_>, key: &str) -> Result<Option<usize>, CompileError> {
+        if site.map.contains_key(key) {
+            Ok(Some(self.sub(site.doc, site.pointer, key)?))
+        } else {
+            Ok(None)
+        }
     }
 
     fn resolve_ref(

@@ -37,8 +37,10 @@ pub use openapi::{BodyPlan, Found, OpenApi};
 pub use problem::{Rejection, Violation, PROBLEM_CONTENT_TYPE};
 pub use validate::Limits;
 
-use crate::reader::{ConfigError, Node, Result};
+use crate::media;
+use crate::reader::{ConfigError, Node, Object, Result};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// What to do with a request for an operation the OpenAPI document does not declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,9 +164,9 @@ impl SchemaPolicy {
                 let Some(ct) = content_type else {
                     return HeadOutcome::Reject(Rejection::UnsupportedMediaType);
                 };
-                let essence = openapi::media_essence(ct);
+                let essence = media::essence(ct);
                 let accepted = if content_types.is_empty() {
-                    openapi::is_json_media(&essence)
+                    media::is_json(&essence)
                 } else {
                     content_types.contains(&essence)
                 };
@@ -257,7 +259,8 @@ fn compile_error(node: &Node<'_>, e: CompileError) -> ConfigError {
     }
 }
 
-/// Reads one named policy.
+/// Reads one named policy: the limits, then the kind (JSON Schema or OpenAPI, each refusing the
+/// other's fields), then what an undeclared operation gets.
 pub fn compile_policy(name: &str, node: &Node<'_>) -> Result<SchemaPolicy> {
     let obj = node.object(&[
         "json_schema",
@@ -272,112 +275,11 @@ pub fn compile_policy(name: &str, node: &Node<'_>) -> Result<SchemaPolicy> {
         "body_required",
         "base_path",
     ])?;
-    let formats = obj
-        .get("formats")
-        .map(|n| n.bool())
-        .transpose()?
-        .unwrap_or(true);
-    let limits = Limits {
-        max_body_bytes: obj
-            .get("max_body_bytes")
-            .map(|n| n.usize_in(1, MAX_MAX_BODY))
-            .transpose()?
-            .unwrap_or(DEFAULT_MAX_BODY),
-        max_depth: obj
-            .get("max_depth")
-            .map(|n| n.usize_in(1, validate::MAX_DEPTH_LIMIT))
-            .transpose()?
-            .unwrap_or(32),
-        max_errors: obj
-            .get("max_errors")
-            .map(|n| n.usize_in(1, 100))
-            .transpose()?
-            .unwrap_or(10),
-    };
-    let only_for = |field: &str, kind: &str| -> Result<()> {
-        match obj.get(field) {
-            Some(n) => Err(n.error(format!("only applies to {kind} policies"))),
-            None => Ok(()),
-        }
-    };
+    let formats = obj.bool_or("formats", true)?;
+    let limits = read_limits(&obj)?;
     let kind = match (obj.get("json_schema"), obj.get("openapi")) {
-        (Some(js), None) => {
-            only_for("undeclared", "openapi")?;
-            only_for("base_path", "openapi")?;
-            let draft = obj
-                .get("draft")
-                .map(|n| {
-                    n.one_of(&[
-                        ("2020-12", Draft::Draft2020),
-                        ("7", Draft::Draft7),
-                        ("draft7", Draft::Draft7),
-                    ])
-                })
-                .transpose()?
-                .unwrap_or(Draft::Draft2020);
-            let options = Options {
-                draft,
-                formats,
-                openapi: false,
-            };
-            let schema = Schema::compile(js.value, options).map_err(|e| compile_error(&js, e))?;
-            let content_types = match obj.get("content_types") {
-                None => Vec::new(),
-                Some(n) => n
-                    .string_list()?
-                    .iter()
-                    .map(|s| openapi::media_essence(s))
-                    .collect(),
-            };
-            let body_required = obj
-                .get("body_required")
-                .map(|n| n.bool())
-                .transpose()?
-                .unwrap_or(true);
-            PolicyKind::JsonSchema {
-                schema,
-                content_types,
-                body_required,
-            }
-        }
-        (None, Some(doc_node)) => {
-            only_for("draft", "json_schema")?;
-            only_for("content_types", "json_schema")?;
-            only_for("body_required", "json_schema")?;
-            let parsed;
-            let doc = match doc_node.value {
-                Value::String(text) => {
-                    parsed = serde_json::from_str::<Value>(text).map_err(|e| {
-                        doc_node.error(format!(
-                            "not a JSON document (YAML is not supported): line {}, column {}",
-                            e.line(),
-                            e.column()
-                        ))
-                    })?;
-                    &parsed
-                }
-                Value::Object(_) => doc_node.value,
-                _ => {
-                    return Err(
-                        doc_node.error("expected an OpenAPI document (an object or a JSON string)")
-                    )
-                }
-            };
-            let base_path = obj
-                .get("base_path")
-                .map(|n| {
-                    let s = n.str()?;
-                    if !s.is_empty() && !s.starts_with('/') {
-                        return Err(n.error("a base path starts with '/'"));
-                    }
-                    Ok(s)
-                })
-                .transpose()?;
-            PolicyKind::OpenApi(
-                OpenApi::compile(doc, formats, base_path)
-                    .map_err(|e| compile_error(&doc_node, e))?,
-            )
-        }
+        (Some(js), None) => json_schema_kind(&obj, &js, formats)?,
+        (None, Some(doc_node)) => openapi_kind(&obj, &doc_node, formats)?,
         (Some(_), Some(_)) => return Err(obj.node().error("set json_schema or openapi, not both")),
         (None, None) => {
             return Err(obj
@@ -385,23 +287,114 @@ pub fn compile_policy(name: &str, node: &Node<'_>) -> Result<SchemaPolicy> {
                 .error("a schema policy needs json_schema or openapi"))
         }
     };
-    let undeclared = obj
-        .get("undeclared")
-        .map(|n| {
-            n.one_of(&[
-                ("404", Undeclared::NotFound),
-                ("405", Undeclared::MethodNotAllowed),
-                ("report", Undeclared::Report),
-            ])
-        })
-        .transpose()?
-        .unwrap_or(Undeclared::MethodNotAllowed);
+    let undeclared = obj.one_of_or(
+        "undeclared",
+        &[
+            ("404", Undeclared::NotFound),
+            ("405", Undeclared::MethodNotAllowed),
+            ("report", Undeclared::Report),
+        ],
+        Undeclared::MethodNotAllowed,
+    )?;
     Ok(SchemaPolicy {
         name: name.to_string(),
         kind,
         limits,
         undeclared,
     })
+}
+
+/// `max_body_bytes`, `max_depth`, `max_errors`, each bounded.
+fn read_limits(obj: &Object<'_>) -> Result<Limits> {
+    let bounded = |field: &str, max: usize, default: usize| -> Result<usize> {
+        Ok(obj
+            .get(field)
+            .map(|n| n.usize_in(1, max))
+            .transpose()?
+            .unwrap_or(default))
+    };
+    Ok(Limits {
+        max_body_bytes: bounded("max_body_bytes", MAX_MAX_BODY, DEFAULT_MAX_BODY)?,
+        max_depth: bounded("max_depth", validate::MAX_DEPTH_LIMIT, 32)?,
+        max_errors: bounded("max_errors", 100, 10)?,
+    })
+}
+
+/// A field of the other kind is refused rather than ignored.
+fn only_for(obj: &Object<'_>, field: &str, kind: &str) -> Result<()> {
+    match obj.get(field) {
+        Some(n) => Err(n.error(format!("only applies to {kind} policies"))),
+        None => Ok(()),
+    }
+}
+
+/// `json_schema` with its `draft`, `content_types` and `body_required`.
+fn json_schema_kind(obj: &Object<'_>, js: &Node<'_>, formats: bool) -> Result<PolicyKind> {
+    only_for(obj, "undeclared", "openapi")?;
+    only_for(obj, "base_path", "openapi")?;
+    let draft = obj.one_of_or(
+        "draft",
+        &[
+            ("2020-12", Draft::Draft2020),
+            ("7", Draft::Draft7),
+            ("draft7", Draft::Draft7),
+        ],
+        Draft::Draft2020,
+    )?;
+    let options = Options {
+        draft,
+        formats,
+        openapi: false,
+    };
+    let schema = Schema::compile(js.value, options).map_err(|e| compile_error(js, e))?;
+    let content_types = match obj.get("content_types") {
+        None => Vec::new(),
+        Some(n) => n.string_list()?.iter().map(|s| media::essence(s)).collect(),
+    };
+    let body_required = obj.bool_or("body_required", true)?;
+    Ok(PolicyKind::JsonSchema {
+        schema,
+        content_types,
+        body_required,
+    })
+}
+
+/// `openapi` (a document inline or as JSON text) with its `base_path`.
+fn openapi_kind(obj: &Object<'_>, doc_node: &Node<'_>, formats: bool) -> Result<PolicyKind> {
+    only_for(obj, "draft", "json_schema")?;
+    only_for(obj, "content_types", "json_schema")?;
+    only_for(obj, "body_required", "json_schema")?;
+    let doc = openapi_document(doc_node)?;
+    let base_path = obj
+        .get("base_path")
+        .map(|n| {
+            let s = n.str()?;
+            if !s.is_empty() && !s.starts_with('/') {
+                return Err(n.error("a base path starts with '/'"));
+            }
+            Ok(s)
+        })
+        .transpose()?;
+    Ok(PolicyKind::OpenApi(
+        OpenApi::compile(&doc, formats, base_path).map_err(|e| compile_error(doc_node, e))?,
+    ))
+}
+
+/// The document as configured, or parsed from the JSON text it was given as.
+fn openapi_document<'v>(doc_node: &Node<'v>) -> Result<Cow<'v, Value>> {
+    match doc_node.value {
+        Value::String(text) => serde_json::from_str::<Value>(text)
+            .map(Cow::Owned)
+            .map_err(|e| {
+                doc_node.error(format!(
+                    "not a JSON document (YAML is not supported): line {}, column {}",
+                    e.line(),
+                    e.column()
+                ))
+            }),
+        Value::Object(_) => Ok(Cow::Borrowed(doc_node.value)),
+        _ => Err(doc_node.error("expected an OpenAPI document (an object or a JSON string)")),
+    }
 }
 
 #[cfg(test)]

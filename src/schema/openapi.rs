@@ -23,8 +23,11 @@
 //! content type (the body is not buffered). A body sent to an operation that declares none is
 //! refused with 415.
 
-use super::compile::{percent_decode, CompileError, Draft, Multi, Options, SNode, Schema};
+use super::compile::{
+    child, err, percent_decode, unsupported, CompileError, Draft, Multi, Options, SNode, Schema,
+};
 use super::problem::{Rejection, Violation};
+use crate::media;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -155,26 +158,6 @@ pub enum BodyPlan {
 /// A document refused at configure time: JSON pointer into the document, and what is wrong.
 pub type OpenApiError = CompileError;
 
-fn err(pointer: &str, message: impl Into<String>) -> OpenApiError {
-    CompileError {
-        pointer: format!("#{pointer}"),
-        message: message.into(),
-        unsupported: false,
-    }
-}
-
-fn unsupported(pointer: &str, message: impl Into<String>) -> OpenApiError {
-    CompileError {
-        pointer: format!("#{pointer}"),
-        message: message.into(),
-        unsupported: true,
-    }
-}
-
-fn child(pointer: &str, token: &str) -> String {
-    format!("{pointer}/{}", super::compile::escape_token(token))
-}
-
 /// Follows local `$ref`s (`#/components/...`) from `value` at `pointer`.
 fn deref<'d>(
     doc: &'d Value,
@@ -208,22 +191,6 @@ fn deref<'d>(
 /// Query-string decoding: `+` is a space, then percent-decoding.
 fn form_decode(s: &str) -> String {
     percent_decode(&s.replace('+', " "))
-}
-
-/// `application/json` and `application/*+json` (parameters stripped, lower-case).
-pub fn is_json_media(essence: &str) -> bool {
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// The media type of a `content-type` value without parameters, lower-cased.
-pub fn media_essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 fn schema_type(doc: &Value, schema: &Value, pointer: &str) -> Result<Option<String>, OpenApiError> {
@@ -262,24 +229,8 @@ impl OpenApi {
         formats: bool,
         base_path: Option<&str>,
     ) -> Result<OpenApi, OpenApiError> {
-        let version = doc.get("openapi").and_then(Value::as_str).ok_or_else(|| {
-            err(
-                "/openapi",
-                "an OpenAPI 3 document needs an \"openapi\" version string",
-            )
-        })?;
-        let draft = if version.starts_with("3.0.") {
-            Draft::OpenApi30
-        } else if version.starts_with("3.1.") {
-            Draft::Draft2020
-        } else {
-            return Err(unsupported(
-                "/openapi",
-                format!("OpenAPI version {version:?} is not supported (3.0.x and 3.1.x are)"),
-            ));
-        };
         let options = Options {
-            draft,
+            draft: openapi_draft(doc)?,
             formats,
             openapi: true,
         };
@@ -293,108 +244,25 @@ impl OpenApi {
             Some(b) => b.trim_end_matches('/').to_string(),
             None => server_base_path(doc),
         };
-
         let Some(Value::Object(paths)) = doc.get("paths") else {
             return Err(err("/paths", "must be an object"));
         };
+        let mut ops = OperationCompiler {
+            doc,
+            multi,
+            body_roots: Vec::new(),
+            pending_params: Vec::new(),
+        };
         let mut entries = Vec::new();
-        let mut body_roots: Vec<usize> = Vec::new();
-        let mut pending_params: Vec<Vec<CompiledParam>> = Vec::new();
         for (template, item) in paths {
-            let item_ptr = child("/paths", template);
-            let (item, item_ptr) = deref(doc, item, &item_ptr)?;
-            let Value::Object(item_map) = item else {
-                return Err(err(&item_ptr, "a path item must be an object"));
-            };
-            let segments = compile_template(template).map_err(|m| err(&item_ptr, m))?;
-            let shared = item_map
-                .get("parameters")
-                .map(|p| (p, child(&item_ptr, "parameters")));
-            let mut operations = Vec::new();
-            for (method, op) in item_map {
-                if !METHODS.contains(&method.as_str()) {
-                    continue;
-                }
-                let op_ptr = child(&item_ptr, method);
-                let Value::Object(op_map) = op else {
-                    return Err(err(&op_ptr, "an operation must be an object"));
-                };
-                let mut params = Vec::new();
-                if let Some((p, ptr)) = &shared {
-                    collect_params(doc, p, ptr, &mut params)?;
-                }
-                if let Some(p) = op_map.get("parameters") {
-                    collect_params(doc, p, &child(&op_ptr, "parameters"), &mut params)?;
-                }
-                let mut compiled = Vec::new();
-                for (name, location, required, schema_ptr, array, scalar) in params {
-                    if location == In::Path
-                        && !segments
-                            .iter()
-                            .any(|s| matches!(s, TSeg::Param { name: n, .. } if *n == name))
-                    {
-                        return Err(err(
-                            &schema_ptr,
-                            format!("path parameter {name:?} is not in the template {template:?}"),
-                        ));
-                    }
-                    let root = multi.schema_at(&schema_ptr)?;
-                    multi.index(&schema_ptr)?;
-                    compiled.push((name, location, required, root, array, scalar));
-                }
-                for s in &segments {
-                    if let TSeg::Param { name, .. } = s {
-                        if !compiled.iter().any(|p| p.1 == In::Path && p.0 == *name) {
-                            return Err(err(&op_ptr, format!("template parameter {name:?} is not declared as a path parameter")));
-                        }
-                    }
-                }
-                let body = match op_map.get("requestBody") {
-                    None => None,
-                    Some(rb) => Some(compile_body(
-                        doc,
-                        rb,
-                        &child(&op_ptr, "requestBody"),
-                        &mut multi,
-                        &mut body_roots,
-                    )?),
-                };
-                pending_params.push(compiled);
-                operations.push(Operation {
-                    method: method.to_ascii_uppercase(),
-                    operation_id: op_map
-                        .get("operationId")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    template: template.clone(),
-                    params: Vec::new(),
-                    body,
-                });
-            }
-            entries.push(PathEntry {
-                segments,
-                operations,
-            });
+            entries.push(ops.path_item(template, item)?);
         }
-        let arena = multi.finish()?;
-        let mut pending = pending_params.into_iter();
-        for entry in &mut entries {
-            for op in &mut entry.operations {
-                let compiled = pending.next().unwrap_or_default();
-                op.params = compiled
-                    .into_iter()
-                    .map(|(name, location, required, root, array, scalar)| Param {
-                        name,
-                        location,
-                        required,
-                        schema: Schema::in_arena(arena.clone(), root),
-                        array,
-                        scalar,
-                    })
-                    .collect();
-            }
-        }
-        let bodies = body_roots
+        // Every schema of the document shares one arena, which exists only once all are compiled:
+        // parameters and bodies point into it afterwards.
+        let arena = ops.multi.finish()?;
+        attach_params(&mut entries, ops.pending_params, &arena);
+        let bodies = ops
+            .body_roots
             .into_iter()
             .map(|root| Schema::in_arena(arena.clone(), root))
             .collect();
@@ -596,7 +464,7 @@ impl OpenApi {
         let Some(ct) = content_type else {
             return Err(Rejection::UnsupportedMediaType);
         };
-        let essence = media_essence(ct);
+        let essence = media::essence(ct);
         let (major, _) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
         let wildcard = format!("{major}/*");
         let found = body
@@ -607,11 +475,11 @@ impl OpenApi {
             .or_else(|| body.media.iter().find(|(m, _)| m == "*/*"));
         match found {
             None => Err(Rejection::UnsupportedMediaType),
-            Some((_, Some(BodyKind::Json(schema)))) if is_json_media(&essence) => {
+            Some((_, Some(BodyKind::Json(schema)))) if media::is_json(&essence) => {
                 Ok(BodyPlan::Json(*schema))
             }
             // A declared range matched by JSON: still parse it; other types: content type only.
-            Some((_, _)) if is_json_media(&essence) => Ok(BodyPlan::Json(None)),
+            Some((_, _)) if media::is_json(&essence) => Ok(BodyPlan::Json(None)),
             Some(_) => Ok(BodyPlan::None),
         }
     }
@@ -652,6 +520,168 @@ fn strip_base<'p>(path: &'p str, base: &str) -> Option<&'p str> {
     }
     let rest = path.strip_prefix(base)?;
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// `openapi: 3.0.x` validates schemas as OpenAPI 3.0 does; `3.1.x` as draft 2020-12.
+fn openapi_draft(doc: &Value) -> Result<Draft, OpenApiError> {
+    let version = doc.get("openapi").and_then(Value::as_str).ok_or_else(|| {
+        err(
+            "/openapi",
+            "an OpenAPI 3 document needs an \"openapi\" version string",
+        )
+    })?;
+    if version.starts_with("3.0.") {
+        Ok(Draft::OpenApi30)
+    } else if version.starts_with("3.1.") {
+        Ok(Draft::Draft2020)
+    } else {
+        Err(unsupported(
+            "/openapi",
+            format!("OpenAPI version {version:?} is not supported (3.0.x and 3.1.x are)"),
+        ))
+    }
+}
+
+/// Compiles the path items and their operations into one `Multi`; the parameters wait in
+/// `pending_params` (one list per operation, in order) until the arena exists.
+struct OperationCompiler<'d> {
+    doc: &'d Value,
+    multi: Multi<'d>,
+    body_roots: Vec<usize>,
+    pending_params: Vec<Vec<CompiledParam>>,
+}
+
+impl OperationCompiler<'_> {
+    fn path_item(&mut self, template: &str, item: &Value) -> Result<PathEntry, OpenApiError> {
+        let (item, item_ptr) = deref(self.doc, item, &child("/paths", template))?;
+        let Value::Object(item_map) = item else {
+            return Err(err(&item_ptr, "a path item must be an object"));
+        };
+        let segments = compile_template(template).map_err(|m| err(&item_ptr, m))?;
+        // Path-level parameters apply to every operation (an operation may override them).
+        let shared = item_map
+            .get("parameters")
+            .map(|p| (p, child(&item_ptr, "parameters")));
+        let mut operations = Vec::new();
+        for (method, op) in item_map {
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            let op_ptr = child(&item_ptr, method);
+            let shared = shared.as_ref().map(|(p, ptr)| (*p, ptr.as_str()));
+            operations.push(self.operation(template, &segments, shared, method, op, &op_ptr)?);
+        }
+        Ok(PathEntry {
+            segments,
+            operations,
+        })
+    }
+
+    fn operation(
+        &mut self,
+        template: &str,
+        segments: &[TSeg],
+        shared: Option<(&Value, &str)>,
+        method: &str,
+        op: &Value,
+        op_ptr: &str,
+    ) -> Result<Operation, OpenApiError> {
+        let Value::Object(op_map) = op else {
+            return Err(err(op_ptr, "an operation must be an object"));
+        };
+        let mut params = Vec::new();
+        if let Some((p, ptr)) = shared {
+            collect_params(self.doc, p, ptr, &mut params)?;
+        }
+        if let Some(p) = op_map.get("parameters") {
+            collect_params(self.doc, p, &child(op_ptr, "parameters"), &mut params)?;
+        }
+        let compiled = self.compile_params(template, segments, params, op_ptr)?;
+        let body = match op_map.get("requestBody") {
+            None => None,
+            Some(rb) => Some(compile_body(
+                self.doc,
+                rb,
+                &child(op_ptr, "requestBody"),
+                &mut self.multi,
+                &mut self.body_roots,
+            )?),
+        };
+        self.pending_params.push(compiled);
+        Ok(Operation {
+            method: method.to_ascii_uppercase(),
+            operation_id: op_map
+                .get("operationId")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            template: template.to_string(),
+            params: Vec::new(),
+            body,
+        })
+    }
+
+    /// Each parameter's schema, and the template and the path parameters must agree both ways.
+    fn compile_params(
+        &mut self,
+        template: &str,
+        segments: &[TSeg],
+        params: Vec<RawParam>,
+        op_ptr: &str,
+    ) -> Result<Vec<CompiledParam>, OpenApiError> {
+        let in_template = |name: &str| {
+            segments
+                .iter()
+                .any(|s| matches!(s, TSeg::Param { name: n, .. } if n == name))
+        };
+        let mut compiled = Vec::new();
+        for (name, location, required, schema_ptr, array, scalar) in params {
+            if location == In::Path && !in_template(&name) {
+                return Err(err(
+                    &schema_ptr,
+                    format!("path parameter {name:?} is not in the template {template:?}"),
+                ));
+            }
+            let root = self.multi.schema_at(&schema_ptr)?;
+            self.multi.index(&schema_ptr)?;
+            compiled.push((name, location, required, root, array, scalar));
+        }
+        for s in segments {
+            if let TSeg::Param { name, .. } = s {
+                if !compiled.iter().any(|p| p.1 == In::Path && p.0 == *name) {
+                    return Err(err(
+                        op_ptr,
+                        format!("template parameter {name:?} is not declared as a path parameter"),
+                    ));
+                }
+            }
+        }
+        Ok(compiled)
+    }
+}
+
+/// Gives each operation, in compile order, its parameters with their schemas in `arena`.
+fn attach_params(
+    entries: &mut [PathEntry],
+    pending_params: Vec<Vec<CompiledParam>>,
+    arena: &Arc<[SNode]>,
+) {
+    let mut pending = pending_params.into_iter();
+    for entry in entries {
+        for op in &mut entry.operations {
+            let compiled = pending.next().unwrap_or_default();
+            op.params = compiled
+                .into_iter()
+                .map(|(name, location, required, root, array, scalar)| Param {
+                    name,
+                    location,
+                    required,
+                    schema: Schema::in_arena(arena.clone(), root),
+                    array,
+                    scalar,
+                })
+                .collect();
+        }
+    }
 }
 
 fn server_base_path(doc: &Value) -> String {
@@ -874,9 +904,9 @@ fn compile_body(
     };
     let mut media = Vec::new();
     for (range, m) in content {
-        let essence = media_essence(range);
+        let essence = media::essence(range);
         let m_ptr = child(&content_ptr, range);
-        let json_like = is_json_media(&essence) || essence == "application/*" || essence == "*/*";
+        let json_like = media::is_json(&essence) || essence == "application/*" || essence == "*/*";
         let kind = match (json_like, m) {
             (true, Value::Object(mm)) if mm.contains_key("schema") => {
                 let schema_ptr = child(&m_ptr, "schema");

@@ -652,7 +652,7 @@ pub fn discovery(data: &[u8]) {
         let _ = classify::graphql_operation(doc, None);
         let _ = classify::graphql_operation(doc, Some(method));
     }
-    let _ = classify::media_type(content_type.as_deref().unwrap_or(""));
+    let _ = apiguard::media::essence(content_type.as_deref().unwrap_or(""));
 }
 
 fn check_operation(c: &classify::Classification) {
