@@ -912,9 +912,29 @@ fn hostile_json_member_names_get_typed_placeholders_and_classes() {
             ));
         }
     }
+    // The same for a plain card-number query parameter name (`?4111111111111111=1`): no odd
+    // character, so docs/events.md's table says `{card}`.
+    let lookup = endpoint(&eps, "/lookup");
+    let q = lookup
+        .map(|e| e["query_params"].clone())
+        .unwrap_or_default();
+    if !q
+        .as_array()
+        .is_some_and(|a| a.iter().any(|n| n == "{card}"))
+    {
+        problems.push(format!(
+            "/lookup query_params lack {{card}} for `4111111111111111` (got {q})"
+        ));
+    }
+    if !classes(lookup).iter().any(|c| c == "card") {
+        problems.push(format!(
+            "/lookup data_classes.request lacks card (got {:?})",
+            classes(lookup)
+        ));
+    }
     assert!(
         problems.is_empty(),
-        "FINDING (docs/events.md vs shapes):\n{}\n/import: {}",
+        "FINDING (docs/events.md vs shapes and query names):\n{}\n/import: {}",
         problems.join("\n"),
         summary(import.map(std::slice::from_ref).unwrap_or_default())
     );
