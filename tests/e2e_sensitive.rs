@@ -950,28 +950,5 @@ crate::per_protocol!(
     utf16_json_responses_are_scanned,
     response_headers_listed_by_the_policy_are_masked_or_refused,
     hostile_names_never_reach_the_collector,
+    hostile_json_member_names_get_typed_placeholders_and_classes,
 );
-
-/// FINDING (issue 11, 7b), left out of the default run so that the suite stays green until it is fixed:
-/// `cargo test --test e2e_sensitive findings -- --ignored`. Observed: JSON member name
-/// `4111111111111111` becomes `{id}` (not `{card}`), `{phone}`/`{email}` names add no data class, and a
-/// plain `?4111111111111111=` query name becomes `{id}`: the generic value-shape placeholder runs before
-/// the detectors (src/discovery/shape.rs `member_name`, src/discovery/observe.rs `param_names`). No value
-/// leaks; only the documented typing and `data_classes` are missing.
-mod findings {
-    const WHY: &str =
-        "FINDING: shape member names and plain query names get {id} and no data class";
-    #[test]
-    #[ignore = "FINDING: shape member names / query names get {id}, no data class (docs/events.md)"]
-    fn http1_hostile_json_member_names_get_typed_placeholders_and_classes() {
-        let _ = WHY;
-        crate::common::Proto::H1
-            .run(super::hostile_json_member_names_get_typed_placeholders_and_classes)
-    }
-    #[test]
-    #[ignore = "FINDING: shape member names / query names get {id}, no data class (docs/events.md)"]
-    fn http2_hostile_json_member_names_get_typed_placeholders_and_classes() {
-        crate::common::Proto::H2
-            .run(super::hostile_json_member_names_get_typed_placeholders_and_classes)
-    }
-}

@@ -144,7 +144,13 @@ fn param_names(query: &str) -> Vec<String> {
             continue;
         }
         let decoded = template::decode_component(raw, MAX_PARAM_NAME_BYTES + 1);
-        let name = if decoded.len() > MAX_PARAM_NAME_BYTES
+        // A name that is itself a value gets its typed placeholder first (`{card}`, not `{id}`).
+        let scrubbed = super::scrub::check(&decoded)
+            .filter(|s| s.class.is_some())
+            .map(|s| s.placeholder);
+        let name = if let Some(placeholder) = scrubbed {
+            placeholder.to_string()
+        } else if decoded.len() > MAX_PARAM_NAME_BYTES
             || !decoded
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_.-[]$:".contains(&b))
@@ -200,13 +206,15 @@ impl Observation {
         };
         let mut auth = auth::detect(&d.auth_names, request);
         auth.credentials_in_query |= path.session_in_path;
+        let query_params = param_names(head.query);
+        let request_classes = placeholder_classes(query_params.iter().map(String::as_str));
         Observation {
             host: clean_host(request.authority(), https),
             https,
             template,
             template_source,
             declaration,
-            query_params: param_names(head.query),
+            query_params,
             request_content_type: content_type.map(clean_media),
             response_content_type: None,
             classification,
@@ -215,7 +223,7 @@ impl Observation {
             response_bytes: 0,
             response: ResponseFacts::default(),
             body_findings: FindingSet::default(),
-            request_classes: Vec::new(),
+            request_classes,
             response_classes: Vec::new(),
             request_shape: None,
             response_shape: None,
@@ -239,6 +247,8 @@ impl Observation {
             {
                 classify::refine_with_json(&mut self.classification, &value);
                 add_shape(&mut self.request_shape, &value, d);
+                let classes = self.request_shape.as_ref().map(Shape::data_classes);
+                self.add_data_classes(Side::Request, &classes.unwrap_or_default());
             }
         } else {
             classify::refine_with_body(
@@ -298,6 +308,8 @@ impl Observation {
         if complete && is_json_media(self.response_content_type.as_deref()) && !body.is_empty() {
             if let Ok(value) = serde_json::from_slice::<Value>(body) {
                 add_shape(&mut self.response_shape, &value, d);
+                let classes = self.response_shape.as_ref().map(Shape::data_classes);
+                self.add_data_classes(Side::Response, &classes.unwrap_or_default());
             }
         }
     }
@@ -363,6 +375,17 @@ fn bounded(body: &[u8], complete: bool, max: usize) -> (&[u8], bool) {
     } else {
         (body, complete)
     }
+}
+
+/// The data classes of typed placeholders among emitted names (`{card}` → `card`).
+fn placeholder_classes<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut classes: Vec<String> = Vec::new();
+    for class in names.filter_map(super::scrub::class_of_placeholder) {
+        if !classes.iter().any(|c| c == class) {
+            classes.push(class.to_string());
+        }
+    }
+    classes
 }
 
 fn add_shape(slot: &mut Option<Shape>, value: &Value, d: &Discovery) {

@@ -71,6 +71,17 @@ fn placeholder_for(class: &str) -> &'static str {
     }
 }
 
+/// The data class a typed placeholder stands for (`{card}` → `card`), if it is one.
+pub fn class_of_placeholder(placeholder: &str) -> Option<&'static str> {
+    match placeholder {
+        "{card}" => Some("card"),
+        "{email}" => Some("email"),
+        "{phone}" => Some("phone"),
+        "{ssn}" => Some("ssn"),
+        _ => None,
+    }
+}
+
 fn static_class(class: &str) -> &'static str {
     redact::BUILTIN_CLASSES
         .iter()

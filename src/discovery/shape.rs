@@ -102,6 +102,13 @@ impl Shape {
         self.truncated
     }
 
+    /// The data classes of member names that were values (typed placeholders), for the endpoint.
+    pub fn data_classes(&self) -> Vec<&'static str> {
+        let mut classes = Vec::new();
+        node_classes(&self.root, &mut classes);
+        classes
+    }
+
     pub fn to_json(&self) -> Value {
         let mut v = node_json(&self.root);
         if self.truncated {
@@ -146,10 +153,16 @@ fn member_name(name: &str) -> &str {
     if name.len() > MAX_NAME_BYTES {
         return "{long}";
     }
+    // A name that is itself a sensitive value gets its typed placeholder first (`{card}`, not
+    // `{id}`); then the shape placeholders (`{id}`, `{uuid}`, ...); then any other value-like name.
+    let scrubbed = super::scrub::check(name);
+    if let Some(s) = scrubbed.filter(|s| s.class.is_some()) {
+        return s.placeholder;
+    }
     if let Some(p) = placeholder(name) {
         return p;
     }
-    if let Some(s) = super::scrub::check(name) {
+    if let Some(s) = scrubbed {
         return s.placeholder;
     }
     if name.chars().any(char::is_control) {
@@ -244,6 +257,20 @@ fn node_heap_bytes(node: &Node) -> usize {
             .items
             .as_deref()
             .map_or(0, |n| std::mem::size_of::<Node>() + node_heap_bytes(n))
+}
+
+fn node_classes(node: &Node, classes: &mut Vec<&'static str>) {
+    for (name, child) in &node.members {
+        if let Some(class) = super::scrub::class_of_placeholder(name) {
+            if !classes.contains(&class) {
+                classes.push(class);
+            }
+        }
+        node_classes(child, classes);
+    }
+    if let Some(items) = &node.items {
+        node_classes(items, classes);
+    }
 }
 
 fn node_json(node: &Node) -> Value {
