@@ -202,7 +202,7 @@ impl Exchange {
                     Err(fault) => self.unreadable(worker, host, fault),
                 };
             }
-            if let Some(flow) = self.outgrown(worker, host, side, limit) {
+            if let Some(flow) = self.outgrown(worker, host, side) {
                 return flow;
             }
         }
@@ -253,14 +253,13 @@ impl Exchange {
         flow
     }
 
-    /// A held body grew past `limit`. `Some(flow)` ends the callback (a refusal, a block);
+    /// A held body grew past its bound. `Some(flow)` ends the callback (a refusal, a block);
     /// `None`: the plan changed (the schema gave way in report mode, or the body now streams).
     fn outgrown(
         &mut self,
         worker: &mut Worker,
         host: &mut dyn StreamHost,
         side: Side,
-        limit: usize,
     ) -> Option<Flow> {
         let gate = self.gate_mut(side);
         if let Some((schema, _)) = gate.schema.take() {
@@ -274,7 +273,6 @@ impl Exchange {
             // In report mode the body goes on under the remaining plan.
             return self.judge(worker, host, &Denial::Schema(rejection), &[]);
         }
-        let _ = limit;
         let action = gate.redactor.as_ref().map(|r| r.policy().action)?;
         if action == RedactAction::Block {
             gate.redactor = None;
