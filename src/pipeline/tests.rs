@@ -523,7 +523,7 @@ fn a_lower_case_method_spends_the_same_rate_limit_budget_as_its_upper_case_form(
             seed: Some(&seed),
             now_ms: NOW * 1000,
         };
-        decide(&p, &Request::get("/x").method(method), &mut env)
+        decide(&p, &Request::get("/x").method(method).view(), &mut env)
     };
     assert_eq!(decide_one("GET").denial, None);
     assert!(matches!(
