@@ -65,7 +65,13 @@ fn after_prefix<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
         return None;
     }
     let rest = value.get(prefix.len()..)?;
-    Some(rest.split([' ', ',', '\t']).next().unwrap_or(rest))
+    // A byte scan: `split` with a char-set pattern decodes every char of a ~1 KB token (~8k
+    // instructions per request); the delimiters are ASCII, so any match is a char boundary.
+    let end = rest
+        .bytes()
+        .position(|b| matches!(b, b' ' | b',' | b'\t'))
+        .unwrap_or(rest.len());
+    rest.get(..end)
 }
 
 fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
