@@ -12,7 +12,7 @@ use super::metrics::Metrics;
 use super::root::Vm;
 use super::store::HostStore;
 use crate::discovery::observe::Side;
-use crate::exchange::{Exchange, Flow, HostFault, StreamHost};
+use crate::exchange::{Counter, Exchange, Flow, HostFault, StreamHost};
 use crate::pipeline::Event;
 use crate::reply::Reply;
 use crate::request::Headers;
@@ -181,7 +181,11 @@ impl StreamHost for HostStream<'_> {
         self.metrics.record(event);
     }
 
-    fn count(&mut self, counter: &str, n: u64) {
+    fn count(&mut self, counter: Counter, n: u64) {
         self.metrics.add(counter, n);
+    }
+
+    fn count_named(&mut self, name: &str, n: u64) {
+        self.metrics.add_named(name, n);
     }
 }
