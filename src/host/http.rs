@@ -98,9 +98,7 @@ fn fault(e: HostError) -> HostFault {
 }
 
 fn headers(map: MapType) -> Result<Headers, HostFault> {
-    abi::header_pairs(map)
-        .map(Headers::from_pairs)
-        .map_err(fault)
+    abi::header_pairs(map).map_err(fault)
 }
 
 fn buffer(side: Side) -> BufferType {
