@@ -255,9 +255,23 @@ impl Request {
     /// A pseudo-header (method, path, authority, scheme) that is repeated or not UTF-8: the request
     /// cannot be routed reliably.
     pub fn has_unreadable_pseudo_header(&self) -> bool {
-        PSEUDO
-            .iter()
-            .any(|name| self.headers.count(name) > 1 || !self.headers.all_utf8(name))
+        // One pass over the headers (this runs for every request).
+        let mut seen = [false; PSEUDO.len()];
+        for (name, value) in self.headers.pairs() {
+            if name.first() != Some(&b':') {
+                continue;
+            }
+            let Some(index) = PSEUDO.iter().position(|p| p.as_bytes() == name) else {
+                continue;
+            };
+            if let Some(seen) = seen.get_mut(index) {
+                if *seen || std::str::from_utf8(value).is_err() {
+                    return true;
+                }
+                *seen = true;
+            }
+        }
+        false
     }
 }
 
