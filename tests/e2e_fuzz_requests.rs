@@ -334,7 +334,7 @@ fn h2_raw_once(port: u16, rng: &mut Rng, m: &Material) -> bool {
     let path = random_path(rng).into_bytes();
     let b = |s: &str| s.as_bytes().to_vec();
     let mut headers: Vec<(Vec<u8>, Vec<u8>)> = vec![
-        (b(":method"), b(*rng.pick(&METHODS))),
+        (b(":method"), b(rng.pick::<&str>(&METHODS))),
         (b(":scheme"), b("http")),
         (b(":authority"), b("api.test")),
         (b(":path"), path),
@@ -358,7 +358,7 @@ fn h2_raw_once(port: u16, rng: &mut Rng, m: &Material) -> bool {
     let end_stream = rng.chance(50);
     out.extend(frame(1, 0x4 | u8::from(end_stream), 1, &hpack(&headers)));
     if !end_stream {
-        out.extend(frame(0, 0, 1, *rng.pick(&BODIES)));
+        out.extend(frame(0, 0, 1, rng.pick::<&[u8]>(&BODIES)));
         match rng.below(4) {
             0 => out.extend(frame(3, 0, 1, &8u32.to_be_bytes())), // RST_STREAM CANCEL
             1 => out.extend(frame(1, 0x5, 1, &hpack(&[(b("x-trailer"), b("1"))]))),

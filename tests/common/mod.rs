@@ -623,13 +623,16 @@ pub fn read_body(
     read_body_and_trailers(reader, headers, until_eof).map(|(body, _)| body)
 }
 
+/// Trailer fields: (name, value bytes).
+pub type Trailers = Vec<(String, Vec<u8>)>;
+
 /// The body as `headers` frame it (chunked, `content-length`, or until EOF when `until_eof`), and the
 /// chunked trailer section (empty otherwise).
 pub fn read_body_and_trailers(
     reader: &mut impl BufRead,
     headers: &[(String, String)],
     until_eof: bool,
-) -> std::io::Result<(Vec<u8>, Vec<(String, Vec<u8>)>)> {
+) -> std::io::Result<(Vec<u8>, Trailers)> {
     let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         let mut body = Vec::new();
