@@ -21,7 +21,9 @@ request (process CPU time delta / requests, the steadiest figure when wrk and En
 
 Environment: APIGUARD_ENVOY, APIGUARD_WASM, APIGUARD_NOOP_WASM (set by make), BENCH_ROUNDS (3), BENCH_SECONDS (3),
 BENCH_CONNECTIONS (16), BENCH_CONCURRENCY (Envoy workers, 1), BENCH_ALGS (RS256,ES256,EdDSA), BENCH_OUT (a markdown
-file to write the results section into, docs/benchmarks.md by make).
+file to write the results section into, docs/benchmarks.md by make), BENCH_VARIANTS ("label=path,label=path": every
+apiguard row once per build, e.g. before and after a change), BENCH_UNCACHED (1), BENCH_MEMORY (1: the limiter memory
+run), BENCH_MICRO (the cargo benches of the micro suite).
 """
 
 import json
@@ -232,6 +234,25 @@ class Case:
         self.name, self.filters, self.token, self.body, self.script = name, filters, token, body, script
         self.upstream, self.collector, self.seconds = upstream, collector, seconds or SECONDS
         self.concurrency, self.connections, self.floor = concurrency, connections, floor
+
+
+def with_variants(cases):
+    """With BENCH_VARIANTS, every apiguard row once per build (label appended to its name); the jwt suite
+    does this itself."""
+    if len(VARIANTS) < 2:
+        return cases
+    out = []
+    for case in cases:
+        if not any(f.get("typed_config", {}).get("config", {}).get("name") == "apiguard" for f in case.filters):
+            out.append(case)
+            continue
+        for label, wasm in VARIANTS:
+            variant = Case.__new__(Case)
+            variant.__dict__.update(case.__dict__)
+            variant.name = case.name.replace("apiguard", f"apiguard{label}", 1)
+            variant.filters = json.loads(json.dumps(case.filters).replace(json.dumps(WASM), json.dumps(wasm)))
+            out.append(variant)
+    return out
 
 
 def with_floor(cases):
@@ -643,8 +664,10 @@ def main():
             table = suite_micro()
         else:
             cases, extra = SUITE_BUILDERS[name](jwks, WORKDIR)
+            if name != "jwt":
+                cases = with_variants(cases)
             table = run_suite(name, with_floor(cases), extra)
-        if name == "limit":
+        if name == "limit" and os.environ.get("BENCH_MEMORY", "1") == "1":
             table += "\n" + "\n".join(limiter_memory(jwks))
         print("\n" + table + "\n", flush=True)
         if OUT:
