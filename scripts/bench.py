@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """`make bench`: apiguard against Envoy alone and Envoy's native filters, on loopback, with wrk.
 
-Suites (BENCH_SUITES, default all, in this order): jwt, limit, redact, pipeline. Each writes its own section of
-docs/benchmarks.md. The jwt suite:
+Suites (BENCH_SUITES, default all, in this order): micro, jwt, limit, schema, redact, discovery, pipeline. Each
+writes its own section of docs/benchmarks.md. `micro` runs the native `cargo bench` targets and copies their tables.
+
+Every Envoy suite has two reference rows: its baseline (Envoy alone, no filter) and `noop`, a proxy-wasm filter that
+does nothing (bench/noop/, APIGUARD_NOOP_WASM): the floor F any Rust proxy-wasm filter pays in V8. Each row is also
+reported as "X over no-op" (its Envoy CPU per request minus the no-op row's), and X / F. The jwt suite:
 
 Configurations run one after another, in interleaved rounds (A B C ... A B C ...), each in a fresh Envoy:
   none                    Envoy alone (direct_response route, no filter)
+  noop                    the no-op proxy-wasm filter (the floor)
   native-<alg>            Envoy's jwt_authn, same key and token, jwt_cache_config on (like with like)
   apiguard-<alg>          apiguard, same key and token, verified-token cache on
   native-nocache-<alg>    jwt_authn without its cache: one signature check per request
@@ -14,9 +19,11 @@ for alg in RS256, ES256, EdDSA. Reported per configuration (median over rounds):
 request (process CPU time delta / requests, the steadiest figure when wrk and Envoy share 2 cores), RSS, time to
 /ready. The uncached rows give the cost of one signature verification (uncached minus cached CPU per request).
 
-Environment: APIGUARD_ENVOY, APIGUARD_WASM (set by make), BENCH_ROUNDS (3), BENCH_SECONDS (4),
+Environment: APIGUARD_ENVOY, APIGUARD_WASM, APIGUARD_NOOP_WASM (set by make), BENCH_ROUNDS (3), BENCH_SECONDS (3),
 BENCH_CONNECTIONS (16), BENCH_CONCURRENCY (Envoy workers, 1), BENCH_ALGS (RS256,ES256,EdDSA), BENCH_OUT (a markdown
-file to write the results section into, docs/benchmarks.md by make).
+file to write the results section into, docs/benchmarks.md by make), BENCH_VARIANTS ("label=path,label=path": every
+apiguard row once per build, e.g. before and after a change), BENCH_UNCACHED (1), BENCH_MEMORY (1: the limiter memory
+run), BENCH_MICRO (the cargo benches of the micro suite).
 """
 
 import json
@@ -34,12 +41,13 @@ import urllib.request
 
 ENVOY = os.environ["APIGUARD_ENVOY"]
 WASM = os.environ["APIGUARD_WASM"]
+NOOP_WASM = os.environ.get("APIGUARD_NOOP_WASM")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,EdDSA").split(",")
-SUITES = os.environ.get("BENCH_SUITES", "jwt,limit,schema,redact,discovery,pipeline").split(",")
+SUITES = os.environ.get("BENCH_SUITES", "micro,jwt,limit,schema,redact,discovery,pipeline").split(",")
 OUT = os.environ.get("BENCH_OUT")
 # Compare builds of the filter in the same run: "label=path,label=path" (e.g. opt-levels).
 VARIANTS = [v.split("=", 1) for v in os.environ["BENCH_VARIANTS"].split(",")] if os.environ.get("BENCH_VARIANTS") \
@@ -102,6 +110,15 @@ def apiguard_filter(jwks, cache_entries, wasm=WASM, config=None):
                                      "value": json.dumps(config)}}}}
 
 
+def noop_filter():
+    """The floor: a proxy-wasm filter whose callbacks all return Continue (bench/noop/), in its own VM."""
+    return {"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"name": "noop", "root_id": "noop",
+                   "vm_config": {"vm_id": "noop", "runtime": "envoy.wasm.runtime.v8",
+                                 "code": {"local": {"filename": NOOP_WASM}}}}}}
+
+
 def native_filter(jwks, cache):
     provider = {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": {"inline_string": jwks},
                 "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]}
@@ -130,14 +147,14 @@ def bootstrap(port, admin, filters, body="ok", upstream=None, collector=None):
 
 
 class Envoy:
-    def __init__(self, config, workdir, name, body="ok", upstream=None, collector=None):
+    def __init__(self, config, workdir, name, body="ok", upstream=None, collector=None, concurrency=None):
         self.port, self.admin = free_port(), free_port()
         path = os.path.join(workdir, f"{name}.json")
         with open(path, "w") as f:
             json.dump(bootstrap(self.port, self.admin, config, body, upstream, collector), f)
         self.log = open(os.path.join(workdir, f"{name}.log"), "w")
         start = time.monotonic()
-        self.proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", str(CONCURRENCY), "--disable-hot-restart",
+        self.proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", str(concurrency or CONCURRENCY), "--disable-hot-restart",
                                       "-l", "warning"], stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(300):
             if self.proc.poll() is not None:
@@ -191,8 +208,8 @@ def percentile(out, label):
     return match.group(1) if match else None
 
 
-def wrk(port, token, seconds, script=None):
-    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/api/x"]
+def wrk(port, token, seconds, script=None, connections=None):
+    cmd = ["wrk", "-t1", f"-c{connections or CONNECTIONS}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/api/x"]
     if token:
         cmd[1:1] = ["-H", f"Authorization: Bearer {token}"]
     if script:
@@ -208,12 +225,51 @@ def wrk(port, token, seconds, script=None):
 
 class Case:
     """One configuration: the filters, the token wrk sends, the route's body, a wrk Lua script, whether the
-    route proxies to an upstream Envoy (else Envoy answers itself) and whether a collector is needed."""
+    route proxies to an upstream Envoy (else Envoy answers itself), whether a collector is needed, Envoy's
+    worker count and wrk's connections (defaults: BENCH_CONCURRENCY, BENCH_CONNECTIONS), and the name of the
+    case it is compared with for "X over no-op" (default: the suite's `noop` row)."""
 
     def __init__(self, name, filters, token=None, body="ok", script=None, upstream=False, collector=False,
-                 seconds=None):
+                 seconds=None, concurrency=None, connections=None, floor="noop"):
         self.name, self.filters, self.token, self.body, self.script = name, filters, token, body, script
         self.upstream, self.collector, self.seconds = upstream, collector, seconds or SECONDS
+        self.concurrency, self.connections, self.floor = concurrency, connections, floor
+
+
+def with_variants(cases):
+    """With BENCH_VARIANTS, every apiguard row once per build (label appended to its name); the jwt suite
+    does this itself."""
+    if len(VARIANTS) < 2:
+        return cases
+    out = []
+    for case in cases:
+        if not any(f.get("typed_config", {}).get("config", {}).get("name") == "apiguard" for f in case.filters):
+            out.append(case)
+            continue
+        for label, wasm in VARIANTS:
+            variant = Case.__new__(Case)
+            variant.__dict__.update(case.__dict__)
+            variant.name = case.name.replace("apiguard", f"apiguard{label}", 1)
+            variant.filters = json.loads(json.dumps(case.filters).replace(json.dumps(WASM), json.dumps(wasm)))
+            out.append(variant)
+    return out
+
+
+def with_floor(cases):
+    """The suite's cases with a `noop` row (same route, body, script and workers as the baseline) after the
+    baseline, and one `noop-<suffix>` after every other baseline that names its own floor."""
+    if not NOOP_WASM:
+        return cases
+    out = []
+    for case in cases:
+        out.append(case)
+        if not case.filters and (case is cases[0] or case.floor != "noop"):
+            floor = case.floor if case is not cases[0] else "noop"
+            noop = Case.__new__(Case)
+            noop.__dict__.update(case.__dict__)
+            noop.name, noop.filters, noop.floor = floor, [noop_filter()], floor
+            out.append(noop)
+    return out
 
 
 def run_one(case, workdir):
@@ -232,12 +288,12 @@ def run_one(case, workdir):
 
 
 def measure(case, workdir, upstream_port, collector_port):
-    envoy = Envoy(case.filters, workdir, case.name, case.body, upstream_port, collector_port)
+    envoy = Envoy(case.filters, workdir, case.name, case.body, upstream_port, collector_port, case.concurrency)
     try:
         if not first_request_passes(envoy.port, case):
             raise RuntimeError(f"{case.name}: requests are refused; see {envoy.log.name}")
         cpu0 = envoy.cpu_seconds()
-        result = wrk(envoy.port, case.token, case.seconds, case.script)
+        result = wrk(envoy.port, case.token, case.seconds, case.script, case.connections)
         cpu = envoy.cpu_seconds() - cpu0
         if result["errors"]:
             raise RuntimeError(f"{case.name}: {result['errors']} non-2xx responses")
@@ -381,9 +437,15 @@ def suite_limit(jwks, workdir):
     per_key = {"rate_limits": {"bench": dict(NEVER_DENY, key=[{"header": "x-tenant"}], max_keys=20000)},
                "rules": [{"match": {"prefix": "/"}, "rate_limits": "bench"}]}
     script = lua_distinct_keys(workdir, 10000)
+    # Two Envoy workers, 8 connections each, 30,000 live keys for a table of 20,000: slots are evicted and
+    # both workers' VMs contend on the same shared data.
+    over = lua_distinct_keys(workdir, 30000)
+    c2 = {"concurrency": 2, "connections": 16, "floor": "noop-c2"}
     cases = [Case("none", []), Case("native-local_ratelimit", [native_ratelimit()]),
              Case("apiguard-limit-1-key", [apiguard_filter(jwks, 0, config=one)]),
-             Case("apiguard-limit-10k-keys", [apiguard_filter(jwks, 0, config=per_key)], script=script)]
+             Case("apiguard-limit-10k-keys", [apiguard_filter(jwks, 0, config=per_key)], script=script),
+             Case("none-c2", [], script=over, **c2),
+             Case("apiguard-limit-30k-keys-c2", [apiguard_filter(jwks, 0, config=per_key)], script=over, **c2)]
 
     def extra(med):
         base = med("none", "cpu_us")
@@ -393,6 +455,10 @@ def suite_limit(jwks, workdir):
             added = med(name, "cpu_us") - base
             ratio = f"{added / native:.1f}x" if native > 1 else "n/a (native cost below the noise)"
             lines.append(f"| {name} | {added:+.1f} | {ratio} |")
+        lines.append("")
+        lines.append("`-c2` rows: Envoy --concurrency 2, wrk -c16 (8 connections per worker), 30,000 distinct keys for "
+                     "max_keys 20,000 (slots evicted, both VMs on one shared-data table); their baseline is none-c2 "
+                     "and their floor noop-c2.")
         return lines
     return cases, extra
 
@@ -491,6 +557,24 @@ def limiter_memory(jwks):
                 f"about {per_key:.0f} bytes per key (shared data, all workers)."]
 
 
+MICRO_BENCHES = os.environ.get("BENCH_MICRO", "schema,redact,ratelimit,verify,discovery").split(",")
+
+
+def suite_micro():
+    """The native micro-benchmarks (`cargo bench`, pure core, no Envoy), their tables copied as printed."""
+    started = time.monotonic()
+    lines = [f"Suite `micro`. Command: `make bench` (scripts/bench.py, BENCH_SUITES=micro), which runs "
+             f"`cargo bench --bench NAME` for {', '.join(MICRO_BENCHES)}; host CPU, one core, each next to the obvious "
+             "Rust alternative in the same run where there is one."]
+    for bench in MICRO_BENCHES:
+        out = subprocess.run(["cargo", "bench", "-q", "--bench", bench], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        lines += ["", f"`cargo bench --bench {bench}`:", "", out]
+    lines += ["", f"Suite took {time.monotonic() - started:.0f} s; load average at the end {os.getloadavg()[0]:.1f} "
+                  "(2 cores: above ~2 means other work shared the machine)."]
+    return "\n".join(lines)
+
+
 SUITE_BUILDERS = {"jwt": suite_jwt, "limit": suite_limit, "redact": suite_redact, "pipeline": suite_pipeline,
                   "schema": suite_schema, "discovery": suite_discovery}
 
@@ -511,23 +595,46 @@ def run_suite(name, cases, extra):
 
     base = cases[0].name
     base_rps, base_cpu = med(base, "rps"), med(base, "cpu_us")
+    route = "routes to an upstream Envoy" if cases[0].upstream else "direct_response route"
+    seconds = sorted({c.seconds for c in cases})
     lines = [
         f"Suite `{name}`. Command: `make bench` (scripts/bench.py, BENCH_SUITES={name}), {ROUNDS} interleaved rounds "
-        f"x {SECONDS} s per configuration, wrk -t1 -c{CONNECTIONS}, Envoy --concurrency {CONCURRENCY}, "
-        f"direct_response route, loopback.",
+        f"x {'/'.join(str(s) for s in seconds)} s per configuration, wrk -t1 -c{CONNECTIONS}, Envoy --concurrency "
+        f"{CONCURRENCY} (unless the row says otherwise), {route}, loopback.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
         f"wasm {', '.join(f'{l or os.path.basename(w)}: {os.path.getsize(w):,}' for l, w in VARIANTS)} bytes; "
         f"suite took {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.1f} (2 cores: above ~2 means "
         f"other work shared the machine).",
         "",
-        f"| configuration | req/s | x {base} | p50 ms | p99 ms | Envoy CPU us/req | added CPU us/req | RSS MiB | ready ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| configuration | req/s | x {base} | p50 ms | p99 ms | Envoy CPU us/req | added CPU us/req | "
+        f"X over no-op us/req | X / F | RSS MiB | ready ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    names = {c.name for c in cases}
+    baseline_of = {}
+    for case in cases:
+        # A row's baseline is the last filterless row before it (`none-c2` for the -c2 rows).
+        if not case.filters:
+            current = case.name
+        baseline_of[case.name] = current
     for case in cases:
         rps, cpu = med(case.name, "rps"), med(case.name, "cpu_us")
-        lines.append(f"| {case.name} | {rps:,.0f} | {rps / base_rps:.2f} | {med(case.name, 'p50'):.2f} | "
-                     f"{med(case.name, 'p99'):.2f} | {cpu:.1f} | {cpu - base_cpu:+.1f} | {med(case.name, 'rss'):.0f} | "
-                     f"{med(case.name, 'ready_ms'):.0f} |")
+        row_base = baseline_of[case.name]
+        added = cpu - med(row_base, "cpu_us")
+        over, ratio = "", ""
+        if case.floor in names and case.filters:
+            floor_cpu = med(case.floor, "cpu_us")
+            floor_added = floor_cpu - med(baseline_of[case.floor], "cpu_us")
+            x = cpu - floor_cpu
+            over = f"{x:+.1f}"
+            ratio = f"{x / floor_added:.2f}" if floor_added > 0.5 else "n/a"
+        lines.append(f"| {case.name} | {rps:,.0f} | {rps / med(row_base, 'rps'):.2f} | {med(case.name, 'p50'):.2f} | "
+                     f"{med(case.name, 'p99'):.2f} | {cpu:.1f} | {added:+.1f} | {over} | {ratio} | "
+                     f"{med(case.name, 'rss'):.0f} | {med(case.name, 'ready_ms'):.0f} |")
+    if "noop" in names:
+        floor = med("noop", "cpu_us") - base_cpu
+        lines += ["", f"Floor F (the no-op proxy-wasm filter's added CPU in this run): {floor:+.1f} us/req. "
+                      "A row's X is its CPU minus the no-op row's: what apiguard adds on top of any proxy-wasm filter."]
     if extra:
         lines += extra(med)
     return "\n".join(lines)
@@ -553,9 +660,14 @@ def main():
         sys.exit("wrk is missing: apt-get install wrk")
     jwks = sign("jwks")
     for name in SUITES:
-        cases, extra = SUITE_BUILDERS[name](jwks, WORKDIR)
-        table = run_suite(name, cases, extra)
-        if name == "limit":
+        if name == "micro":
+            table = suite_micro()
+        else:
+            cases, extra = SUITE_BUILDERS[name](jwks, WORKDIR)
+            if name != "jwt":
+                cases = with_variants(cases)
+            table = run_suite(name, with_floor(cases), extra)
+        if name == "limit" and os.environ.get("BENCH_MEMORY", "1") == "1":
             table += "\n" + "\n".join(limiter_memory(jwks))
         print("\n" + table + "\n", flush=True)
         if OUT:

@@ -49,41 +49,101 @@ pub trait HeaderView {
 /// Header pairs as bytes: (name, value).
 pub type BytePairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Request or response headers (pseudo-headers included), lower-case names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(BytePairs);
+/// Request or response headers (pseudo-headers included), lower-case names. Held as one buffer with
+/// the position of each name and value: the host's serialized map is kept as it arrived
+/// ([`Headers::from_wire`]), so reading a request's headers costs two allocations, not two per header.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    bytes: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+/// Where one pair lies in [`Headers::bytes`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.spans.len() == other.spans.len() && self.pairs().eq(other.pairs())
+    }
+}
+
+impl Eq for Headers {}
 
 impl Headers {
     pub fn from_pairs(pairs: BytePairs) -> Headers {
-        Headers(pairs)
+        let size = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut headers = Headers {
+            bytes: Vec::with_capacity(size),
+            spans: Vec::with_capacity(pairs.len()),
+        };
+        for (name, value) in &pairs {
+            headers.push(name, value);
+        }
+        headers
+    }
+
+    /// The proxy-wasm ABI's serialized header map, kept as it is (see [`decode_header_map`]);
+    /// `None` when the lengths do not fit the data.
+    pub fn from_wire(bytes: Vec<u8>) -> Option<Headers> {
+        let mut spans = Vec::new();
+        walk_header_map(&bytes, |name, value| spans.push(Span { name, value }))?;
+        Some(Headers { bytes, spans })
     }
 
     /// From text pairs (tests, fixtures); names are lower-cased as the proxy does.
     pub fn of(pairs: &[(&str, &str)]) -> Headers {
-        Headers(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec()))
-                .collect(),
-        )
+        let mut headers = Headers::default();
+        for (k, v) in pairs {
+            headers.push(k.to_ascii_lowercase().as_bytes(), v.as_bytes());
+        }
+        headers
     }
 
     /// With raw bytes for values (tests of non-UTF-8 input).
     pub fn of_bytes(pairs: &[(&str, &[u8])]) -> Headers {
-        Headers(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.to_vec()))
-                .collect(),
-        )
+        let mut headers = Headers::default();
+        for (k, v) in pairs {
+            headers.push(k.to_ascii_lowercase().as_bytes(), v);
+        }
+        headers
+    }
+
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(name);
+        let middle = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.spans.push(Span {
+            name: (start, middle),
+            value: (middle, self.bytes.len()),
+        });
+    }
+
+    fn slice(&self, (start, end): (usize, usize)) -> &[u8] {
+        self.bytes.get(start..end).unwrap_or_default()
+    }
+
+    /// Every (name, value) pair, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans
+            .iter()
+            .map(|span| (self.slice(span.name), self.slice(span.value)))
+    }
+
+    /// The values of `name`, in order.
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.pairs()
+            .filter(move |(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// The first value of `name`, as bytes.
     pub fn bytes(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.as_slice() == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
+        self.values(name).next()
     }
 
     /// The first value of `name` when it is UTF-8.
@@ -91,58 +151,48 @@ impl Headers {
         self.bytes(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// Every value of `name`, in order.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k.as_slice() == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
-    }
-
     /// How many times `name` occurs.
     pub fn count(&self, name: &str) -> usize {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.as_slice() == name.as_bytes())
-            .count()
+        self.values(name).count()
     }
 
     /// Whether every occurrence of `name` is UTF-8 (true when absent).
     pub fn all_utf8(&self, name: &str) -> bool {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.as_slice() == name.as_bytes())
-            .all(|(_, v)| std::str::from_utf8(v).is_ok())
+        self.values(name).all(|v| std::str::from_utf8(v).is_ok())
     }
 
     /// Text pairs of the headers whose name and value are UTF-8 (the rest are left out).
     pub fn text_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
+        self.pairs()
             .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?)))
     }
 
     /// Sets the first occurrence of `name` (or adds it) to `value`.
     pub fn replace(&mut self, name: &str, value: &[u8]) {
-        match self
-            .0
-            .iter_mut()
-            .find(|(k, _)| k.as_slice() == name.as_bytes())
-        {
-            Some((_, v)) => {
-                v.clear();
-                v.extend_from_slice(value);
-            }
-            None => self.0.push((name.as_bytes().to_vec(), value.to_vec())),
+        let mut replaced = false;
+        let pairs: BytePairs = self
+            .pairs()
+            .map(|(k, v)| {
+                if !replaced && k == name.as_bytes() {
+                    replaced = true;
+                    (k.to_vec(), value.to_vec())
+                } else {
+                    (k.to_vec(), v.to_vec())
+                }
+            })
+            .collect();
+        *self = Headers::from_pairs(pairs);
+        if !replaced {
+            self.push(name.as_bytes(), value);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
     }
 }
 
@@ -196,10 +246,8 @@ impl Request {
 
     /// One more header after the others, repeats kept (tests: repeated and non-UTF-8 values).
     pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Request {
-        self.headers.0.push((
-            name.to_ascii_lowercase().into_bytes(),
-            value.as_ref().to_vec(),
-        ));
+        self.headers
+            .push(name.to_ascii_lowercase().as_bytes(), value.as_ref());
         self
     }
 
@@ -214,9 +262,23 @@ impl Request {
     /// A pseudo-header (method, path, authority, scheme) that is repeated or not UTF-8: the request
     /// cannot be routed reliably.
     pub fn has_unreadable_pseudo_header(&self) -> bool {
-        PSEUDO
-            .iter()
-            .any(|name| self.headers.count(name) > 1 || !self.headers.all_utf8(name))
+        // One pass over the headers (this runs for every request).
+        let mut seen = [false; PSEUDO.len()];
+        for (name, value) in self.headers.pairs() {
+            if name.first() != Some(&b':') {
+                continue;
+            }
+            let Some(index) = PSEUDO.iter().position(|p| p.as_bytes() == name) else {
+                continue;
+            };
+            if let Some(seen) = seen.get_mut(index) {
+                if *seen || std::str::from_utf8(value).is_err() {
+                    return true;
+                }
+                *seen = true;
+            }
+        }
+        false
     }
 }
 
@@ -276,8 +338,22 @@ impl RequestView for Request {
 /// The proxy-wasm ABI's serialized header map: a count, then (name length, value length) pairs,
 /// then NUL-terminated names and values. `None` when the lengths do not fit the data.
 pub fn decode_header_map(bytes: &[u8]) -> Option<BytePairs> {
+    let mut pairs = Vec::new();
+    walk_header_map(bytes, |name, value| {
+        let slice = |(start, end): (usize, usize)| bytes.get(start..end).unwrap_or_default();
+        pairs.push((slice(name).to_vec(), slice(value).to_vec()));
+    })?;
+    Some(pairs)
+}
+
+/// Calls `each` with the (start, end) of every name and value of a serialized header map, in order;
+/// `None` when the lengths do not fit the data.
+fn walk_header_map(
+    bytes: &[u8],
+    mut each: impl FnMut((usize, usize), (usize, usize)),
+) -> Option<()> {
     if bytes.is_empty() {
-        return Some(Vec::new());
+        return Some(());
     }
     let read_u32 = |at: usize| -> Option<usize> {
         let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
@@ -285,19 +361,24 @@ pub fn decode_header_map(bytes: &[u8]) -> Option<BytePairs> {
     };
     let count = read_u32(0)?;
     let mut data = count.checked_mul(8)?.checked_add(4)?;
-    // Each pair takes at least 8 length bytes and 2 NULs: the input bounds the allocation.
-    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 10));
+    if data > bytes.len() {
+        return None;
+    }
     for n in 0..count {
         let lengths = n.checked_mul(8)?.checked_add(4)?;
         let name_len = read_u32(lengths)?;
         let value_len = read_u32(lengths.checked_add(4)?)?;
-        let name = bytes.get(data..data.checked_add(name_len)?)?.to_vec();
-        data = data.checked_add(name_len)?.checked_add(1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?.to_vec();
-        data = data.checked_add(value_len)?.checked_add(1)?;
-        pairs.push((name, value));
+        let name = (data, data.checked_add(name_len)?);
+        data = name.1.checked_add(1)?;
+        let value = (data, data.checked_add(value_len)?);
+        data = value.1.checked_add(1)?;
+        // Both NULs must lie inside the data too.
+        if data > bytes.len() {
+            return None;
+        }
+        each(name, value);
     }
-    Some(pairs)
+    Some(())
 }
 
 /// The inverse of [`decode_header_map`].
@@ -341,6 +422,30 @@ mod tests {
         assert!(decode_header_map(&[255, 255, 255, 255]).is_none());
         assert!(decode_header_map(&[1, 0, 0]).is_none());
         assert_eq!(decode_header_map(&[]), Some(Vec::new()));
+        assert!(Headers::from_wire(encoded).is_none());
+    }
+
+    #[test]
+    fn headers_kept_in_their_wire_form_read_as_the_pairs_do() {
+        let pairs: [(&str, &[u8]); 4] = [
+            (":path", b"/a"),
+            ("x-name", b"caf\xe9"),
+            ("empty", b""),
+            ("x-name", b"two"),
+        ];
+        let wire = Headers::from_wire(encode_header_map(&pairs)).unwrap();
+        assert_eq!(wire, Headers::of_bytes(&pairs));
+        assert_eq!(wire.bytes("x-name"), Some(&b"caf\xe9"[..]));
+        assert_eq!(wire.count("x-name"), 2);
+        assert_eq!(wire.text("empty"), Some(""));
+        assert_eq!(wire.text(":path"), Some("/a"));
+        assert_eq!(Headers::from_wire(Vec::new()), Some(Headers::default()));
+        let mut changed = wire.clone();
+        changed.replace("x-name", b"new");
+        changed.replace("x-added", b"1");
+        assert_eq!(changed.text("x-name"), Some("new"));
+        assert_eq!(changed.count("x-name"), 2);
+        assert_eq!(changed.text("x-added"), Some("1"));
     }
 
     #[test]

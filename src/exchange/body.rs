@@ -13,7 +13,7 @@
 //! trailers callback): the stream is reset and `redaction_trailers_reset` counted — never a
 //! truncated or unredacted body.
 
-use super::{Exchange, Flow, StreamHost, Worker};
+use super::{Counter, Exchange, Flow, StreamHost, Worker};
 use crate::config::Policy;
 use crate::discovery::observe::Side;
 use crate::pipeline;
@@ -237,7 +237,7 @@ impl Exchange {
         self.count_findings(host, &redactor, side);
         let flow = match redactor.policy().action {
             RedactAction::Block if !redactor.findings().is_empty() => {
-                host.count("redaction_blocked", 1);
+                host.count(Counter::RedactionBlocked, 1);
                 self.block(worker, host, side, body.len())
             }
             RedactAction::Redact if out != body => {
@@ -276,7 +276,7 @@ impl Exchange {
         let action = gate.redactor.as_ref().map(|r| r.policy().action)?;
         if action == RedactAction::Block {
             gate.redactor = None;
-            host.count("redaction_too_large", 1);
+            host.count(Counter::RedactionTooLarge, 1);
             return Some(self.block(worker, host, side, 0));
         }
         gate.streaming = true;
@@ -312,7 +312,7 @@ impl Exchange {
         let readable = !body.trailers || self.gate(side).last_paused;
         if body.trailers && !readable && redactor.policy().rewrites() && redactor.held_bytes() > 0 {
             // The proxy takes no body bytes in the trailers callback: the held-back tail would be lost.
-            host.count("redaction_trailers_reset", 1);
+            host.count(Counter::RedactionTrailersReset, 1);
             self.log(
                 worker,
                 host,
@@ -348,7 +348,7 @@ impl Exchange {
         host: &mut dyn StreamHost,
         fault: super::HostFault,
     ) -> Flow {
-        host.count("body_unreadable", 1);
+        host.count(Counter::BodyUnreadable, 1);
         self.log(
             worker,
             host,
@@ -376,10 +376,10 @@ impl Exchange {
                 .unwrap_or(Flow::Continue);
         }
         if !self.enforced {
-            host.count("report_only_denied", 1);
+            host.count(Counter::ReportOnlyDenied, 1);
             return Flow::Continue;
         }
-        host.count("denied", 1);
+        host.count(Counter::Denied, 1);
         self.response_blocked = true;
         let len = if body_len == 0 { usize::MAX } else { body_len };
         let len = match host.body(side, len) {
@@ -397,7 +397,7 @@ impl Exchange {
 
     /// A rewritten body or header could not be written back: never forward it unredacted.
     pub(super) fn unwritable(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
-        host.count("body_unwritable", 1);
+        host.count(Counter::BodyUnwritable, 1);
         self.log(worker, host, "cannot rewrite a body; resetting the stream");
         host.reset();
         Flow::Pause
@@ -406,7 +406,7 @@ impl Exchange {
     fn count_findings(&mut self, host: &mut dyn StreamHost, redactor: &StreamRedactor, side: Side) {
         self.record_findings(host, redactor.policy(), redactor.findings(), side);
         if redactor.changed() {
-            host.count("redaction_bodies_changed", 1);
+            host.count(Counter::RedactionBodiesChanged, 1);
         }
     }
 
@@ -421,7 +421,7 @@ impl Exchange {
     ) {
         let named = findings.named(policy);
         for (class, count) in &named {
-            host.count(
+            host.count_named(
                 &format!("redaction_{}_{}", policy.name, class),
                 u64::from(*count),
             );

@@ -18,9 +18,11 @@
 //! would let it go).
 
 pub mod body;
+pub mod counter;
 pub mod sim;
 mod worker;
 
+pub use counter::Counter;
 pub use worker::{Admit, LogLimiter, Worker};
 
 use crate::config::{Mode, Policy};
@@ -68,8 +70,11 @@ pub trait StreamHost {
     fn now_ms(&mut self) -> u64;
     /// Counts an event of the pipeline.
     fn event(&mut self, event: &Event);
-    /// Adds to a counter by name (after the policy's prefix, e.g. `denied`).
-    fn count(&mut self, counter: &str, n: u64);
+    /// Adds to a counter (the host resolved its metric once per VM: no lookup by name).
+    fn count(&mut self, counter: Counter, n: u64);
+    /// Adds to a counter whose name depends on the configuration (after the policy's prefix, e.g.
+    /// `redaction_pii_email`); looked up by name, so only for what [`Counter`] cannot name.
+    fn count_named(&mut self, name: &str, n: u64);
 }
 
 /// One request.
@@ -111,7 +116,7 @@ impl Exchange {
         end_of_stream: bool,
     ) -> Flow {
         let policy = Rc::clone(&worker.policy);
-        host.count("requests", 1);
+        host.count(Counter::Requests, 1);
         let headers = match host.request_headers() {
             Ok(headers) => headers,
             Err(fault) => {
@@ -131,7 +136,7 @@ impl Exchange {
         if request.has_unreadable_pseudo_header() {
             self.request = Some(request);
             self.enforced = policy.mode == Mode::Enforce;
-            host.count("unreadable_request", 1);
+            host.count(Counter::UnreadableRequest, 1);
             return self
                 .judge(worker, host, &Denial::BadRequest("unreadable_request"), &[])
                 .unwrap_or(Flow::Continue);
@@ -222,9 +227,9 @@ impl Exchange {
                         }
                         self.request_body.scan(Arc::clone(redaction), kind);
                     }
-                    BodyDecision::PassUnscanned => host.count("redaction_unscanned", 1),
+                    BodyDecision::PassUnscanned => host.count(Counter::RedactionUnscanned, 1),
                     BodyDecision::BlockUnscanned => {
-                        host.count("redaction_unscanned", 1);
+                        host.count(Counter::RedactionUnscanned, 1);
                         if let Some(flow) = self.judge(
                             worker,
                             host,
@@ -338,9 +343,9 @@ impl Exchange {
                     return Flow::Pause;
                 }
             }
-            BodyDecision::PassUnscanned => host.count("redaction_unscanned", 1),
+            BodyDecision::PassUnscanned => host.count(Counter::RedactionUnscanned, 1),
             BodyDecision::BlockUnscanned => {
-                host.count("redaction_unscanned", 1);
+                host.count(Counter::RedactionUnscanned, 1);
                 if let Some(flow) =
                     self.judge(worker, host, &Denial::SensitiveData { response: true }, &[])
                 {
@@ -402,7 +407,7 @@ impl Exchange {
                     }
                     HeaderScan::Block { findings } => {
                         self.record_findings(host, redaction, &findings, Side::Response);
-                        host.count("redaction_blocked", 1);
+                        host.count(Counter::RedactionBlocked, 1);
                         let denial = Denial::SensitiveData { response: true };
                         if let Some(flow) = self.judge(worker, host, &denial, &[]) {
                             return Some(flow);
@@ -412,7 +417,7 @@ impl Exchange {
                 }
             }
             if masked {
-                host.count("redaction_headers_changed", 1);
+                host.count(Counter::RedactionHeadersChanged, 1);
                 let mut written = host.set_header(Side::Response, name, None).is_ok();
                 for value in &values {
                     written &= host.add_header(Side::Response, name, value).is_ok();
@@ -452,7 +457,7 @@ impl Exchange {
         if self.enforced {
             return Some(self.refuse(worker, host, denial, rate_headers));
         }
-        host.count("report_only_denied", 1);
+        host.count(Counter::ReportOnlyDenied, 1);
         self.log(
             worker,
             host,
@@ -469,7 +474,7 @@ impl Exchange {
         denial: &Denial,
         rate_headers: &[(&'static str, String)],
     ) -> Flow {
-        host.count("denied", 1);
+        host.count(Counter::Denied, 1);
         if log::Level::Debug <= log::max_level() {
             let line = format!("refused: {}", detail(denial));
             self.log_at(log::Level::Debug, worker, host, &line);
@@ -537,7 +542,7 @@ impl Exchange {
                 worker.policy.name
             ),
             Admit::Write { .. } => log::log!(level, "{}: {line}", worker.policy.name),
-            Admit::Suppress => host.count("log_suppressed", 1),
+            Admit::Suppress => host.count(Counter::LogSuppressed, 1),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! no longer holds). Unit tests, the fuzz targets and the benchmarks drive requests through it and
 //! check what the upstream and the client would have received.
 
-use super::{Exchange, Flow, HostFault, StreamHost, Worker};
+use super::{Counter, Exchange, Flow, HostFault, StreamHost, Worker};
 use crate::config::Policy;
 use crate::discovery::observe::Side;
 use crate::pipeline::Event;
@@ -149,8 +149,12 @@ impl StreamHost for SimHost {
         self.events.push(*event);
     }
 
-    fn count(&mut self, counter: &str, n: u64) {
-        *self.counters.entry(counter.to_string()).or_default() += n;
+    fn count(&mut self, counter: Counter, n: u64) {
+        self.count_named(counter.name(), n);
+    }
+
+    fn count_named(&mut self, name: &str, n: u64) {
+        *self.counters.entry(name.to_string()).or_default() += n;
     }
 }
 

@@ -12,7 +12,7 @@
 // The one place that declares host imports: the SDK's own wrappers panic (see above).
 #![allow(unsafe_code)]
 
-use crate::request::{decode_header_map, encode_header_map, BytePairs};
+use crate::request::{encode_header_map, Headers};
 use proxy_wasm::types::{BufferType, MapType};
 use std::ptr::{null, null_mut};
 
@@ -103,15 +103,16 @@ fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
 }
 
 /// Every header of a map, names and values as bytes, in the host's order.
-pub fn header_pairs(map: MapType) -> Result<BytePairs, HostError> {
+pub fn header_pairs(map: MapType) -> Result<Headers, HostError> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: out-pointers to locals; the host writes a pointer and a length.
     let code = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
     status(code)?;
     match owned(data, size) {
-        None => Ok(Vec::new()),
-        Some(bytes) => decode_header_map(&bytes).ok_or(HostError(MALFORMED)),
+        None => Ok(Headers::default()),
+        // Kept as the host wrote it: one buffer, not two allocations per header.
+        Some(bytes) => Headers::from_wire(bytes).ok_or(HostError(MALFORMED)),
     }
 }
 

@@ -12,7 +12,7 @@ use super::metrics::Metrics;
 use super::root::Vm;
 use super::store::HostStore;
 use crate::discovery::observe::Side;
-use crate::exchange::{Exchange, Flow, HostFault, StreamHost};
+use crate::exchange::{Counter, Exchange, Flow, HostFault, StreamHost};
 use crate::pipeline::Event;
 use crate::reply::Reply;
 use crate::request::Headers;
@@ -98,9 +98,7 @@ fn fault(e: HostError) -> HostFault {
 }
 
 fn headers(map: MapType) -> Result<Headers, HostFault> {
-    abi::header_pairs(map)
-        .map(Headers::from_pairs)
-        .map_err(fault)
+    abi::header_pairs(map).map_err(fault)
 }
 
 fn buffer(side: Side) -> BufferType {
@@ -181,7 +179,11 @@ impl StreamHost for HostStream<'_> {
         self.metrics.record(event);
     }
 
-    fn count(&mut self, counter: &str, n: u64) {
+    fn count(&mut self, counter: Counter, n: u64) {
         self.metrics.add(counter, n);
+    }
+
+    fn count_named(&mut self, name: &str, n: u64) {
+        self.metrics.add_named(name, n);
     }
 }

@@ -4,79 +4,21 @@
 
 use crate::config::Policy;
 use crate::discovery::WorkerStats;
+use crate::exchange::Counter;
 use crate::pipeline::Event;
 use crate::ratelimit::LimitEvent;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::collections::HashMap;
 
-/// Every counter name that does not depend on the configuration (after the `<name>_` prefix).
-pub const COUNTERS: &[&str] = &[
-    "requests",
-    "unreadable_request",
-    "log_suppressed",
-    "body_unreadable",
-    "body_unwritable",
-    "redaction_trailers_reset",
-    "no_rule_match",
-    "denied",
-    "report_only_denied",
-    "jwt_allowed",
-    "jwt_denied",
-    "jwt_missing",
-    "jwt_too_large",
-    "jwt_malformed",
-    "jwt_expired",
-    "jwt_not_yet_valid",
-    "jwt_lifetime",
-    "jwt_unknown_issuer",
-    "jwt_audience_not_allowed",
-    "jwt_signature_invalid",
-    "jwt_no_matching_key",
-    "jwt_keys_unavailable",
-    "jwt_cache_hit",
-    "jwt_cache_miss",
-    "jwks_fetch_ok",
-    "jwks_fetch_failed",
-    "api_key_allowed",
-    "api_key_missing",
-    "api_key_invalid",
-    "authz_allowed",
-    "authz_denied",
-    "schema_validated",
-    "schema_undeclared",
-    "schema_rejected_body_too_large",
-    "schema_rejected_unsupported_media_type",
-    "schema_rejected_missing_body",
-    "schema_rejected_invalid_json",
-    "schema_rejected_too_deep",
-    "schema_rejected_schema_violation",
-    "schema_rejected_invalid_parameters",
-    "schema_rejected_unknown_path",
-    "schema_rejected_method_not_allowed",
-    "path_ambiguous",
-    "path_matrix_parameters",
-    "method_override",
-    "redaction_bodies_changed",
-    "redaction_headers_changed",
-    "redaction_unscanned",
-    "redaction_blocked",
-    "redaction_too_large",
-    "discovery_observations",
-    "discovery_sampled_out",
-    "discovery_overflowed",
-    "discovery_batches_built",
-    "discovery_batches_sent",
-    "discovery_attempts_failed",
-    "discovery_batches_dropped",
-    "discovery_batches_rejected",
-];
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// `<name>_discovery_endpoints_tracked`: a gauge every VM adds its own change to (so it sums VMs).
     endpoints_gauge: Option<u32>,
-    ids: HashMap<String, u32>,
+    /// Metric ids by [`Counter::index`]: a request counts by index, never by name.
+    ids: [Option<u32>; Counter::ALL.len()],
+    /// Counters named by the configuration (`redaction_<policy>_<class>`), by name.
+    named: HashMap<String, u32>,
     /// Rate-limit counter ids by policy index, then by `LimitEvent::ALL` position.
     rate_limits: Vec<Vec<Option<u32>>>,
 }
@@ -84,8 +26,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn define(policy: &Policy) -> Metrics {
         let prefix = &policy.name;
-        let mut ids = HashMap::new();
-        let mut names: Vec<String> = COUNTERS.iter().map(|n| (*n).to_string()).collect();
+        let ids = Counter::ALL.map(|c| define(&format!("{prefix}_{}", c.name())));
+        let mut named = HashMap::new();
+        let mut names: Vec<String> = Vec::new();
         // Values found per redaction policy and data class: `redaction_<policy>_<class>`.
         for rule in &policy.rules {
             if let Some(redaction) = &rule.redaction {
@@ -101,8 +44,13 @@ impl Metrics {
         names.sort();
         names.dedup();
         for name in names {
-            if let Some(id) = define(&format!("{prefix}_{name}")) {
-                ids.insert(name, id);
+            // A class name that collides with a fixed counter shares its id (as before).
+            let id = match Counter::from_name(&name) {
+                Some(counter) => ids.get(counter.index()).copied().flatten(),
+                None => define(&format!("{prefix}_{name}")),
+            };
+            if let Some(id) = id {
+                named.insert(name, id);
             }
         }
         let rate_limits = policy
@@ -126,57 +74,64 @@ impl Metrics {
         Metrics {
             endpoints_gauge,
             ids,
+            named,
             rate_limits,
         }
     }
 
-    pub fn inc(&self, name: &str) {
-        self.add(name, 1);
+    pub fn inc(&self, counter: Counter) {
+        self.add(counter, 1);
     }
 
-    pub fn add(&self, name: &str, count: u64) {
-        if let (Some(id), Ok(count)) = (self.ids.get(name), i64::try_from(count)) {
-            if count > 0 {
-                // A failed increment loses counts; nothing else to do about it.
-                let _ = hostcalls::increment_metric(*id, count);
+    pub fn add(&self, counter: Counter, count: u64) {
+        increment(self.ids.get(counter.index()).copied().flatten(), count);
+    }
+
+    /// A counter named by the configuration; a fixed counter's name also works.
+    pub fn add_named(&self, name: &str, count: u64) {
+        let id = match self.named.get(name) {
+            Some(id) => Some(*id),
+            None => {
+                Counter::from_name(name).and_then(|c| self.ids.get(c.index()).copied().flatten())
             }
-        }
+        };
+        increment(id, count);
     }
 
     /// Discovery figures of this VM since the last report.
     pub fn discovery(&self, before: &WorkerStats, now: &WorkerStats) {
         let delta = |a: u64, b: u64| b.saturating_sub(a);
         self.add(
-            "discovery_observations",
+            Counter::DiscoveryObservations,
             delta(before.observations, now.observations),
         );
         self.add(
-            "discovery_sampled_out",
+            Counter::DiscoverySampledOut,
             delta(before.sampled_out, now.sampled_out),
         );
         self.add(
-            "discovery_overflowed",
+            Counter::DiscoveryOverflowed,
             delta(before.overflowed, now.overflowed),
         );
         self.add(
-            "discovery_batches_built",
+            Counter::DiscoveryBatchesBuilt,
             delta(before.batches_built, now.batches_built),
         );
         let (b, n) = (&before.delivery, &now.delivery);
         self.add(
-            "discovery_batches_sent",
+            Counter::DiscoveryBatchesSent,
             delta(b.batches_sent, n.batches_sent),
         );
         self.add(
-            "discovery_attempts_failed",
+            Counter::DiscoveryAttemptsFailed,
             delta(b.attempts_failed, n.attempts_failed),
         );
         self.add(
-            "discovery_batches_dropped",
+            Counter::DiscoveryBatchesDropped,
             delta(b.batches_dropped, n.batches_dropped),
         );
         self.add(
-            "discovery_batches_rejected",
+            Counter::DiscoveryBatchesRejected,
             delta(b.batches_rejected, n.batches_rejected),
         );
         if let Some(id) = self.endpoints_gauge {
@@ -190,39 +145,27 @@ impl Metrics {
     }
 
     pub fn record(&self, event: &Event) {
-        match event {
-            Event::JwtAllowed => self.inc("jwt_allowed"),
-            Event::JwtDenied(status) => {
-                self.inc("jwt_denied");
-                self.inc(&format!("jwt_{}", status.metric_name()));
-            }
-            Event::CacheHit => self.inc("jwt_cache_hit"),
-            Event::CacheMiss => self.inc("jwt_cache_miss"),
-            Event::NoRuleMatch => self.inc("no_rule_match"),
-            Event::ReportOnlyDenied => self.inc("report_only_denied"),
-            Event::UnknownKid { .. } => {}
-            Event::ApiKeyAllowed => self.inc("api_key_allowed"),
-            Event::ApiKeyDenied(failure) => self.inc(failure.metric_name()),
-            Event::AuthzAllowed => self.inc("authz_allowed"),
-            Event::AuthzDenied => self.inc("authz_denied"),
-            Event::SchemaValidated => self.inc("schema_validated"),
-            Event::SchemaUndeclared => self.inc("schema_undeclared"),
-            Event::SchemaRejected(reason) => self.inc(&format!("schema_rejected_{reason}")),
-            Event::PathAmbiguous => self.inc("path_ambiguous"),
-            Event::PathMatrixParameters => self.inc("path_matrix_parameters"),
-            Event::MethodOverride => self.inc("method_override"),
-            Event::RateLimit(policy, event) => {
-                let position = LimitEvent::ALL.iter().position(|e| e == event);
-                let id = self
-                    .rate_limits
-                    .get(*policy)
-                    .and_then(|ids| position.and_then(|i| ids.get(i)))
-                    .copied()
-                    .flatten();
-                if let Some(id) = id {
-                    let _ = hostcalls::increment_metric(id, 1);
-                }
-            }
+        for counter in Counter::of_event(event).into_iter().flatten() {
+            self.inc(counter);
+        }
+        if let Event::RateLimit(policy, event) = event {
+            let position = LimitEvent::ALL.iter().position(|e| e == event);
+            let id = self
+                .rate_limits
+                .get(*policy)
+                .and_then(|ids| position.and_then(|i| ids.get(i)))
+                .copied()
+                .flatten();
+            increment(id, 1);
+        }
+    }
+}
+
+fn increment(id: Option<u32>, count: u64) {
+    if let (Some(id), Ok(count)) = (id, i64::try_from(count)) {
+        if count > 0 {
+            // A failed increment loses counts; nothing else to do about it.
+            let _ = hostcalls::increment_metric(id, count);
         }
     }
 }

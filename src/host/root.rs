@@ -10,7 +10,7 @@ use crate::config::Policy;
 use crate::discovery::delivery::Outcome;
 use crate::discovery::event::Source;
 use crate::discovery::{DiscoveryWorker, WorkerStats};
-use crate::exchange::Worker;
+use crate::exchange::{Counter, Worker};
 use crate::jwt::jwks_state::{FetchOrder, FetchOutcome, FetchResult};
 use crate::ratelimit;
 use proxy_wasm::hostcalls;
@@ -296,14 +296,14 @@ fn report_fetch(vm: &Vm, provider: usize, outcome: &FetchOutcome) {
     let provider_name = vm.worker.jwks.provider_name(provider);
     match outcome {
         FetchOutcome::Installed { keys } => {
-            vm.metrics.inc("jwks_fetch_ok");
+            vm.metrics.inc(Counter::JwksFetchOk);
             log::info!("{name}: JWKS for provider {provider_name:?} fetched: {keys} key(s)");
         }
         FetchOutcome::Failed {
             reason,
             retry_in_ms,
         } => {
-            vm.metrics.inc("jwks_fetch_failed");
+            vm.metrics.inc(Counter::JwksFetchFailed);
             log::warn!("{name}: JWKS fetch for provider {provider_name:?} failed: {reason}; retry in {retry_in_ms} ms");
         }
     }

@@ -95,11 +95,18 @@ impl SlotTable {
     }
 
     fn slot_name(&self, index: u32) -> String {
-        format!("{}{index}", self.prefix)
+        // Without `format!`: this runs once per probe of every request.
+        let mut name = String::with_capacity(self.prefix.len() + 10);
+        name.push_str(&self.prefix);
+        push_decimal(&mut name, index);
+        name
     }
 
     fn overflow_name(&self) -> String {
-        format!("{}overflow", self.prefix)
+        let mut name = String::with_capacity(self.prefix.len() + 8);
+        name.push_str(&self.prefix);
+        name.push_str("overflow");
+        name
     }
 
     /// Decides one request for `key` and, when `commit` is true and the request passes, stores the
@@ -193,6 +200,27 @@ impl SlotTable {
             }
         }
         Ok(free)
+    }
+}
+
+/// `n` in decimal, as `format!("{n}")` writes it.
+fn push_decimal(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            // `rest % 10` < 10: the cast cannot truncate.
+            *d = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for d in digits.get(at..).unwrap_or_default() {
+        out.push(char::from(*d));
     }
 }
 

@@ -638,6 +638,9 @@ pub fn read_body(
     read_body_and_trailers(reader, headers, until_eof).map(|(body, _)| body)
 }
 
+/// Trailer fields: (name, value bytes).
+pub type Trailers = Vec<(String, Vec<u8>)>;
+
 /// The body as `headers` frame it (chunked, `content-length`, or until EOF when `until_eof`), and the
 /// chunked trailer section (empty otherwise).
 pub fn read_body_and_trailers(

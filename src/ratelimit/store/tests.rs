@@ -336,3 +336,12 @@ fn slot_values_round_trip_and_hold_the_key() {
     assert_eq!(decode(b"G1short"), None);
     assert_eq!(decode(b""), None);
 }
+
+#[test]
+fn slot_names_are_the_prefix_and_the_decimal_index() {
+    let t = SlotTable::new("ag", "p", 10);
+    for n in [0, 7, 10, 12345, u32::MAX] {
+        assert_eq!(t.slot_name(n), format!("ag.rl.p.{n}"));
+    }
+    assert_eq!(t.overflow_name(), "ag.rl.p.overflow");
+}
