@@ -3,6 +3,15 @@
 
 use std::process::ExitCode;
 
+mod args;
+mod check;
+mod locate;
+mod policy_source;
+mod report;
+mod rules;
+mod sensitive;
+mod source;
+
 const USAGE: &str = "usage: apiguard <command> [args]
 
 commands:
@@ -30,6 +39,7 @@ fn main() -> ExitCode {
             println!("apiguard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        "check" => ExitCode::from(check::run(rest)),
         other => {
             eprintln!("apiguard: unknown command `{other}`\n\n{USAGE}");
             ExitCode::from(2)

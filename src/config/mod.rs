@@ -142,6 +142,16 @@ const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
 
 impl Policy {
+    /// What `on_configure` compiles: the plugin configuration as Envoy hands it over, where an
+    /// empty configuration means `{}`. `apiguard check` calls this same function.
+    pub fn from_plugin_configuration(bytes: &[u8]) -> Result<Policy> {
+        if bytes.is_empty() {
+            Policy::from_json(b"{}")
+        } else {
+            Policy::from_json(bytes)
+        }
+    }
+
     /// Parses and validates the plugin configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Policy> {
         if bytes.len() > MAX_CONFIG_BYTES {

@@ -133,14 +133,14 @@ impl ApiGuardRoot {
 impl RootContext for ApiGuardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = match abi::buffer(BufferType::PluginConfiguration, usize::MAX) {
-            Ok(bytes) if !bytes.is_empty() => bytes,
-            Ok(_) => Vec::from(&b"{}"[..]),
+            Ok(bytes) => bytes,
             Err(e) => {
                 log::error!("apiguard: cannot read the plugin configuration: {e:?}");
                 return false;
             }
         };
-        let policy = match Policy::from_json(&bytes) {
+        // The same function `apiguard check` calls (cli/src/check.rs).
+        let policy = match Policy::from_plugin_configuration(&bytes) {
             Ok(policy) => Rc::new(policy),
             Err(e) => {
                 // Envoy refuses the filter when on_configure returns false; this line says why.
