@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 mod args;
 mod check;
+mod lint;
 mod locate;
+mod openapi_import;
 mod policy_source;
 mod report;
 mod rules;
@@ -40,6 +42,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "check" => ExitCode::from(check::run(rest)),
+        "lint" => ExitCode::from(lint::run(rest)),
+        "openapi" => ExitCode::from(openapi_import::run_openapi(rest)),
         other => {
             eprintln!("apiguard: unknown command `{other}`\n\n{USAGE}");
             ExitCode::from(2)

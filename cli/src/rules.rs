@@ -58,6 +58,14 @@ pub const RULES: &[Rule] = &[
         why: "Nothing can be checked in a document that cannot be read; the filter refuses it too.",
         fix: "Correct the syntax at the position given.",
     },
+    Rule {
+        id: "openapi/not-carried",
+        level: Level::Error,
+        owasp: Some(API9),
+        short: "Part of the OpenAPI document cannot be carried into the filter's configuration.",
+        why: "The filter compiles the document when Envoy loads it and refuses what it cannot enforce (remote $ref, unsupported keywords, Swagger 2.0); an unresolved reference would refuse the whole configuration.",
+        fix: "Follow the message: download remote documents and refer to the file, move recursive definitions under components, or remove the keyword.",
+    },
     // apiguard check.
     Rule {
         id: "policy/invalid",
