@@ -9,10 +9,12 @@ mod lint;
 mod locate;
 mod openapi_import;
 mod policy_source;
+mod render;
 mod report;
 mod rules;
 mod sensitive;
 mod source;
+mod yaml_out;
 
 const USAGE: &str = "usage: apiguard <command> [args]
 
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         }
         "check" => ExitCode::from(check::run(rest)),
         "lint" => ExitCode::from(lint::run(rest)),
+        "render" => ExitCode::from(render::run(rest)),
         "openapi" => ExitCode::from(openapi_import::run_openapi(rest)),
         other => {
             eprintln!("apiguard: unknown command `{other}`\n\n{USAGE}");

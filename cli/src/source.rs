@@ -489,7 +489,7 @@ impl YamlBuilder<'_> {
 /// A plain scalar under the YAML 1.2 core schema: null, booleans, integers (decimal, `0o`, `0x`),
 /// floats; anything else is a string. Numbers keep their decimal text (the filter compares schema
 /// bounds as decimals); `.inf` and `.nan` have no JSON form and are refused.
-fn plain_scalar(text: &str) -> Result<Value, String> {
+pub fn plain_scalar(text: &str) -> Result<Value, String> {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
         "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
