@@ -8,6 +8,7 @@ mod check;
 mod lint;
 mod locate;
 mod openapi_import;
+mod policy_from_inventory;
 mod policy_source;
 mod render;
 mod report;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         }
         "check" => ExitCode::from(check::run(rest)),
         "lint" => ExitCode::from(lint::run(rest)),
+        "policy" => ExitCode::from(policy_from_inventory::run_policy(rest)),
         "render" => ExitCode::from(render::run(rest)),
         "openapi" => ExitCode::from(openapi_import::run_openapi(rest)),
         other => {
