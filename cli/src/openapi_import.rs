@@ -223,10 +223,14 @@ pub fn import(spec: &str) -> Result<Imported, String> {
     };
     let mut issues = b.issues;
     if let Err(e) = OpenApi::compile(&imported.document, true, None) {
-        issues.push((
-            e.pointer,
-            format!("the filter's OpenAPI compiler refuses this: {}", e.message),
-        ));
+        let pointer = e.pointer.trim_start_matches('#').to_string();
+        // A reference already reported (a remote one) is not reported twice.
+        if !issues.iter().any(|(p, _)| *p == pointer) {
+            issues.push((
+                pointer,
+                format!("the filter's OpenAPI compiler refuses this: {}", e.message),
+            ));
+        }
     }
     for (pointer, message) in issues {
         let (file, pos) = imported.locate(&pointer);
