@@ -39,6 +39,8 @@ TLS) per external host, and the EnvoyFilter with the connection-manager settings
   --namespace NS     default istio-system
   --selector K=V     workload selector (default istio=ingressgateway)
 
+  --json             JSON instead of YAML (istio: one `List` of the objects)
+
 POLICY is read as `apiguard check` reads it. exit: 0 rendered, 1 the policy is refused,
 2 usage error";
 
@@ -56,7 +58,7 @@ pub fn run(argv: &[String]) -> u8 {
             "--selector",
             "-o",
         ],
-        &[],
+        &["--json"],
     ) {
         Ok(a) => a,
         Err(e) => return usage(&e),
@@ -301,7 +303,14 @@ fn envoy(policy: &Value, args: &Args) -> Result<(String, Vec<String>), String> {
                   # connection manager has docs/deployment.md's settings (path normalisation, escaped slashes\n\
                   # refused, use_remote_address). Clusters: `upstream` (the service) and every cluster the policy\n\
                   # calls (remote JWKS, discovery collector). Check it with: envoy --mode validate -c FILE\n";
+    if args.switch("--json") {
+        return Ok((pretty(&bootstrap), notes));
+    }
     Ok((format!("{header}{}", to_yaml(&bootstrap)), notes))
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }
 
 fn cluster(name: &str, host: &str, port: u16, tls: bool, ca: &str) -> Value {
@@ -422,6 +431,12 @@ fn istio(policy: &Value, args: &Args) -> Result<(String, Vec<String>), String> {
     let header = "# Rendered by `apiguard render istio`: the WasmPlugin (phase AUTHN, failStrategy FAIL_RELOAD),\n\
                   # a ServiceEntry (and DestinationRule for TLS) per host the policy calls, and the connection-\n\
                   # manager hygiene of docs/deployment.md (for sidecars: context SIDECAR_INBOUND, the workload's labels).\n";
+    if args.switch("--json") {
+        return Ok((
+            pretty(&json!({"apiVersion": "v1", "kind": "List", "items": docs})),
+            notes,
+        ));
+    }
     let body: Vec<String> = docs.iter().map(to_yaml).collect();
     Ok((format!("{header}{}", body.join("---\n")), notes))
 }
