@@ -513,10 +513,8 @@ impl<'d> Linter<'d> {
                         }
                     }
                 }
-                "items" | "additionalProperties" | "not" | "contains" => {
-                    if v.is_object() {
-                        self.schema(v, child, body, visited, out, depth + 1);
-                    }
+                "items" | "additionalProperties" | "not" | "contains" if v.is_object() => {
+                    self.schema(v, child, body, visited, out, depth + 1);
                 }
                 "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
                     for (i, sub) in v.as_array().into_iter().flatten().enumerate() {
@@ -612,10 +610,8 @@ impl<'d> Linter<'d> {
                         self.sensitive(p, at, visited, out, depth + 1);
                     }
                 }
-                "items" | "additionalProperties" => {
-                    if v.is_object() {
-                        self.sensitive(v, child, visited, out, depth + 1);
-                    }
+                "items" | "additionalProperties" if v.is_object() => {
+                    self.sensitive(v, child, visited, out, depth + 1);
                 }
                 "allOf" | "anyOf" | "oneOf" => {
                     for (i, sub) in v.as_array().into_iter().flatten().enumerate() {

@@ -21,7 +21,7 @@ fn batches() -> Vec<Value> {
     let d = discovery(json!({}));
     let mut w = DiscoveryWorker::new(&d, source(), 0);
     let bearer = format!("Bearer {JWT}");
-    let exchanges = vec![
+    let exchanges = [
         Exchange::get("/shop/pets/42")
             .header("authorization", &bearer)
             .response_body(r#"{"id":42,"name":"rex","owner":{"email":"x@example.com"}}"#)
