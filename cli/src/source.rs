@@ -272,18 +272,27 @@ pub fn parse_yaml(text: &str) -> Result<YamlStream, SyntaxError> {
     })
 }
 
+/// Most values one YAML document may expand to (aliases count every value they repeat): a
+/// "billion laughs" document is refused instead of filling memory.
+pub const MAX_VALUES: usize = 1_000_000;
+/// Deepest nesting of a YAML document, as serde_json's limit for JSON (the filter's reader).
+pub const MAX_DEPTH: usize = 128;
+
 enum Frame {
     Seq {
         items: Vec<Value>,
         pointer: String,
         anchor: usize,
         at: Pos,
+        /// `values` when the node started.
+        start: usize,
     },
     Map {
         map: Map<String, Value>,
         pointer: String,
         anchor: usize,
         at: Pos,
+        start: usize,
         /// The key read, waiting for its value (and whether it is the merge key `<<`).
         key: Option<(String, bool)>,
     },
@@ -293,7 +302,10 @@ enum Frame {
 struct YamlBuilder<'t> {
     text_lines: Vec<&'t str>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Value>,
+    /// Anchored values and how many values each counts (an alias repeats them all).
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Values in the current document, aliases expanded: bounded by [`MAX_VALUES`].
+    values: usize,
     positions: HashMap<String, Pos>,
     block_scalars: HashMap<String, BlockScalar>,
     documents: Vec<Document>,
@@ -333,6 +345,7 @@ impl YamlBuilder<'_> {
                 self.positions.clear();
                 self.block_scalars.clear();
                 self.anchors.clear();
+                self.values = 0;
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let Some(pointer) = self.next_pointer() else {
@@ -349,6 +362,7 @@ impl YamlBuilder<'_> {
                 if !self.positions.contains_key(&pointer) {
                     self.positions.insert(pointer.clone(), at);
                 }
+                self.count(1, at)?;
                 let forced_string = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let value = if style == ScalarStyle::Plain && !forced_string {
                     plain_scalar(&text).map_err(|m| error(&m))?
@@ -377,30 +391,33 @@ impl YamlBuilder<'_> {
                         },
                     );
                 }
-                self.complete(value, anchor, at)?;
+                self.complete(value, anchor, at, 1)?;
             }
             Event::Alias(id) => {
-                let Some(value) = self.anchors.get(&id).cloned() else {
+                let Some((value, count)) = self.anchors.get(&id).cloned() else {
                     return Err(error("alias to an unknown anchor"));
                 };
+                self.count(count, at)?;
                 match self.next_pointer() {
                     Some(p) => {
                         self.positions.entry(p).or_insert(at);
                     }
                     None => return Err(error("an alias as a mapping key is not supported")),
                 }
-                self.complete(value, 0, at)?;
+                self.complete(value, 0, at, count)?;
             }
             Event::SequenceStart(anchor, _) => {
                 let Some(pointer) = self.next_pointer() else {
                     return Err(error("a sequence as a mapping key is not supported"));
                 };
                 self.positions.entry(pointer.clone()).or_insert(at);
+                self.enter(at)?;
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
                     pointer,
                     anchor,
                     at,
+                    start: self.values - 1,
                 });
             }
             Event::MappingStart(anchor, _) => {
@@ -408,28 +425,40 @@ impl YamlBuilder<'_> {
                     return Err(error("a mapping as a mapping key is not supported"));
                 };
                 self.positions.entry(pointer.clone()).or_insert(at);
+                self.enter(at)?;
                 self.stack.push(Frame::Map {
                     map: Map::new(),
                     pointer,
                     anchor,
                     at,
+                    start: self.values - 1,
                     key: None,
                 });
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq {
-                    items, anchor, at, ..
+                    items,
+                    anchor,
+                    at,
+                    start,
+                    ..
                 }) = self.stack.pop()
                 {
-                    self.complete(Value::Array(items), anchor, at)?;
+                    let count = self.values - start;
+                    self.complete(Value::Array(items), anchor, at, count)?;
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map {
-                    map, anchor, at, ..
+                    map,
+                    anchor,
+                    at,
+                    start,
+                    ..
                 }) = self.stack.pop()
                 {
-                    self.complete(Value::Object(map), anchor, at)?;
+                    let count = self.values - start;
+                    self.complete(Value::Object(map), anchor, at, count)?;
                 }
             }
             _ => {}
@@ -437,10 +466,39 @@ impl YamlBuilder<'_> {
         Ok(())
     }
 
+    /// `n` more values in the document.
+    fn count(&mut self, n: usize, at: Pos) -> Result<(), SyntaxError> {
+        self.values = self.values.saturating_add(n);
+        if self.values > MAX_VALUES {
+            return Err(SyntaxError {
+                message: format!("the document expands to more than {MAX_VALUES} values (aliases count every value they repeat)"),
+                pos: at,
+            });
+        }
+        Ok(())
+    }
+
+    /// A sequence or mapping starts: one more value, one level deeper.
+    fn enter(&mut self, at: Pos) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError {
+                message: format!("nested deeper than {MAX_DEPTH} levels"),
+                pos: at,
+            });
+        }
+        self.count(1, at)
+    }
+
     /// A node is whole: remember its anchor and hand it to its parent (or end the document).
-    fn complete(&mut self, value: Value, anchor: usize, at: Pos) -> Result<(), SyntaxError> {
+    fn complete(
+        &mut self,
+        value: Value,
+        anchor: usize,
+        at: Pos,
+        count: usize,
+    ) -> Result<(), SyntaxError> {
         if anchor != 0 {
-            self.anchors.insert(anchor, value.clone());
+            self.anchors.insert(anchor, (value.clone(), count));
         }
         match self.stack.last_mut() {
             None => {
@@ -609,6 +667,22 @@ mod tests {
         assert!(e.pos.line >= 1);
         let e = parse_yaml("x: .inf\n").unwrap_err();
         assert_eq!(e.pos, Pos { line: 1, column: 4 });
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = format!("*a{}", i - 1);
+            bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let e = parse_yaml(&bomb).unwrap_err();
+        assert!(e.message.contains("expands to more than"), "{e:?}");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = parse_yaml(&deep).unwrap_err();
+        assert!(e.message.contains("nested deeper than 128"), "{e:?}");
+        // Within the limits, aliases work.
+        assert!(parse_yaml("a: &x [1, 2]\nb: [*x, *x]\n").is_ok());
     }
 
     #[test]
