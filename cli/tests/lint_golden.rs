@@ -150,3 +150,44 @@ fn sarif_output_is_sarif_2_1_0_with_rules_and_locations() {
         assert!(rule["help"]["text"].as_str().unwrap().contains("Fix:"));
     }
 }
+
+#[test]
+fn the_rules_petstore_does_not_trigger() {
+    let spec = repo().join("cli/tests/fixtures/openapi-posture.yaml");
+    let (_, findings) = lint_json(&[spec.to_str().unwrap()]);
+    let got: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("oas/credential-in-query", "#/components/securitySchemes/key/in"),
+        ("oas/sensitive-field-in-response", "#/paths/~1v2~1accounts~1{id}/get/responses/200/content/application~1json/schema/properties/cardNumber"),
+        ("oas/id-in-path-without-scope", "#/paths/~1v1~1accounts~1{id}/get"),
+        ("oas/version-without-deprecation", "#/paths/~1v1~1accounts~1{id}/get"),
+        ("oas/http-server", "#/servers/0/url"),
+    ];
+    let mut want: Vec<(String, String)> = want
+        .iter()
+        .map(|(r, p)| (r.to_string(), p.to_string()))
+        .collect();
+    want.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    assert_eq!(got, want);
+    // Deprecating v1 answers the version rule.
+    let dir = scratch("lint-deprecated");
+    let text = std::fs::read_to_string(&spec).unwrap().replacen(
+        "    get:\n",
+        "    get:\n      deprecated: true\n",
+        1,
+    );
+    let copy = dir.join("posture.yaml");
+    std::fs::write(&copy, text).unwrap();
+    let (_, findings) = lint_json(&[copy.to_str().unwrap()]);
+    assert!(findings
+        .iter()
+        .all(|f| f["rule"] != "oas/version-without-deprecation"));
+}
