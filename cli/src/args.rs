@@ -1,6 +1,44 @@
 //! Command-line arguments, parsed by hand: positional arguments, `--flag value`, `--flag=value`
 //! and switches. An unknown flag is a usage error (exit 2).
 
+use crate::report::{Format, EXIT_OK, EXIT_USAGE};
+
+/// A command: its name (as typed after `apiguard`) and its usage text.
+pub struct Command {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+impl Command {
+    /// Prints a usage error with the usage text; the exit code to return.
+    pub fn usage(&self, message: &str) -> u8 {
+        eprintln!("apiguard {}: {message}\n\n{}", self.name, self.help);
+        EXIT_USAGE
+    }
+
+    /// The arguments, or the exit code when the command is already done (`--help` printed: 0, a
+    /// usage error: 2).
+    pub fn parse(
+        &self,
+        argv: &[String],
+        with_value: &[&str],
+        switches: &[&str],
+    ) -> Result<Args, u8> {
+        let args = Args::parse(argv, with_value, switches).map_err(|e| self.usage(&e))?;
+        if args.help() {
+            println!("{}", self.help);
+            return Err(EXIT_OK);
+        }
+        Ok(args)
+    }
+
+    /// `--format text|json|sarif` (default text).
+    pub fn format(&self, args: &Args) -> Result<Format, u8> {
+        Format::parse(args.value("--format").unwrap_or("text"))
+            .ok_or_else(|| self.usage("--format is text, json or sarif"))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Args {
     pub positional: Vec<String>,

@@ -2,10 +2,10 @@
 //! (`Policy::from_plugin_configuration`), print every refusal with its JSON path, file, line and
 //! column and a hint, then warn about valid but risky choices.
 
-use crate::args::{read_input, Args};
+use crate::args::{read_input, Command};
 use crate::locate::pointer_of;
 use crate::policy_source::{self, Found, Hcm};
-use crate::report::{self, Finding, Format, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
+use crate::report::{self, Finding, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 use crate::rules::Level;
 use crate::sensitive;
 use crate::source::{escape_token, Document};
@@ -30,16 +30,13 @@ exit: 0 every policy compiles (warnings allowed unless --strict), 1 a policy is 
 (or a warning under --strict), 2 usage error or unreadable file";
 
 pub fn run(argv: &[String]) -> u8 {
-    let args = match Args::parse(argv, &["--format", "--allow"], &["--strict"]) {
+    let args = match COMMAND.parse(argv, &["--format", "--allow"], &["--strict"]) {
         Ok(a) => a,
-        Err(e) => return usage(&e),
+        Err(code) => return code,
     };
-    if args.help() {
-        println!("{HELP}");
-        return EXIT_OK;
-    }
-    let Some(format) = Format::parse(args.value("--format").unwrap_or("text")) else {
-        return usage("--format is text, json or sarif");
+    let format = match COMMAND.format(&args) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     if args.positional.is_empty() {
         return usage("name at least one policy file");
@@ -71,9 +68,13 @@ pub fn run(argv: &[String]) -> u8 {
     }
 }
 
+const COMMAND: Command = Command {
+    name: "check",
+    help: HELP,
+};
+
 fn usage(message: &str) -> u8 {
-    eprintln!("apiguard check: {message}\n\n{HELP}");
-    EXIT_USAGE
+    COMMAND.usage(message)
 }
 
 /// Every finding for one file.

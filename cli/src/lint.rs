@@ -6,9 +6,9 @@
 //! suppressed inline with `x-apiguard-ignore` on any object: a list of rule ids, or a map from rule
 //! id to the reason, which silences those rules for that object and everything under it.
 
-use crate::args::Args;
+use crate::args::Command;
 use crate::openapi_import::{self, Imported};
-use crate::report::{self, Finding, Format, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
+use crate::report::{self, Finding, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 use crate::rules::{self, Level};
 use crate::sensitive;
 use crate::source::escape_token;
@@ -36,20 +36,17 @@ const METHODS: [&str; 8] = [
 ];
 
 pub fn run(argv: &[String]) -> u8 {
-    let args = match Args::parse(
+    let args = match COMMAND.parse(
         argv,
         &["--format", "--disable", "--config", "--fail-on"],
         &[],
     ) {
         Ok(a) => a,
-        Err(e) => return usage(&e),
+        Err(code) => return code,
     };
-    if args.help() {
-        println!("{HELP}");
-        return EXIT_OK;
-    }
-    let Some(format) = Format::parse(args.value("--format").unwrap_or("text")) else {
-        return usage("--format is text, json or sarif");
+    let format = match COMMAND.format(&args) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     let fail_on = match args.value("--fail-on").unwrap_or("warning") {
         "none" => None,
@@ -93,9 +90,13 @@ pub fn run(argv: &[String]) -> u8 {
     }
 }
 
+const COMMAND: Command = Command {
+    name: "lint",
+    help: HELP,
+};
+
 fn usage(message: &str) -> u8 {
-    eprintln!("apiguard lint: {message}\n\n{HELP}");
-    EXIT_USAGE
+    COMMAND.usage(message)
 }
 
 /// `{"rules": {"id": "off" | level}}` from a JSON or YAML file.
@@ -242,6 +243,29 @@ impl<'d> Linter<'d> {
         (v, pointer)
     }
 
+    /// The operation's parameters, its path item's first (`$ref`s followed), with their pointers.
+    fn parameters(&self, op: &Op<'d>) -> Vec<(&'d Value, String)> {
+        let item_at = op
+            .pointer
+            .rsplit_once('/')
+            .map_or(String::new(), |(p, _)| p.to_string());
+        let mut out = Vec::new();
+        for (params, at) in [
+            (op.item.get("parameters"), item_at),
+            (op.op.get("parameters"), op.pointer.clone()),
+        ] {
+            for (i, p) in params
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                out.push(self.deref(p, format!("{at}/parameters/{i}")));
+            }
+        }
+        out
+    }
+
     /// The requirements that apply to an operation (its own, else the document's).
     fn requirements(&self, op: &Op<'d>) -> Option<&'d Vec<Value>> {
         op.op
@@ -338,42 +362,25 @@ impl<'d> Linter<'d> {
             }
         }
         for op in self.operations() {
-            for (params, at) in [
-                (
-                    op.item.get("parameters"),
-                    op.pointer
-                        .rsplit_once('/')
-                        .map_or(String::new(), |(p, _)| p.to_string()),
-                ),
-                (op.op.get("parameters"), op.pointer.clone()),
-            ] {
-                for (i, p) in params
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    let (p, pointer) = self.deref(p, format!("{at}/parameters/{i}"));
-                    let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-                    let credential =
-                        matches!(sensitive::class_of(name), Some("token" | "password"))
-                            || matches!(
-                                name.to_ascii_lowercase().as_str(),
-                                "key"
-                                    | "api_key"
-                                    | "apikey"
-                                    | "auth"
-                                    | "access_token"
-                                    | "sig"
-                                    | "signature"
-                            );
-                    if p.get("in").and_then(Value::as_str) == Some("query") && credential {
-                        out.push((
+            for (p, pointer) in self.parameters(&op) {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                let credential = matches!(sensitive::class_of(name), Some("token" | "password"))
+                    || matches!(
+                        name.to_ascii_lowercase().as_str(),
+                        "key"
+                            | "api_key"
+                            | "apikey"
+                            | "auth"
+                            | "access_token"
+                            | "sig"
+                            | "signature"
+                    );
+                if p.get("in").and_then(Value::as_str) == Some("query") && credential {
+                    out.push((
                             "oas/credential-in-query",
                             pointer,
                             format!("query parameter `{name}` looks like a credential: URLs are logged and leak through Referer headers"),
                         ));
-                    }
                 }
             }
         }
@@ -383,24 +390,9 @@ impl<'d> Linter<'d> {
     fn bounds(&self, out: &mut Vec<(&'static str, String, String)>) {
         let mut roots: Vec<(&'d Value, String, bool)> = Vec::new();
         for op in self.operations() {
-            let item_at = op
-                .pointer
-                .rsplit_once('/')
-                .map_or(String::new(), |(p, _)| p.to_string());
-            for (params, at) in [
-                (op.item.get("parameters"), item_at),
-                (op.op.get("parameters"), op.pointer.clone()),
-            ] {
-                for (i, p) in params
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    let (p, pointer) = self.deref(p, format!("{at}/parameters/{i}"));
-                    if let Some(s) = p.get("schema") {
-                        roots.push((s, format!("{pointer}/schema"), false));
-                    }
+            for (p, pointer) in self.parameters(&op) {
+                if let Some(s) = p.get("schema") {
+                    roots.push((s, format!("{pointer}/schema"), false));
                 }
             }
             if let Some(body) = op.op.get("requestBody") {

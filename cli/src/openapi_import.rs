@@ -7,7 +7,7 @@
 //! The result is compiled with the filter's own `OpenApi::compile`, so whatever the filter would
 //! refuse (a remote `$ref`, an unsupported keyword, Swagger 2.0) is reported by JSON pointer now.
 
-use crate::args::{read_input, write_output, Args};
+use crate::args::{read_input, write_output, Command};
 use crate::report::{self, Finding, Format, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 use crate::source::{self, escape_token, Document, Format as SourceFormat, Pos};
 use apiguard::schema::OpenApi;
@@ -44,16 +44,13 @@ pub fn run_openapi(argv: &[String]) -> u8 {
 }
 
 pub fn run(argv: &[String]) -> u8 {
-    let args = match Args::parse(argv, &["-o", "--format"], &["--compact"]) {
+    let args = match COMMAND.parse(argv, &["-o", "--format"], &["--compact"]) {
         Ok(a) => a,
-        Err(e) => return usage(&e),
+        Err(code) => return code,
     };
-    if args.help() {
-        println!("{HELP}");
-        return EXIT_OK;
-    }
-    let Some(format) = Format::parse(args.value("--format").unwrap_or("text")) else {
-        return usage("--format is text, json or sarif");
+    let format = match COMMAND.format(&args) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     let [spec] = args.positional.as_slice() else {
         return usage("name exactly one OpenAPI document");
@@ -95,9 +92,13 @@ pub fn run(argv: &[String]) -> u8 {
     }
 }
 
+const COMMAND: Command = Command {
+    name: "openapi import",
+    help: HELP,
+};
+
 fn usage(message: &str) -> u8 {
-    eprintln!("apiguard openapi import: {message}\n\n{HELP}");
-    EXIT_USAGE
+    COMMAND.usage(message)
 }
 
 /// A document with its external references carried over.

@@ -9,7 +9,7 @@
 //! same members. The result is compiled with `Policy::from_value` before it is written: a rule the
 //! filter would refuse is left out and named.
 
-use crate::args::{read_input, write_output, Args};
+use crate::args::{read_input, write_output, Command};
 use crate::report::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 use apiguard::config::Policy;
 use apiguard::discovery::event::SCHEMA_VERSION;
@@ -19,21 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const EVENTS_SCHEMA: &str = include_str!("../../docs/events.schema.json");
 
-/// Detectors the redaction section knows by name (`docs/config.md`, Redaction).
-const DETECTORS: &[&str] = &[
-    "card",
-    "iban",
-    "ssn",
-    "email",
-    "phone",
-    "jwt",
-    "aws_key",
-    "github_token",
-    "gitlab_token",
-    "slack_token",
-    "stripe_key",
-    "private_key",
-];
+/// Detectors the redaction section knows by name: the filter's own list.
+use apiguard::redact::BUILTIN_CLASSES as DETECTORS;
 
 pub const HELP: &str = "usage: apiguard policy from-inventory [-o OUT] [--format json|yaml] FILE
 
@@ -63,20 +50,20 @@ pub fn run_policy(argv: &[String]) -> u8 {
     }
 }
 
+const COMMAND: Command = Command {
+    name: "policy from-inventory",
+    help: HELP,
+};
+
 fn usage(message: &str) -> u8 {
-    eprintln!("apiguard policy: {message}\n\n{HELP}");
-    EXIT_USAGE
+    COMMAND.usage(message)
 }
 
 pub fn run(argv: &[String]) -> u8 {
-    let args = match Args::parse(argv, &["-o", "--format"], &[]) {
+    let args = match COMMAND.parse(argv, &["-o", "--format"], &[]) {
         Ok(a) => a,
-        Err(e) => return usage(&e),
+        Err(code) => return code,
     };
-    if args.help() {
-        println!("{HELP}");
-        return EXIT_OK;
-    }
     let yaml = match args.value("--format").unwrap_or("json") {
         "json" => false,
         "yaml" => true,

@@ -11,7 +11,7 @@
 //!
 //! The policy is checked first (`check`): nothing is rendered for a policy the filter refuses.
 
-use crate::args::{read_input, write_output, Args};
+use crate::args::{read_input, write_output, Args, Command};
 use crate::check;
 use crate::policy_source;
 use crate::report::{self, Format, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
@@ -45,7 +45,7 @@ POLICY is read as `apiguard check` reads it. exit: 0 rendered, 1 the policy is r
 2 usage error";
 
 pub fn run(argv: &[String]) -> u8 {
-    let args = match Args::parse(
+    let args = match COMMAND.parse(
         argv,
         &[
             "--wasm",
@@ -61,12 +61,8 @@ pub fn run(argv: &[String]) -> u8 {
         &["--json"],
     ) {
         Ok(a) => a,
-        Err(e) => return usage(&e),
+        Err(code) => return code,
     };
-    if args.help() {
-        println!("{HELP}");
-        return EXIT_OK;
-    }
     let [target, file] = args.positional.as_slice() else {
         return usage("name the target (envoy or istio) and one policy");
     };
@@ -117,9 +113,13 @@ pub fn run(argv: &[String]) -> u8 {
     }
 }
 
+const COMMAND: Command = Command {
+    name: "render",
+    help: HELP,
+};
+
 fn usage(message: &str) -> u8 {
-    eprintln!("apiguard render: {message}\n\n{HELP}");
-    EXIT_USAGE
+    COMMAND.usage(message)
 }
 
 /// The policy as a value (the bytes compiled; empty means `{}`).

@@ -193,7 +193,10 @@ pub fn sarif(findings: &[Finding]) -> Value {
 /// A relative path as a SARIF URI (forward slashes, no leading `./`), so code scanning finds the file
 /// in the repository.
 fn sarif_uri(file: &str) -> String {
-    let f = file.replace('\\', "/");
+    let f = file.replace('\\', "/").replace(' ', "%20");
+    if f.starts_with('/') {
+        return format!("file://{f}");
+    }
     f.strip_prefix("./").unwrap_or(&f).to_string()
 }
 
