@@ -126,7 +126,24 @@ pub fn check_one(file: &str, found: &Found) -> Vec<Finding> {
             if let Some(h) = hint(&e.path, &e.message) {
                 finding = finding.hint(h);
             }
-            vec![finding]
+            let mut out = vec![finding];
+            // The filter stops at its first refusal; the rest of the document is compiled again
+            // without the part at fault, so that one run shows every independent error.
+            if let (Some(doc), "policy/invalid") = (&found.doc, rule) {
+                for e in further_errors(&doc.value, &e, MAX_FURTHER) {
+                    let pos = doc
+                        .position(&pointer_of(&e.path, &doc.value))
+                        .or(found.start);
+                    let mut f =
+                        Finding::new("policy/invalid", file, prefix(&e.path), e.message.clone())
+                            .at(pos);
+                    if let Some(h) = hint(&e.path, &e.message) {
+                        f = f.hint(h);
+                    }
+                    out.push(f);
+                }
+            }
+            out
         }
         Ok(policy) => {
             let Some(doc) = &found.doc else {
@@ -147,6 +164,83 @@ pub fn check_one(file: &str, found: &Found) -> Vec<Finding> {
                 .collect()
         }
     }
+}
+
+/// Most errors reported after the first, per policy.
+const MAX_FURTHER: usize = 50;
+
+/// The errors after `first`: the value at fault is set aside (a rule becomes a rule that guards
+/// nothing, a named section entry or a top-level member is removed) and the document compiled again
+/// by the filter, until it compiles. A rule that only fails because it names a removed entry is a
+/// consequence of an error already reported, and is not reported.
+fn further_errors(
+    value: &Value,
+    first: &apiguard::reader::ConfigError,
+    max: usize,
+) -> Vec<apiguard::reader::ConfigError> {
+    const SECTIONS: [&str; 5] = [
+        "jwt_providers",
+        "api_keys",
+        "rate_limits",
+        "schemas",
+        "redaction",
+    ];
+    let mut v = value.clone();
+    let mut removed: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    let mut e = first.clone();
+    for _ in 0..max {
+        let pointer = pointer_of(&e.path, &v);
+        let tokens: Vec<String> = pointer
+            .split('/')
+            .skip(1)
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let Value::Object(top) = &mut v else { break };
+        match tokens.as_slice() {
+            [rules, i, ..] if rules == "rules" => {
+                let Some(slot) = top
+                    .get_mut("rules")
+                    .and_then(Value::as_array_mut)
+                    .and_then(|r| i.parse::<usize>().ok().and_then(|i| r.get_mut(i)))
+                else {
+                    break;
+                };
+                *slot = serde_json::json!({"match": {"prefix": "/"}});
+            }
+            [section, name, ..] if SECTIONS.contains(&section.as_str()) => {
+                let taken = top
+                    .get_mut(section.as_str())
+                    .and_then(Value::as_object_mut)
+                    .and_then(|entries| entries.remove(name.as_str()));
+                if taken.is_none() {
+                    break;
+                }
+                removed.push((section.clone(), name.clone()));
+            }
+            [key, ..] => {
+                if top.remove(key.as_str()).is_none() {
+                    break;
+                }
+            }
+            [] => break,
+        }
+        match Policy::from_value(&v) {
+            Ok(_) => break,
+            Err(next) => {
+                let consequence = next.path.starts_with("rules[")
+                    && removed.iter().any(|(section, name)| {
+                        next.message.contains(&format!("named {name:?}"))
+                            && next.message.contains(section.as_str())
+                    });
+                if !consequence {
+                    out.push(next.clone());
+                }
+                e = next;
+            }
+        }
+    }
+    out
 }
 
 /// A hint for a refusal: the closest known field for a typo, else where the field is documented.

@@ -25,20 +25,20 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// check's verdict: None when accepted, else the path of its one error.
+/// check's verdict: None when accepted, else the path of its first error (the filter's; further
+/// errors, found by setting the faulty part aside, follow it).
 fn verdict(file: &std::path::Path) -> Option<String> {
     let (code, findings) = check_json(file);
     let errors: Vec<_> = findings.iter().filter(|f| f["level"] == "error").collect();
-    match errors.as_slice() {
-        [] => {
+    match errors.first() {
+        None => {
             assert_eq!(code, 0, "{}", file.display());
             None
         }
-        [one] => {
+        Some(first) => {
             assert_eq!(code, 1, "{}", file.display());
-            Some(one["path"].as_str().unwrap().to_string())
+            Some(first["path"].as_str().unwrap().to_string())
         }
-        many => panic!("{}: several errors {many:#?}", file.display()),
     }
 }
 

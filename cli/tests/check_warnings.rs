@@ -213,3 +213,45 @@ fn strict_and_allow() {
     assert_eq!(apiguard(&["check"]).code, 2);
     assert_eq!(apiguard(&["check", "/nonexistent/policy.json"]).code, 2);
 }
+
+#[test]
+fn every_independent_error_in_one_run() {
+    let dir = scratch("errors");
+    let file = dir.join("p.yaml");
+    std::fs::write(
+        &file,
+        "mode: enforced
+jwt_providers:
+  corp:
+    isuer: https://idp.example.com
+    remote_jwks: {cluster: idp, uri: https://idp.example.com/jwks}
+rules:
+  - match: {prefix: /api/}
+    jwt: {provider: corp}
+  - match: {prefix: admin}
+",
+    )
+    .unwrap();
+    let (code, findings) = check_json(&file);
+    assert_eq!(code, 1);
+    let got: Vec<(&str, u64, u64)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap(),
+                f["line"].as_u64().unwrap(),
+                f["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The filter's first error, then the others; rules[0] only fails because `corp` was refused,
+    // so it is not reported.
+    assert_eq!(
+        got,
+        [
+            ("mode", 1, 1),
+            ("jwt_providers.corp.isuer", 4, 5),
+            ("rules[1].match.prefix", 9, 13)
+        ]
+    );
+}
