@@ -54,6 +54,9 @@ pub fn find(path: &str, bytes: &[u8]) -> Result<Vec<Found>, SyntaxError> {
                 return Ok(vec![plain(bytes.to_vec(), None, None)]);
             }
             let doc = source::parse_json(text)?;
+            if is_manifest(&doc.value) {
+                return Ok(plugins(&doc));
+            }
             let embedded = embedded(&doc, None);
             if !embedded.is_empty() || is_envoy(&doc.value) {
                 return Ok(embedded);
@@ -68,11 +71,9 @@ pub fn find(path: &str, bytes: &[u8]) -> Result<Vec<Found>, SyntaxError> {
             let mut manifests = false;
             for (i, doc) in stream.documents.iter().enumerate() {
                 let blocks = stream.blocks.get(i);
-                if doc.value.get("kind").is_some() && doc.value.get("apiVersion").is_some() {
+                if is_manifest(&doc.value) {
                     manifests = true;
-                    if doc.value.get("kind").and_then(Value::as_str) == Some("WasmPlugin") {
-                        found.push(plugin_config(doc));
-                    }
+                    found.extend(plugins(doc));
                     continue;
                 }
                 let embedded = embedded(doc, blocks);
@@ -107,6 +108,38 @@ fn plain(bytes: Vec<u8>, doc: Option<Document>, start: Option<Pos>) -> Found {
         start,
         hcm: None,
         syntax: None,
+    }
+}
+
+fn is_manifest(v: &Value) -> bool {
+    v.get("kind").is_some() && v.get("apiVersion").is_some()
+}
+
+/// The `WasmPlugin`s of a manifest: the object itself, or the items of a `List`.
+fn plugins(doc: &Document) -> Vec<Found> {
+    match doc.value.get("kind").and_then(Value::as_str) {
+        Some("WasmPlugin") => vec![plugin_config(doc)],
+        Some("List") => {
+            let count = doc
+                .value
+                .get("items")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            (0..count)
+                .filter_map(|i| {
+                    let at = format!("/items/{i}");
+                    let item = doc.sub(&at)?;
+                    (item.value.get("kind").and_then(Value::as_str) == Some("WasmPlugin")).then(
+                        || {
+                            let mut f = plugin_config(&item);
+                            f.at = format!("{at}{}", f.at);
+                            f
+                        },
+                    )
+                })
+                .collect()
+        }
+        _ => Vec::new(),
     }
 }
 

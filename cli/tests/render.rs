@@ -135,6 +135,11 @@ fn rendered_wasmplugins_match_the_crd_schema() {
         let list: Value = serde_json::from_str(&r.stdout).unwrap();
         let plugin = &list["items"][0];
         assert_eq!(plugin["kind"], "WasmPlugin");
+        // check reads the JSON List too.
+        let listed = dir.join(format!("plugin-{i}.json"));
+        std::fs::write(&listed, &r.stdout).unwrap();
+        let (code, findings) = check_json(&listed);
+        assert_eq!(code, 0, "{findings:#?}");
         let errors: Vec<String> = validator
             .iter_errors(plugin)
             .map(|e| format!("{} at {}", e, e.instance_path()))
