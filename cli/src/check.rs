@@ -149,6 +149,16 @@ pub fn check_one(file: &str, found: &Found) -> Vec<Finding> {
             let Some(doc) = &found.doc else {
                 return Vec::new();
             };
+            let duplicates = doc.duplicates.iter().map(|(pointer, pos)| {
+                Finding::new(
+                    "policy/duplicate-key",
+                    file,
+                    prefix(&crate::locate::path_of(pointer)),
+                    "this member is written twice in its object; the filter keeps this one and ignores the earlier".into(),
+                )
+                .hint("remove one of them")
+                .at(Some(*pos))
+            });
             warnings(&policy, doc, found.hcm)
                 .into_iter()
                 .map(|(rule, pointer, message, hint)| {
@@ -161,6 +171,7 @@ pub fn check_one(file: &str, found: &Found) -> Vec<Finding> {
                     .hint(hint)
                     .at(doc.position(&pointer).or(found.start))
                 })
+                .chain(duplicates)
                 .collect()
         }
     }

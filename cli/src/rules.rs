@@ -84,6 +84,14 @@ pub const RULES: &[Rule] = &[
         fix: "Point check at the policy itself, an Envoy bootstrap with the envoy.filters.http.wasm filter, or a WasmPlugin manifest.",
     },
     Rule {
+        id: "policy/duplicate-key",
+        level: Level::Warning,
+        owasp: Some(API8),
+        short: "A member is written twice in one JSON object.",
+        why: "JSON readers keep one of them silently (the filter keeps the last): a second `rules` or `mode` written further down overrides the first without a word.",
+        fix: "Remove one of them.",
+    },
+    Rule {
         id: "policy/report-mode",
         level: Level::Warning,
         owasp: Some(API8),

@@ -51,6 +51,9 @@ impl Format {
 pub struct Document {
     pub value: Value,
     positions: HashMap<String, Pos>,
+    /// Members written twice in one JSON object (pointer, position of the later one): the filter
+    /// (serde_json) keeps the last. YAML refuses duplicates outright, as YAML requires.
+    pub duplicates: Vec<(String, Pos)>,
 }
 
 impl Document {
@@ -80,12 +83,25 @@ impl Document {
                 (rest.is_empty() || rest.starts_with('/')).then(|| (rest.to_string(), *pos))
             })
             .collect();
-        Some(Document { value, positions })
+        let duplicates = self
+            .duplicates
+            .iter()
+            .filter_map(|(p, pos)| Some((p.strip_prefix(pointer)?.to_string(), *pos)))
+            .filter(|(p, _)| p.starts_with('/'))
+            .collect();
+        Some(Document {
+            value,
+            positions,
+            duplicates,
+        })
     }
 
     /// Moves every position, for a document embedded in another file's string.
     pub fn shift(&mut self, f: impl Fn(Pos) -> Pos) {
         for pos in self.positions.values_mut() {
+            *pos = f(*pos);
+        }
+        for (_, pos) in &mut self.duplicates {
             *pos = f(*pos);
         }
     }
@@ -110,12 +126,14 @@ pub fn parse_json(text: &str) -> Result<Document, SyntaxError> {
         i: 0,
         pos: Pos { line: 1, column: 1 },
         out: HashMap::new(),
+        duplicates: Vec::new(),
         depth: 0,
     };
     scan.value(String::new(), true);
     Ok(Document {
         value,
         positions: scan.out,
+        duplicates: scan.duplicates,
     })
 }
 
@@ -125,6 +143,7 @@ struct JsonScan<'a> {
     i: usize,
     pos: Pos,
     out: HashMap<String, Pos>,
+    duplicates: Vec<(String, Pos)>,
     depth: usize,
 }
 
@@ -185,7 +204,9 @@ impl JsonScan<'_> {
                             let at = self.pos;
                             let key = self.string();
                             let child = format!("{pointer}/{}", escape_token(&key));
-                            self.out.insert(child.clone(), at);
+                            if self.out.insert(child.clone(), at).is_some() {
+                                self.duplicates.push((child.clone(), at));
+                            }
                             self.ws();
                             self.bump(); // ':'
                             self.value(child, false);
@@ -293,6 +314,8 @@ enum Frame {
         anchor: usize,
         at: Pos,
         start: usize,
+        /// Keys written in this mapping (merged ones are not), to refuse duplicates.
+        written: Vec<String>,
         /// The key read, waiting for its value (and whether it is the merge key `<<`).
         key: Option<(String, bool)>,
     },
@@ -352,7 +375,21 @@ impl YamlBuilder<'_> {
                     // A mapping key: its text, whatever it looks like (`200:` is the key "200").
                     let merge = style == ScalarStyle::Plain && text == "<<";
                     let k = text.to_string();
-                    if let Some(Frame::Map { pointer, key, .. }) = self.stack.last_mut() {
+                    if let Some(Frame::Map {
+                        pointer,
+                        key,
+                        written,
+                        ..
+                    }) = self.stack.last_mut()
+                    {
+                        if !merge {
+                            if written.contains(&k) {
+                                return Err(error(&format!(
+                                    "duplicate key `{k}` (YAML requires unique keys; a JSON reader would silently keep the last)"
+                                )));
+                            }
+                            written.push(k.clone());
+                        }
                         let child = format!("{pointer}/{}", escape_token(&k));
                         self.positions.insert(child, at);
                         *key = Some((k, merge));
@@ -432,6 +469,7 @@ impl YamlBuilder<'_> {
                     anchor,
                     at,
                     start: self.values - 1,
+                    written: Vec::new(),
                     key: None,
                 });
             }
@@ -505,6 +543,7 @@ impl YamlBuilder<'_> {
                 self.documents.push(Document {
                     value,
                     positions: std::mem::take(&mut self.positions),
+                    duplicates: Vec::new(),
                 });
                 self.blocks.push(std::mem::take(&mut self.block_scalars));
             }
@@ -683,6 +722,21 @@ mod tests {
         assert!(e.message.contains("nested deeper than 128"), "{e:?}");
         // Within the limits, aliases work.
         assert!(parse_yaml("a: &x [1, 2]\nb: [*x, *x]\n").is_ok());
+    }
+
+    #[test]
+    fn duplicate_keys() {
+        let e = parse_yaml("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 3, column: 1 });
+        assert!(e.message.contains("duplicate key `a`"));
+        // A merged key may be overridden.
+        assert!(parse_yaml("base: &b {a: 1}\nm: {<<: *b, a: 2}\n").is_ok());
+        let doc = parse_json("{\"a\": {\"x\": 1,\n \"x\": 2}}").unwrap();
+        assert_eq!(
+            doc.duplicates,
+            vec![("/a/x".to_string(), Pos { line: 2, column: 2 })]
+        );
+        assert_eq!(doc.value["a"]["x"], 2);
     }
 
     #[test]

@@ -255,3 +255,30 @@ rules:
         ]
     );
 }
+
+#[test]
+fn a_member_written_twice() {
+    let dir = scratch("dup");
+    let json = dir.join("p.json");
+    std::fs::write(
+        &json,
+        "{\"mode\": \"report\",\n \"on_no_match\": \"deny\",\n \"mode\": \"enforce\"}",
+    )
+    .unwrap();
+    let (code, findings) = check_json(&json);
+    assert_eq!(code, 0);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        (findings[0]["rule"].as_str(), findings[0]["line"].as_u64()),
+        (Some("policy/duplicate-key"), Some(3))
+    );
+    // YAML requires unique keys: a syntax error at the second one.
+    let yaml = dir.join("p.yaml");
+    std::fs::write(&yaml, "mode: report\non_no_match: deny\nmode: enforce\n").unwrap();
+    let (code, findings) = check_json(&yaml);
+    assert_eq!(code, 1);
+    assert_eq!(
+        (findings[0]["rule"].as_str(), findings[0]["line"].as_u64()),
+        (Some("syntax"), Some(3))
+    );
+}
