@@ -152,3 +152,20 @@ fn a_typo_in_the_demo_bootstrap_is_reported_at_its_line_and_column() {
     );
     assert_eq!(f["hint"], "did you mean `issuer`?");
 }
+
+#[test]
+fn the_ci_workflow_example_is_yaml_and_runs_check_and_lint_with_sarif() {
+    let workflow = repo().join("examples/ci/apiguard.yml");
+    // It is no policy (its members are refused as such), but it must read as YAML: a syntax error
+    // would be reported as one.
+    let (_, findings) = check_json(&workflow);
+    assert!(
+        !findings.is_empty() && findings.iter().all(|f| f["rule"] == "policy/invalid"),
+        "{findings:#?}"
+    );
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    assert!(text.contains("apiguard check --format sarif"));
+    assert!(text.contains("apiguard lint --format sarif"));
+    assert_eq!(text.matches("github/codeql-action/upload-sarif").count(), 2);
+    assert!(text.contains("security-events: write"));
+}
