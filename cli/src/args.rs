@@ -26,7 +26,7 @@ impl Command {
     ) -> Result<Args, u8> {
         let args = Args::parse(argv, with_value, switches).map_err(|e| self.usage(&e))?;
         if args.help() {
-            println!("{}", self.help);
+            print_out(&format!("{}\n", self.help));
             return Err(EXIT_OK);
         }
         Ok(args)
@@ -101,6 +101,12 @@ impl Args {
     pub fn help(&self) -> bool {
         self.switch("--help")
     }
+}
+
+/// Writes to standard output; a closed pipe (`apiguard lint x | head`) is not an error worth a
+/// panic, so write errors are dropped.
+pub fn print_out(text: &str) {
+    let _ = write_output(None, text);
 }
 
 /// Reads a file (`-` is standard input).

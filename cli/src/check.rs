@@ -2,7 +2,7 @@
 //! (`Policy::from_plugin_configuration`), print every refusal with its JSON path, file, line and
 //! column and a hint, then warn about valid but risky choices.
 
-use crate::args::{read_input, Command};
+use crate::args::{print_out, read_input, Command};
 use crate::locate::pointer_of;
 use crate::policy_source::{self, Found, Hcm};
 use crate::report::{self, Finding, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
@@ -55,7 +55,7 @@ pub fn run(argv: &[String]) -> u8 {
     }
     findings.retain(|f| !allowed.contains(&f.rule));
     let summary = report::summary(&findings);
-    print!("{}", report::render(format, &findings, &summary));
+    print_out(&report::render(format, &findings, &summary));
     let threshold = if args.switch("--strict") {
         Level::Warning
     } else {

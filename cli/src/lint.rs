@@ -6,7 +6,7 @@
 //! suppressed inline with `x-apiguard-ignore` on any object: a list of rule ids, or a map from rule
 //! id to the reason, which silences those rules for that object and everything under it.
 
-use crate::args::Command;
+use crate::args::{print_out, Command};
 use crate::openapi_import::{self, Imported};
 use crate::report::{self, Finding, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 use crate::rules::{self, Level};
@@ -83,7 +83,7 @@ pub fn run(argv: &[String]) -> u8 {
     };
     let findings = lint(&imported, &levels);
     let summary = report::summary(&findings);
-    print!("{}", report::render(format, &findings, &summary));
+    print_out(&report::render(format, &findings, &summary));
     match fail_on {
         Some(l) if findings.iter().any(|f| f.level >= l) => EXIT_FINDINGS,
         _ => EXIT_OK,

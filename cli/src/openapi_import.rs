@@ -7,7 +7,7 @@
 //! The result is compiled with the filter's own `OpenApi::compile`, so whatever the filter would
 //! refuse (a remote `$ref`, an unsupported keyword, Swagger 2.0) is reported by JSON pointer now.
 
-use crate::args::{read_input, write_output, Command};
+use crate::args::{print_out, read_input, write_output, Command};
 use crate::report::{self, Finding, Format, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 use crate::source::{self, escape_token, Document, Format as SourceFormat, Pos};
 use apiguard::schema::OpenApi;
@@ -36,7 +36,7 @@ pub fn run_openapi(argv: &[String]) -> u8 {
     match argv.split_first() {
         Some((sub, rest)) if sub == "import" => run(rest),
         Some((h, _)) if h == "-h" || h == "--help" => {
-            println!("{HELP}");
+            print_out(&format!("{HELP}\n"));
             EXIT_OK
         }
         _ => usage("the subcommand is `import`"),
@@ -83,7 +83,7 @@ pub fn run(argv: &[String]) -> u8 {
             eprint!("{out}");
         }
     } else {
-        print!("{out}");
+        print_out(&out);
     }
     if imported.findings.is_empty() {
         EXIT_OK

@@ -9,7 +9,7 @@
 //! same members. The result is compiled with `Policy::from_value` before it is written: a rule the
 //! filter would refuse is left out and named.
 
-use crate::args::{read_input, write_output, Command};
+use crate::args::{print_out, read_input, write_output, Command};
 use crate::report::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 use apiguard::config::Policy;
 use apiguard::discovery::event::SCHEMA_VERSION;
@@ -43,7 +43,7 @@ pub fn run_policy(argv: &[String]) -> u8 {
     match argv.split_first() {
         Some((sub, rest)) if sub == "from-inventory" => run(rest),
         Some((h, _)) if h == "-h" || h == "--help" => {
-            println!("{HELP}");
+            print_out(&format!("{HELP}\n"));
             EXIT_OK
         }
         _ => usage("the subcommand is `from-inventory`"),
