@@ -252,4 +252,42 @@ mod tests {
             assert!(RULES[..i].iter().all(|o| o.id != r.id), "{}", r.id);
         }
     }
+
+    /// docs/cli.md documents every command's flags and every rule with its OWASP category.
+    #[test]
+    fn docs_cli_covers_every_flag_and_rule() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md"))
+            .unwrap();
+        for help in [
+            crate::check::HELP,
+            crate::lint::HELP,
+            crate::openapi_import::HELP,
+            crate::render::HELP,
+            crate::policy_from_inventory::HELP,
+        ] {
+            for word in help.split(|c: char| c.is_whitespace() || "[]|,()".contains(c)) {
+                let flag = word.trim_end_matches(['.', ':']);
+                if flag.starts_with("--") && flag.len() > 2 || flag == "-o" {
+                    assert!(
+                        doc.contains(&format!("`{flag}")),
+                        "docs/cli.md does not document {flag}"
+                    );
+                }
+            }
+        }
+        for rule in crate::rules::RULES {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", rule.id)))
+                .unwrap_or_else(|| panic!("docs/cli.md has no row for rule {}", rule.id));
+            assert!(
+                row.contains(&format!("| {} |", rule.level.name())),
+                "{}: level",
+                rule.id
+            );
+            if let Some(owasp) = rule.owasp {
+                assert!(row.contains(owasp), "{}: OWASP category {owasp}", rule.id);
+            }
+        }
+    }
 }
