@@ -12,7 +12,8 @@ use crate::jwt::cache::{TokenCache, VerifiedToken};
 use crate::jwt::extract::{extract, strip_params, FoundToken, TokenLocation};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{jws, verify, Status};
-use crate::ratelimit::{LimitEvent, RequestFacts, Seed};
+use crate::ratelimit::service::{DescribeFailure, ServiceCall};
+use crate::ratelimit::{LimitEvent, RequestFacts, Seed, Tier};
 use crate::refusal::Denial;
 pub use crate::request::RequestView;
 use crate::route::path_only;
@@ -100,6 +101,8 @@ pub struct Verdict {
     /// The body must be buffered and checked with [`check_body`] (schema index, what to check).
     pub body_check: Option<(usize, BodyCheck)>,
     pub events: Vec<Event>,
+    /// The call to the rate limit service the request waits for (when nothing refused it first).
+    pub service_call: Option<ServiceCall>,
 }
 
 impl Verdict {
@@ -119,6 +122,7 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         response_headers: Vec::new(),
         body_check: None,
         events: Vec::new(),
+        service_call: None,
     };
     if let Err(denial) = run_stages(policy, request, env, &mut verdict) {
         verdict.denial = Some(denial);
@@ -340,11 +344,49 @@ fn rate_limit(
     );
     verdict.response_headers = decision.headers;
     match decision.refusal {
-        None => Ok(()),
+        None => {}
         Some(crate::ratelimit::Refusal::AmbiguousKey { .. }) => {
+            return Err(Denial::BadRequest("ambiguous_rate_limit_key"))
+        }
+        Some(other) => return Err(Denial::RateLimited(other)),
+    }
+    // One call for every service-backed policy of the rule (and the local shares that are spent).
+    let limits = &at.policy.rate_limits;
+    let to_service: Vec<usize> = rule
+        .rate_limits
+        .iter()
+        .copied()
+        .filter(|&p| {
+            decision.escalated.contains(&p)
+                || limits
+                    .policies
+                    .get(p)
+                    .is_some_and(|x| x.tier == Tier::Service)
+        })
+        .collect();
+    if to_service.is_empty() {
+        return Ok(());
+    }
+    match limits.service_call(&to_service, &facts) {
+        Ok(call) => {
+            verdict.service_call = call;
+            Ok(())
+        }
+        Err(DescribeFailure::Ambiguous { policy, .. }) => {
+            verdict
+                .events
+                .push(Event::RateLimit(policy, LimitEvent::AmbiguousKey));
             Err(Denial::BadRequest("ambiguous_rate_limit_key"))
         }
-        Some(other) => Err(Denial::RateLimited(other)),
+        Err(DescribeFailure::Missing { policy, part }) => {
+            verdict
+                .events
+                .push(Event::RateLimit(policy, LimitEvent::MissingKey));
+            Err(Denial::RateLimited(crate::ratelimit::Refusal::MissingKey {
+                policy,
+                part,
+            }))
+        }
     }
 }
 
