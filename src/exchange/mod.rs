@@ -274,6 +274,7 @@ impl Exchange {
         for &p in &call.policies {
             host.service_latency(p, micros);
         }
+        let result = result.timed(micros, call.timeout_ms);
         let decision = policy.rate_limits.service_outcome(&call, &result);
         for (p, e) in &decision.events {
             host.event(&Event::RateLimit(*p, *e));

@@ -84,6 +84,26 @@ pub enum ServiceResult {
     Failed(u32),
     /// The call could not be started (e.g. no such cluster).
     NotSent,
+    /// The call ended at its timeout. Envoy reports that as a failed call (its HTTP/2 stream gets a
+    /// 504, which gRPC maps to status 14), so the exchange tells it by the time it took.
+    TimedOut,
+}
+
+impl ServiceResult {
+    /// `Failed` after (nearly) the whole timeout is a timeout, as is status `DEADLINE_EXCEEDED`.
+    /// Envoy's timer may fire a little before the filter's clock says the timeout is over: a tenth
+    /// of the timeout (at least 1 ms) counts as the whole.
+    pub fn timed(self, elapsed_us: u64, timeout_ms: u64) -> ServiceResult {
+        let timeout_us = timeout_ms.saturating_mul(1000);
+        let slack_us = (timeout_us / 10).max(1000);
+        match self {
+            ServiceResult::Failed(GRPC_DEADLINE_EXCEEDED) => ServiceResult::TimedOut,
+            ServiceResult::Failed(_) if elapsed_us.saturating_add(slack_us) >= timeout_us => {
+                ServiceResult::TimedOut
+            }
+            other => other,
+        }
+    }
 }
 
 /// The decision a call's result gives.
@@ -201,7 +221,7 @@ impl RateLimits {
                     return self.failed(call, decision, LimitEvent::ServiceError, "undecodable")
                 }
             },
-            ServiceResult::Failed(GRPC_DEADLINE_EXCEEDED) => {
+            ServiceResult::Failed(GRPC_DEADLINE_EXCEEDED) | ServiceResult::TimedOut => {
                 return self.failed(call, decision, LimitEvent::ServiceTimeout, "timed out")
             }
             ServiceResult::Failed(_) => {
