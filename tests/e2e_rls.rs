@@ -225,8 +225,8 @@ fn config() -> Value {
             "per_user": {"key": [{"header": "x-user"}], "service": service("per_user", json!({}))},
             "shared": {"requests": 2, "period": "3600s", "tier": "local_then_service",
                        "key": [{"header": "x-user"}], "service": service("shared", json!({}))},
-            "open": {"key": [{"header": "x-user"}], "service": service("strict", json!({"failure_mode": "allow"}))},
-            "closed": {"key": [{"header": "x-user"}], "service": service("strict", json!({"failure_mode": "deny"}))},
+            "open": {"key": [{"header": "x-user"}], "service": service("strict", json!({"failure_mode": "allow", "timeout": "300ms"}))},
+            "closed": {"key": [{"header": "x-user"}], "service": service("strict", json!({"failure_mode": "deny", "timeout": "300ms"}))},
             "slow": {"key": [{"header": "x-user"}],
                      "service": {"cluster": "blackhole", "domain": "apiguard", "timeout": "100ms"}},
             "http1": {"key": [{"header": "x-user"}],
@@ -413,7 +413,12 @@ fn service_failures_follow_failure_mode_and_are_counted() {
     }
     assert_eq!(counter(&w, "open_service_failure_allowed"), 6);
     assert_eq!(counter(&w, "closed_service_failure_denied"), 6);
-    assert_eq!(counter(&w, "open_service_errors"), 6);
+    // limitador's Redis connection either fails at once (an error) or retries until the call's
+    // timeout: each failed call counts as exactly one of the two.
+    assert_eq!(
+        counter(&w, "open_service_errors") + counter(&w, "open_service_timeouts"),
+        6
+    );
     // The service dies too: the calls fail (gRPC 14), same outcomes.
     w.rls.kill();
     for i in 0..4 {
@@ -423,7 +428,10 @@ fn service_failures_follow_failure_mode_and_are_counted() {
     }
     assert_eq!(counter(&w, "open_service_failure_allowed"), 10);
     assert_eq!(counter(&w, "closed_service_failure_denied"), 10);
-    assert_eq!(counter(&w, "closed_service_errors"), 10);
+    assert_eq!(
+        counter(&w, "closed_service_errors") + counter(&w, "closed_service_timeouts"),
+        10
+    );
     assert_eq!(
         w.echo.requests(),
         before + 10,
@@ -459,7 +467,23 @@ fn a_silent_service_times_out_and_a_cluster_without_http2_fails() {
     assert_eq!(e.counter(&format!("{P}_rl_http1_service_timeouts")), 0);
 }
 
+fn a_missing_cluster_is_refused_at_configure_time() {
+    let paths = e2e_paths().unwrap();
+    let echo = Echo::start();
+    let config = json!({
+        "rate_limits": {"g": {"service": {"cluster": "nope", "domain": "apiguard"}}},
+        "rules": [{"match": {"prefix": "/"}, "rate_limits": "g"}]
+    });
+    let log = Envoy::start_refused(&paths, &config.to_string(), &EnvoyOpts::new(&echo));
+    assert!(
+        log.contains("rate_limits.g.service.cluster: Envoy has no cluster named \"nope\""),
+        "{}",
+        common::tail(&log, 30)
+    );
+}
+
 per_protocol!(
+    a_missing_cluster_is_refused_at_configure_time,
     one_budget_is_shared_exactly_across_two_proxies,
     local_then_service_overshoots_by_at_most_the_local_shares,
     service_failures_follow_failure_mode_and_are_counted,
