@@ -130,7 +130,7 @@ clean:
 # they are), crashes to fuzz/artifacts/<target>/, each run's log to fuzz/target/<target>.log.
 # `cargo test --test fuzz_corpus_replay` replays the seed corpora on stable Rust.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact redact_encodings discovery pipeline canonical_path body_flow
+FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact redact_encodings discovery pipeline canonical_path body_flow rls_proto
 .PHONY: fuzz
 fuzz:
 	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) +nightly install cargo-fuzz --locked

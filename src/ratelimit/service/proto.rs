@@ -94,22 +94,22 @@ pub struct Descriptor<'a> {
 /// Encodes a `RateLimitRequest`. `hits_addend` 0 is left out (the service then counts 1).
 pub fn encode_request(domain: &str, descriptors: &[Descriptor<'_>], hits_addend: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    put_bytes(&mut out, 1, domain.as_bytes());
+    put_string(&mut out, 1, domain.as_bytes());
     for descriptor in descriptors {
         let mut d = Vec::with_capacity(48);
         for (key, value) in &descriptor.entries {
             let mut entry = Vec::with_capacity(key.len() + value.len() + 4);
-            put_bytes(&mut entry, 1, key.as_bytes());
-            put_bytes(&mut entry, 2, value.as_bytes());
-            put_bytes(&mut d, 1, &entry);
+            put_string(&mut entry, 1, key.as_bytes());
+            put_string(&mut entry, 2, value.as_bytes());
+            put_message(&mut d, 1, &entry);
         }
         if let Some(hits) = descriptor.hits_addend {
             // google.protobuf.UInt64Value { value = 1 }
             let mut wrapper = Vec::with_capacity(11);
             put_varint_field(&mut wrapper, 1, hits);
-            put_bytes(&mut d, 3, &wrapper);
+            put_message(&mut d, 3, &wrapper);
         }
-        put_bytes(&mut out, 2, &d);
+        put_message(&mut out, 2, &d);
     }
     put_varint_field(&mut out, 3, u64::from(hits_addend));
     out
@@ -130,11 +130,15 @@ fn put_varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
     }
 }
 
-/// A length-delimited field; proto3 leaves empty strings out, and so does this.
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    if bytes.is_empty() {
-        return;
+/// A string field; proto3 leaves empty strings out, and so does this.
+fn put_string(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        put_message(out, field, bytes);
     }
+}
+
+/// A length-delimited field, written even when empty (an element of a repeated message field).
+fn put_message(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_varint(out, (u64::from(field) << 3) | 2);
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
