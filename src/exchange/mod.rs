@@ -741,4 +741,6 @@ fn detail(denial: &Denial) -> String {
 }
 
 #[cfg(test)]
+mod service_tests;
+#[cfg(test)]
 mod tests;

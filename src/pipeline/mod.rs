@@ -312,9 +312,9 @@ fn rate_limit(
     caller: &Caller<'_>,
     verdict: &mut Verdict,
 ) -> Result<(), Denial> {
-    let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) else {
+    if rule.rate_limits.is_empty() {
         return Ok(());
-    };
+    }
     let method = at.request.method();
     let facts = Facts {
         request: at.request,
@@ -328,14 +328,18 @@ fn rate_limit(
         claims: caller.claims,
         api_key: caller.api_key,
     };
-    let decision = at.policy.rate_limits.check(
-        &rule.rate_limits,
-        &rule.name,
-        &facts,
-        env.store,
-        seed,
-        env.now_ms,
-    );
+    // Local decisions need the shared slot seed (set in every worker's `on_configure`).
+    let decision = match env.seed {
+        Some(seed) => at.policy.rate_limits.check(
+            &rule.rate_limits,
+            &rule.name,
+            &facts,
+            env.store,
+            seed,
+            env.now_ms,
+        ),
+        None => crate::ratelimit::Decision::default(),
+    };
     verdict.events.extend(
         decision
             .events
