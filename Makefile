@@ -39,7 +39,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: cli build envoy envoy-old envoy-matrix test lint demo bench noop profile clean wasm-target
+.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo bench noop profile clean wasm-target
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -74,7 +74,11 @@ envoy-matrix: build
 # machine responsive while V8 compiles the module for each Envoy. Every e2e suite runs over HTTP/1.1
 # and HTTP/2 (tests `http1::*` and `http2::*`). Both runs always run; the target fails if either did.
 # The second run is only the e2e test binaries (`--test 'e2e_*'`, or TEST_ARGS when given).
-test: build envoy envoy-old
+# tests/e2e_rls.rs runs the test rate limit service (limitador behind the v3 API).
+rls-server:
+	$(CARGO) build -p rls-server
+
+test: build envoy envoy-old rls-server
 	@rc=0; start=$$(date +%s); \
 	echo "== unit + e2e tests on Envoy $(ENVOY_VERSION)"; \
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" \
