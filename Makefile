@@ -109,7 +109,7 @@ BENCH_OUT ?= docs/benchmarks.md
 noop: wasm-target
 	env -u CARGO_TARGET_DIR $(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml
 
-bench: build noop envoy
+bench: build noop envoy rls-server
 	@command -v wrk >/dev/null 2>&1 || { \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk; }
