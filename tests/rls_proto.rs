@@ -22,6 +22,9 @@ use envoy_types::pb::google::protobuf::{Duration, Struct, UInt64Value};
 use prost::Message;
 use std::borrow::Cow;
 
+/// One descriptor: its entries and its own `hits_addend`.
+type Desc = (Vec<(String, String)>, Option<u64>);
+
 /// A small deterministic generator (no dependency, same cases every run).
 struct Gen(u64);
 
@@ -49,7 +52,7 @@ fn prost_reads_every_encoded_request_as_sent() {
     let mut g = Gen(7);
     for case in 0..2000 {
         let domain = g.text();
-        let descriptors: Vec<(Vec<(String, String)>, Option<u64>)> = (0..g.below(4))
+        let descriptors: Vec<Desc> = (0..g.below(4))
             .map(|_| {
                 let entries = (0..g.below(4)).map(|_| (g.text(), g.text())).collect();
                 let hits = (g.below(3) == 0).then(|| g.next() * 1000);

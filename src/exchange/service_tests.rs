@@ -35,7 +35,9 @@ fn answer(code: u8) -> ServiceResult {
     let status = [8, code, 18, 4, 8, 10, 16, 2, 24, 0, 34, 2, 8, 30];
     let mut m = vec![8, code, 18, status.len() as u8];
     m.extend_from_slice(&status);
-    m.extend_from_slice(&[26, 12, 10, 5, b'x', b'-', b'r', b'l', b's', 18, 3, b'y', b'e', b's']);
+    m.extend_from_slice(&[
+        26, 12, 10, 5, b'x', b'-', b'r', b'l', b's', 18, 3, b'y', b'e', b's',
+    ]);
     m.extend_from_slice(&[
         34, 14, 10, 9, b'x', b'-', b'c', b'h', b'e', b'c', b'k', b'e', b'd', 18, 1, b'1',
     ]);

@@ -1282,11 +1282,14 @@ fn rls_limits() -> &'static apiguard::ratelimit::RateLimits {
 
 /// An independent reader of the protobuf wire format, for the request the encoder writes.
 mod wire {
+    /// A descriptor's entries and its own `hits_addend`.
+    pub type Descriptor = (Vec<(String, String)>, Option<u64>);
+
     pub struct Request {
         pub domain: String,
         pub hits: u64,
         /// Entries, and the descriptor's own hits_addend.
-        pub descriptors: Vec<(Vec<(String, String)>, Option<u64>)>,
+        pub descriptors: Vec<Descriptor>,
     }
 
     fn varint(b: &[u8], i: &mut usize) -> u64 {

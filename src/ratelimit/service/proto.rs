@@ -390,8 +390,7 @@ mod tests {
             decode_response(&vec![0u8; MAX_RESPONSE_BYTES + 1]),
             Err(DecodeError::TooLarge)
         );
-        let many: Vec<u8> = std::iter::repeat([18u8, 0])
-            .take(MAX_STATUSES + 1)
+        let many: Vec<u8> = std::iter::repeat_n([18u8, 0], MAX_STATUSES + 1)
             .flatten()
             .collect();
         assert_eq!(decode_response(&many), Err(DecodeError::TooMany));
