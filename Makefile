@@ -39,7 +39,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo bench noop profile clean wasm-target
+.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop profile clean wasm-target
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -101,8 +101,13 @@ lint: wasm-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-demo: build envoy
+demo: build envoy rls-server
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo.sh
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
+
+# Two Envoys sharing one budget held by a rate limit service (the second part of `make demo`).
+demo-rls: build envoy rls-server
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
 
 # wrk comes from apt (it is not needed by `make test`). BENCH_OUT= (empty) prints without writing the docs.
 BENCH_OUT ?= docs/benchmarks.md
