@@ -332,3 +332,15 @@ fn bad_service_sections_name_their_path() {
         assert!(e.contains(path), "{json}: {e}");
     }
 }
+
+#[test]
+fn a_body_checking_rule_cannot_call_the_service_while_headers_are_held() {
+    let json = r#"{"allow_on_headers_stop_iteration": true,
+        "schemas": {"s": {"json_schema": {"type": "object"}}},
+        "rate_limits": {"g": {"service": {"cluster": "c", "domain": "d"}}},
+        "rules": [{"match": {"prefix": "/"}, "schema": "s", "rate_limits": "g"}]}"#;
+    let e = Policy::from_json(json.as_bytes()).unwrap_err().to_string();
+    assert!(e.contains("rules[0]"), "{e}");
+    let ok = json.replace(r#""allow_on_headers_stop_iteration": true,"#, "");
+    assert!(Policy::from_json(ok.as_bytes()).is_ok());
+}
