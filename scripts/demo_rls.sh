@@ -122,6 +122,7 @@ echo "== bob: his own budget =="
 send proxy-a "$A_PORT" bob
 send proxy-b "$B_PORT" bob
 echo "== counters (both proxies) =="
+sleep 5.5 # histograms show after the stats flush (5 s)
 for admin in "$A_ADMIN" "$B_ADMIN"; do
-    curl -s "http://127.0.0.1:$admin/stats?filter=apiguard_rl_per_user_(allowed|limited|service_calls)$" | sed 's/^/  /'
+    curl -s "http://127.0.0.1:$admin/stats?filter=apiguard_rl_per_user_(allowed|limited|service_calls|service_latency_us)$" | sed 's/^/  /'
 done
