@@ -284,8 +284,9 @@ impl Exchange {
                 worker,
                 host,
                 &format!(
-                    "rate limit service on cluster {:?}: {reason} ({result:?})",
-                    call.cluster
+                    "rate limit service on cluster {:?}: {reason} ({})",
+                    call.cluster,
+                    result.describe()
                 ),
             );
         }

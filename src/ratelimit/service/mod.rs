@@ -90,6 +90,16 @@ pub enum ServiceResult {
 }
 
 impl ServiceResult {
+    /// A value-free description for logs (never the answer's bytes).
+    pub fn describe(&self) -> String {
+        match self {
+            ServiceResult::Reply(bytes) => format!("an answer of {} bytes", bytes.len()),
+            ServiceResult::Failed(status) => format!("gRPC status {status}"),
+            ServiceResult::NotSent => "not started".to_string(),
+            ServiceResult::TimedOut => "timed out".to_string(),
+        }
+    }
+
     /// `Failed` after (nearly) the whole timeout is a timeout, as is status `DEADLINE_EXCEEDED`.
     /// Envoy's timer may fire a little before the filter's clock says the timeout is over: a tenth
     /// of the timeout (at least 1 ms) counts as the whole.
