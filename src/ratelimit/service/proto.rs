@@ -288,11 +288,13 @@ fn decode_duration_ms(bytes: &[u8]) -> Result<u64, DecodeError> {
             _ => {}
         }
     }
-    let total_ns = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-    if total_ns <= 0 {
+    // Proto3 durations carry one sign in both fields; anything not positive is "now".
+    if secs < 0 || (secs == 0 && nanos <= 0) {
         return Ok(0);
     }
-    Ok(u64::try_from((total_ns + 999_999) / 1_000_000).unwrap_or(u64::MAX))
+    let whole = u64::try_from(secs).unwrap_or(u64::MAX).saturating_mul(1000);
+    let part = u64::try_from(nanos.max(0)).unwrap_or(0).div_ceil(1_000_000);
+    Ok(whole.saturating_add(part))
 }
 
 fn push_header(list: &mut Vec<(Vec<u8>, Vec<u8>)>, bytes: &[u8]) -> Result<(), DecodeError> {
