@@ -39,7 +39,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: cli build envoy envoy-old envoy-matrix test lint demo bench noop profile clean wasm-target
+.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop profile clean wasm-target
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -74,7 +74,11 @@ envoy-matrix: build
 # machine responsive while V8 compiles the module for each Envoy. Every e2e suite runs over HTTP/1.1
 # and HTTP/2 (tests `http1::*` and `http2::*`). Both runs always run; the target fails if either did.
 # The second run is only the e2e test binaries (`--test 'e2e_*'`, or TEST_ARGS when given).
-test: build envoy envoy-old
+# tests/e2e_rls.rs runs the test rate limit service (limitador behind the v3 API).
+rls-server:
+	$(CARGO) build -p rls-server
+
+test: build envoy envoy-old rls-server
 	@rc=0; start=$$(date +%s); \
 	echo "== unit + e2e tests on Envoy $(ENVOY_VERSION)"; \
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" \
@@ -97,15 +101,20 @@ lint: wasm-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-demo: build envoy
+demo: build envoy rls-server
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo.sh
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
+
+# Two Envoys sharing one budget held by a rate limit service (the second part of `make demo`).
+demo-rls: build envoy rls-server
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
 
 # wrk comes from apt (it is not needed by `make test`). BENCH_OUT= (empty) prints without writing the docs.
 BENCH_OUT ?= docs/benchmarks.md
 noop: wasm-target
 	env -u CARGO_TARGET_DIR $(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml
 
-bench: build noop envoy
+bench: build noop envoy rls-server
 	@command -v wrk >/dev/null 2>&1 || { \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk; }
@@ -130,7 +139,7 @@ clean:
 # they are), crashes to fuzz/artifacts/<target>/, each run's log to fuzz/target/<target>.log.
 # `cargo test --test fuzz_corpus_replay` replays the seed corpora on stable Rust.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact redact_encodings discovery pipeline canonical_path body_flow
+FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact redact_encodings discovery pipeline canonical_path body_flow rls_proto
 .PHONY: fuzz
 fuzz:
 	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) +nightly install cargo-fuzz --locked

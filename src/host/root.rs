@@ -148,6 +148,10 @@ impl RootContext for ApiGuardRoot {
                 return false;
             }
         };
+        if let Err(e) = probe_service_clusters(&policy) {
+            log::error!("apiguard: {e}");
+            return false;
+        }
         let jwks = policy.jwks_coordinator(worker_id());
         if let Err(e) = jwks.ensure_shared_records(&HostStore) {
             log::warn!(
@@ -317,4 +321,46 @@ fn worker_id() -> u64 {
         // Without randomness, the clock still differs between VMs started at different instants.
         Err(_) => super::now_ms(),
     }
+}
+
+/// Refuses a configuration whose rate limit service cluster Envoy does not know: a gRPC call to an
+/// unknown cluster fails at once (`ParseFailure`), a call to a known one starts and is cancelled
+/// at once. The error names the JSON path of the `cluster` member.
+fn probe_service_clusters(policy: &crate::config::Policy) -> Result<(), String> {
+    use crate::ratelimit::service::{METHOD_NAME, SERVICE_NAME};
+    let mut probed: Vec<&str> = Vec::new();
+    for limit in &policy.rate_limits.policies {
+        let Some(service) = limit.service.as_ref() else {
+            continue;
+        };
+        if probed.contains(&service.cluster.as_str()) {
+            continue;
+        }
+        probed.push(&service.cluster);
+        match hostcalls::dispatch_grpc_call(
+            &service.cluster,
+            SERVICE_NAME,
+            METHOD_NAME,
+            vec![],
+            Some(&[]),
+            Duration::from_millis(1),
+        ) {
+            Ok(token) => {
+                // Nothing is waiting for this answer; Envoy answers Ok or NotFound here.
+                let _ = hostcalls::cancel_grpc_call(token);
+            }
+            Err(proxy_wasm::types::Status::ParseFailure) => {
+                return Err(format!(
+                    "rate_limits.{}.service.cluster: Envoy has no cluster named {:?} (it must exist and speak HTTP/2)",
+                    limit.name, service.cluster
+                ));
+            }
+            Err(e) => log::warn!(
+                "{}: cannot check the rate limit service cluster {:?}: {e:?}",
+                policy.name,
+                service.cluster
+            ),
+        }
+    }
+    Ok(())
 }
