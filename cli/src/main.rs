@@ -1,6 +1,8 @@
 //! `apiguard`: the native companion of the filter. Every subcommand reuses the filter's core
 //! (the `apiguard` library crate), so a policy or a contract is judged by the same code the proxy runs.
 
+mod serve;
+
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: apiguard <command> [args]
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
+        "serve" => serve::main(rest),
         "--version" => {
             println!("apiguard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
