@@ -77,7 +77,7 @@ fn ingest_refuses_what_it_must_and_counts_a_retry_once() {
     // Valid, then the same batch again (a retry): stored once.
     let r = s.post_batch(P1, &b);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({"accepted_endpoints": 1, "duplicate": false}));
+    assert_eq!(r.json(), json!({"endpoints": 1, "duplicate": false}));
     let r = s.post_batch(P1, &b);
     assert_eq!(r.json()["duplicate"], true);
     let e = s.get_json("/api/v1/endpoints", READ);

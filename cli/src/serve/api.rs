@@ -255,6 +255,17 @@ pub fn route(state: &State, req: &mut tiny_http::Request, method: &str, path: &s
         "endpoints" => Answer::json(200, &Value::Array(endpoints(&cat, &records, &Filter::from_query(query)))),
         "findings" => Answer::json(200, &Value::Array(findings_list(state, &cat, &records, query))),
         "report" => Answer::json(200, &report(state, &cat, &records)),
+        "finding-codes" => Answer::json(
+            200,
+            &Value::Array(
+                findings::TABLE
+                    .iter()
+                    .map(|(code, severity, owasp, title)| {
+                        json!({"code": code, "severity": severity, "owasp": owasp, "title": title})
+                    })
+                    .collect(),
+            ),
+        ),
         "specs" => Answer::json(
             200,
             &Value::Array(

@@ -116,7 +116,11 @@ impl Validator {
                 .iter()
                 .map(|v| {
                     let at = if v.pointer.is_empty() { "/" } else { &v.pointer };
-                    format!("{at} fails `{}`", v.keyword)
+                    if v.keyword == "required" {
+                        format!("{at} is missing")
+                    } else {
+                        format!("{at} fails `{}`", v.keyword)
+                    }
                 })
                 .collect();
             return Err(Reject::bad(format!(

@@ -488,7 +488,7 @@ fn ingest(state: &State, req: &mut tiny_http::Request, path: &str) -> Answer {
     match format {
         Format::Apiguard => Answer::json(
             200,
-            &json!({"accepted_endpoints": endpoints, "duplicate": duplicates > 0}),
+            &json!({"endpoints": endpoints, "duplicate": duplicates > 0}),
         ),
         Format::OtlpJson => {
             let v = if rejected > 0 {
