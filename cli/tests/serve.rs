@@ -426,3 +426,58 @@ fn a_non_loopback_listener_needs_tokens() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"));
 }
+
+#[test]
+fn overload_answers_503_or_429_with_retry_after_and_loses_nothing_acknowledged() {
+    // One commit a second, two batches may wait: a burst of twelve overflows the queue.
+    let s = server("overload", &["--queue", "2", "--workers", "16", "--commit-delay", "1s", "--per-proxy-queue", "100"]);
+    let batches: Vec<Value> = (0..12)
+        .map(|i| batch("node-o", "0", 1_700_000_000_000 + i * 5000, vec![endpoint("svc", "GET", "/o", "inferred")]))
+        .collect();
+    let first: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .iter()
+            .map(|b| scope.spawn(|| {
+                let r = s.post_batch(P1, b);
+                (r.status, r.header("retry-after").map(str::to_string))
+            }))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused: Vec<usize> = first.iter().enumerate().filter(|(_, r)| r.0 == 503).map(|(i, _)| i).collect();
+    assert!(!refused.is_empty(), "{first:?}");
+    for (status, retry_after) in &first {
+        assert!(*status == 200 || (*status == 503 && retry_after.as_deref() == Some("1")), "{first:?}");
+    }
+    let acknowledged = first.iter().filter(|r| r.0 == 200).count() as u64;
+    assert_eq!(s.get_json("/api/v1/endpoints", READ)[0]["count"], acknowledged * 3);
+    // The proxy retries what was refused, one at a time: everything arrives, once.
+    for i in refused {
+        assert_eq!(s.post_batch(P1, &batches[i]).status, 200);
+    }
+    assert_eq!(s.get_json("/api/v1/endpoints", READ)[0]["count"], 12 * 3);
+    let m = s.request("GET", "/metrics", &[("authorization", "Bearer read-token")], b"").text();
+    assert!(!m.contains("apiguard_serve_rejects_total{reason=\"overloaded\"} 0"), "{m}");
+}
+
+#[test]
+fn one_proxy_with_too_many_batches_waiting_gets_429() {
+    let s = server("per-proxy", &["--workers", "16", "--commit-delay", "1s", "--per-proxy-queue", "1"]);
+    let batches: Vec<Value> = (0..6)
+        .map(|i| batch("node-p", "0", 1_700_000_000_000 + i * 5000, vec![endpoint("svc", "GET", "/p", "inferred")]))
+        .collect();
+    let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .iter()
+            .map(|b| scope.spawn(|| {
+                let r = s.post_batch(P1, b);
+                (r.status, r.header("retry-after").map(str::to_string))
+            }))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().any(|r| r.0 == 429 && r.1.as_deref() == Some("1")), "{statuses:?}");
+    assert!(statuses.iter().any(|r| r.0 == 200), "{statuses:?}");
+    // Another proxy is not held back by this one.
+    assert_eq!(s.post_batch(P2, &batches[0]).status, 200);
+}

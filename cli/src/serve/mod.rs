@@ -221,6 +221,9 @@ fn writer(mut store: Store, rx: Receiver<Job>, state: Arc<State>) {
 }
 
 fn commit(store: &mut Store, jobs: Vec<Job>, state: &State) {
+    if state.opts.commit_delay_ms > 0 {
+        std::thread::sleep(Duration::from_millis(state.opts.commit_delay_ms));
+    }
     let mut items = Vec::new();
     let mut shapes = Vec::new();
     for job in jobs {

@@ -28,7 +28,8 @@ options:
   --queue N                batches waiting for the store before 503 (default 256)
   --per-proxy-queue N      batches of one proxy waiting before 429 (default 64)
   --workers N              HTTP worker threads (default 8)
-  --sync normal|full       SQLite durability (default normal: survives a process crash)";
+  --sync normal|full       SQLite durability (default normal: survives a process crash)
+  --commit-delay DUR       hold every store commit this long (testing overload; default 0)";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -48,6 +49,7 @@ pub struct Options {
     pub per_proxy_queue: usize,
     pub workers: usize,
     pub sync_full: bool,
+    pub commit_delay_ms: u64,
 }
 
 fn millis(text: &str) -> Result<u64, String> {
@@ -92,6 +94,7 @@ impl Options {
             per_proxy_queue: 64,
             workers: 8,
             sync_full: false,
+            commit_delay_ms: 0,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -133,6 +136,7 @@ impl Options {
                 "--queue" => o.queue = number(flag, &value()?, 1, 100_000)?,
                 "--per-proxy-queue" => o.per_proxy_queue = number(flag, &value()?, 1, 100_000)?,
                 "--workers" => o.workers = number(flag, &value()?, 1, 256)?,
+                "--commit-delay" => o.commit_delay_ms = millis(&value()?)?.min(60_000),
                 "--sync" => {
                     o.sync_full = match value()?.as_str() {
                         "normal" => false,
