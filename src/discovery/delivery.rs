@@ -58,7 +58,9 @@ pub fn read_answer(retry_after: Option<&[u8]>, body: &[u8]) -> Answer {
     let rejected_records = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {
-            let p = v.get("partialSuccess").or_else(|| v.get("partial_success"))?;
+            let p = v
+                .get("partialSuccess")
+                .or_else(|| v.get("partial_success"))?;
             let n = p
                 .get("rejectedLogRecords")
                 .or_else(|| p.get("rejected_log_records"))?;
@@ -338,7 +340,10 @@ mod tests {
             o.finish(id, Outcome::Status(status), 0);
             assert_eq!(o.queued(), 0, "{status} is not retried");
             let s = o.stats();
-            assert_eq!((s.batches_dropped, s.batches_rejected, s.endpoints_dropped), (1, 1, 2));
+            assert_eq!(
+                (s.batches_dropped, s.batches_rejected, s.endpoints_dropped),
+                (1, 1, 2)
+            );
         }
     }
 
@@ -353,11 +358,20 @@ mod tests {
         assert_eq!(o.start(6_999), None);
         let id = o.start(7_000).unwrap_or(0);
         // Shorter than the backoff (2 s after a second failure): the backoff wins.
-        o.finish_with(id, Outcome::Status(429), read_answer(Some(b"1"), b""), None, 7_000);
+        o.finish_with(
+            id,
+            Outcome::Status(429),
+            read_answer(Some(b"1"), b""),
+            None,
+            7_000,
+        );
         assert_eq!(o.start(8_999), None);
         assert!(o.start(9_000).is_some());
         // An HTTP-date or garbage is not read; a huge value is capped.
-        assert_eq!(read_answer(Some(b"Wed, 21 Oct 2015 07:28:00 GMT"), b"").retry_after_ms, None);
+        assert_eq!(
+            read_answer(Some(b"Wed, 21 Oct 2015 07:28:00 GMT"), b"").retry_after_ms,
+            None
+        );
         assert_eq!(
             read_answer(Some(b"99999999999999"), b"").retry_after_ms,
             Some(MAX_RETRY_AFTER_MS)
@@ -398,7 +412,8 @@ mod tests {
         let s = o.stats();
         assert_eq!((s.batches_sent, s.records_rejected, o.queued()), (1, 3, 0));
         assert_eq!(
-            read_answer(None, br#"{"partial_success": {"rejected_log_records": 2}}"#).rejected_records,
+            read_answer(None, br#"{"partial_success": {"rejected_log_records": 2}}"#)
+                .rejected_records,
             2
         );
         assert_eq!(read_answer(None, b"{}").rejected_records, 0);

@@ -75,9 +75,7 @@ pub const MAX_COLLECTOR_TOKEN_BYTES: usize = 4096;
 fn collector_token(node: &Node<'_>) -> Result<String> {
     let token = node.non_empty_str()?;
     if token.len() > MAX_COLLECTOR_TOKEN_BYTES {
-        return Err(node.error(format!(
-            "longer than {MAX_COLLECTOR_TOKEN_BYTES} bytes"
-        )));
+        return Err(node.error(format!("longer than {MAX_COLLECTOR_TOKEN_BYTES} bytes")));
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(node.error(

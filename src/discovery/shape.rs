@@ -358,7 +358,10 @@ mod tests {
         let back = Shape::from_json(&a.to_json(), limits).unwrap();
         assert_eq!(back.to_json(), a.to_json());
         let mut merged = back;
-        merged.merge(&Shape::of(&json!({"id": "7", "extra": null}), limits), limits);
+        merged.merge(
+            &Shape::of(&json!({"id": "7", "extra": null}), limits),
+            limits,
+        );
         assert_eq!(
             merged.to_json(),
             json!({"type": ["object"], "properties": {
@@ -368,9 +371,16 @@ mod tests {
         );
         assert!(Shape::from_json(&json!({"type": ["bogus"]}), limits).is_none());
         assert!(Shape::from_json(&json!({"properties": {}}), limits).is_none());
-        let tight = ShapeLimits { max_depth: 4, max_members: 1 };
-        let cut = Shape::from_json(&json!({"type": ["object"], "properties": {
-            "a": {"type": ["string"]}, "b": {"type": ["string"]}}}), tight).unwrap();
+        let tight = ShapeLimits {
+            max_depth: 4,
+            max_members: 1,
+        };
+        let cut = Shape::from_json(
+            &json!({"type": ["object"], "properties": {
+            "a": {"type": ["string"]}, "b": {"type": ["string"]}}}),
+            tight,
+        )
+        .unwrap();
         assert!(cut.is_truncated());
         assert_eq!(cut.to_json()["properties"].as_object().unwrap().len(), 1);
     }

@@ -200,7 +200,9 @@ fn the_collector_token_travels_as_a_bearer_authorization() {
         worker: "w".into(),
         node: None,
     };
-    let d = compiled(json!({"collector": {"cluster": "c", "uri": "http://c:4318/v1/apiguard", "token": "s3cr3t-T0ken"}}));
+    let d = compiled(
+        json!({"collector": {"cluster": "c", "uri": "http://c:4318/v1/apiguard", "token": "s3cr3t-T0ken"}}),
+    );
     let mut w = DiscoveryWorker::new(&d, src(), 0);
     w.outbox.push(event::EncodedBatch {
         body: b"{}".to_vec(),

@@ -91,9 +91,10 @@ impl Context for ApiGuardRoot {
             Call::Discovery(id) => {
                 let outcome = status.map_or(Outcome::NoResponse, Outcome::Status);
                 // Retry-After and an OTLP partial success; a larger body is not read.
-                let retry_after = abi::header_value(MapType::HttpCallResponseHeaders, "retry-after")
-                    .ok()
-                    .flatten();
+                let retry_after =
+                    abi::header_value(MapType::HttpCallResponseHeaders, "retry-after")
+                        .ok()
+                        .flatten();
                 let body = if body_size <= MAX_COLLECTOR_ANSWER_BYTES {
                     abi::buffer(BufferType::HttpCallResponseBody, body_size).unwrap_or_default()
                 } else {

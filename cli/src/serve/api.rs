@@ -30,7 +30,9 @@ pub fn decode(s: &str) -> String {
         match c {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(v) => {
                         out.push(v);
@@ -51,9 +53,7 @@ pub fn load(state: &State) -> Result<Records, Answer> {
         .reader
         .lock()
         .map_err(|_| Answer::retry(503, "store unavailable", 1))?;
-    store
-        .endpoints()
-        .map_err(|e| Answer::retry(503, &e, 1))
+    store.endpoints().map_err(|e| Answer::retry(503, &e, 1))
 }
 
 /// An endpoint as the API shows it: the merged record, its id, service and verdict.
@@ -102,7 +102,8 @@ impl Filter {
     }
 
     pub fn matches(&self, v: &Value) -> bool {
-        let eq = |want: &str, k: &str| want.is_empty() || v.get(k).and_then(Value::as_str) == Some(want);
+        let eq =
+            |want: &str, k: &str| want.is_empty() || v.get(k).and_then(Value::as_str) == Some(want);
         let has = |want: &str, p: &str| {
             want.is_empty()
                 || v.pointer(p)
@@ -138,7 +139,11 @@ fn count_by(views: &[Value], key: &str) -> BTreeMap<String, u64> {
 
 pub fn summary(state: &State, cat: &Catalogue, records: &Records) -> Value {
     let views = endpoints(cat, records, &Filter::default());
-    let found = findings::all(cat, records, now_ms().saturating_sub(state.opts.unused_after_ms));
+    let found = findings::all(
+        cat,
+        records,
+        now_ms().saturating_sub(state.opts.unused_after_ms),
+    );
     let (batches, schema) = state
         .reader
         .lock()
@@ -161,9 +166,13 @@ pub fn services(cat: &Catalogue, records: &Records) -> Value {
     let views = endpoints(cat, records, &Filter::default());
     let mut out = Vec::new();
     for (service, n) in count_by(&views, "service") {
-        let declared = cat
-            .for_service(&service)
-            .map(|d| if d.service == "*" { "filter-config" } else { "uploaded" });
+        let declared = cat.for_service(&service).map(|d| {
+            if d.service == "*" {
+                "filter-config"
+            } else {
+                "uploaded"
+            }
+        });
         out.push(json!({"service": service, "endpoints": n, "declared_spec": declared}));
     }
     Value::Array(out)
@@ -226,7 +235,13 @@ fn unauthorized() -> Answer {
     a
 }
 
-pub fn route(state: &State, req: &mut tiny_http::Request, method: &str, path: &str, query: &str) -> Answer {
+pub fn route(
+    state: &State,
+    req: &mut tiny_http::Request,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Answer {
     if !may_read(state, req) {
         return unauthorized();
     }

@@ -115,7 +115,11 @@ impl Validator {
             let list: Vec<String> = violations
                 .iter()
                 .map(|v| {
-                    let at = if v.pointer.is_empty() { "/" } else { &v.pointer };
+                    let at = if v.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &v.pointer
+                    };
                     if v.keyword == "required" {
                         format!("{at} is missing")
                     } else {
@@ -188,10 +192,7 @@ impl Validator {
         if body.len() > self.limits.max_body_bytes {
             return Err(Reject {
                 status: 413,
-                message: format!(
-                    "body larger than {} bytes",
-                    self.limits.max_body_bytes
-                ),
+                message: format!("body larger than {} bytes", self.limits.max_body_bytes),
             });
         }
         let doc = super::otlp_pb::decode_logs_request(body)
@@ -303,7 +304,14 @@ pub fn from_any(v: Option<&Value>) -> Value {
     }
     if let Some(a) = m.get("arrayValue") {
         let values = a.get("values").and_then(Value::as_array);
-        return Value::Array(values.into_iter().flatten().map(Some).map(from_any).collect());
+        return Value::Array(
+            values
+                .into_iter()
+                .flatten()
+                .map(Some)
+                .map(from_any)
+                .collect(),
+        );
     }
     if let Some(kv) = m.get("kvlistValue") {
         return Value::Object(attributes(kv.get("values")));
@@ -398,7 +406,13 @@ mod tests {
         let e = v.apiguard(b"{\"schema_version\": 1,").unwrap_err();
         assert!(e.message.contains("line"), "{}", e.message);
         let small = Validator::new(100).unwrap();
-        assert_eq!(small.apiguard(batch().to_string().as_bytes()).unwrap_err().status, 413);
+        assert_eq!(
+            small
+                .apiguard(batch().to_string().as_bytes())
+                .unwrap_err()
+                .status,
+            413
+        );
         let mut part = batch();
         part["part"] = json!({"index": 1, "count": 1});
         assert!(v.apiguard(part.to_string().as_bytes()).is_err());
@@ -427,7 +441,10 @@ mod tests {
         let v = Validator::new(1 << 20).unwrap();
         let out = v.otlp_json(doc.to_string().as_bytes()).unwrap();
         assert_eq!(out.batches.len(), 1);
-        assert_eq!(out.batches[0].endpoints, b["endpoints"].as_array().unwrap().clone());
+        assert_eq!(
+            out.batches[0].endpoints,
+            b["endpoints"].as_array().unwrap().clone()
+        );
         assert_eq!(out.rejected, 1);
         assert!(out.error.unwrap().contains("scope is not"));
     }

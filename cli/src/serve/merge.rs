@@ -170,7 +170,12 @@ pub fn merge_into(m: &mut Map<String, Value>, e: &Value, proxy: &str) {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    for (class, n) in e.get("status").and_then(Value::as_object).into_iter().flatten() {
+    for (class, n) in e
+        .get("status")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         let sum = u(status.get(class)).saturating_add(n.as_u64().unwrap_or(0));
         status.insert(class.clone(), sum.into());
     }
@@ -184,13 +189,20 @@ pub fn merge_into(m: &mut Map<String, Value>, e: &Value, proxy: &str) {
         .cloned()
         .unwrap_or_default();
     for side in ["request", "response"] {
-        union(&mut classes, side, e.pointer(&format!("/data_classes/{side}")), MAX_LIST);
+        union(
+            &mut classes,
+            side,
+            e.pointer(&format!("/data_classes/{side}")),
+            MAX_LIST,
+        );
     }
     m.insert("data_classes".into(), Value::Object(classes));
     union(
         m,
         "reported_declarations",
-        Some(&Value::Array(e.get("declaration").into_iter().cloned().collect())),
+        Some(&Value::Array(
+            e.get("declaration").into_iter().cloned().collect(),
+        )),
         8,
     );
     union(

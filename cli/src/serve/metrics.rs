@@ -56,44 +56,98 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let g = |a: &AtomicU64| a.load(Relaxed);
-        let _ = writeln!(s, "# HELP apiguard_serve_batches_total Batches received, by result.");
+        let _ = writeln!(
+            s,
+            "# HELP apiguard_serve_batches_total Batches received, by result."
+        );
         let _ = writeln!(s, "# TYPE apiguard_serve_batches_total counter");
-        let _ = writeln!(s, "apiguard_serve_batches_total{{result=\"accepted\"}} {}", g(&self.batches_accepted));
-        let _ = writeln!(s, "apiguard_serve_batches_total{{result=\"duplicate\"}} {}", g(&self.batches_duplicate));
-        let _ = writeln!(s, "# HELP apiguard_serve_rejects_total Requests refused, by reason.");
+        let _ = writeln!(
+            s,
+            "apiguard_serve_batches_total{{result=\"accepted\"}} {}",
+            g(&self.batches_accepted)
+        );
+        let _ = writeln!(
+            s,
+            "apiguard_serve_batches_total{{result=\"duplicate\"}} {}",
+            g(&self.batches_duplicate)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP apiguard_serve_rejects_total Requests refused, by reason."
+        );
         let _ = writeln!(s, "# TYPE apiguard_serve_rejects_total counter");
         for (r, c) in REJECT_REASONS.iter().zip(&self.rejects) {
             let _ = writeln!(s, "apiguard_serve_rejects_total{{reason=\"{r}\"}} {}", g(c));
         }
         let _ = writeln!(s, "# HELP apiguard_serve_otlp_records_rejected_total OTLP log records refused (partial success).");
-        let _ = writeln!(s, "# TYPE apiguard_serve_otlp_records_rejected_total counter");
-        let _ = writeln!(s, "apiguard_serve_otlp_records_rejected_total {}", g(&self.otlp_records_rejected));
+        let _ = writeln!(
+            s,
+            "# TYPE apiguard_serve_otlp_records_rejected_total counter"
+        );
+        let _ = writeln!(
+            s,
+            "apiguard_serve_otlp_records_rejected_total {}",
+            g(&self.otlp_records_rejected)
+        );
         let _ = writeln!(s, "# HELP apiguard_serve_endpoint_entries_total Endpoint entries received in new batches.");
         let _ = writeln!(s, "# TYPE apiguard_serve_endpoint_entries_total counter");
-        let _ = writeln!(s, "apiguard_serve_endpoint_entries_total {}", g(&self.endpoints_received));
+        let _ = writeln!(
+            s,
+            "apiguard_serve_endpoint_entries_total {}",
+            g(&self.endpoints_received)
+        );
         let _ = writeln!(s, "# HELP apiguard_serve_endpoints_refused_total New endpoints not stored: the inventory was at --max-endpoints.");
         let _ = writeln!(s, "# TYPE apiguard_serve_endpoints_refused_total counter");
-        let _ = writeln!(s, "apiguard_serve_endpoints_refused_total {}", g(&self.endpoints_refused));
-        let _ = writeln!(s, "# HELP apiguard_serve_endpoints_swept_total Endpoints deleted by retention.");
+        let _ = writeln!(
+            s,
+            "apiguard_serve_endpoints_refused_total {}",
+            g(&self.endpoints_refused)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP apiguard_serve_endpoints_swept_total Endpoints deleted by retention."
+        );
         let _ = writeln!(s, "# TYPE apiguard_serve_endpoints_swept_total counter");
-        let _ = writeln!(s, "apiguard_serve_endpoints_swept_total {}", g(&self.swept_endpoints));
+        let _ = writeln!(
+            s,
+            "apiguard_serve_endpoints_swept_total {}",
+            g(&self.swept_endpoints)
+        );
         let _ = writeln!(s, "# HELP apiguard_serve_store_errors_total Store transactions that failed (answered 503).");
         let _ = writeln!(s, "# TYPE apiguard_serve_store_errors_total counter");
-        let _ = writeln!(s, "apiguard_serve_store_errors_total {}", g(&self.store_errors));
-        let _ = writeln!(s, "# HELP apiguard_serve_endpoints Endpoints in the inventory.");
+        let _ = writeln!(
+            s,
+            "apiguard_serve_store_errors_total {}",
+            g(&self.store_errors)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP apiguard_serve_endpoints Endpoints in the inventory."
+        );
         let _ = writeln!(s, "# TYPE apiguard_serve_endpoints gauge");
         let _ = writeln!(s, "apiguard_serve_endpoints {}", g(&self.endpoints_stored));
-        let _ = writeln!(s, "# HELP apiguard_serve_queue_depth Batches waiting for the store.");
+        let _ = writeln!(
+            s,
+            "# HELP apiguard_serve_queue_depth Batches waiting for the store."
+        );
         let _ = writeln!(s, "# TYPE apiguard_serve_queue_depth gauge");
         let _ = writeln!(s, "apiguard_serve_queue_depth {}", g(&self.queue_depth));
         let _ = writeln!(s, "# HELP apiguard_serve_ingest_seconds Ingest latency: body read to answer, store commit included.");
         let _ = writeln!(s, "# TYPE apiguard_serve_ingest_seconds histogram");
         for (b, c) in BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(s, "apiguard_serve_ingest_seconds_bucket{{le=\"{b}\"}} {}", g(c));
+            let _ = writeln!(
+                s,
+                "apiguard_serve_ingest_seconds_bucket{{le=\"{b}\"}} {}",
+                g(c)
+            );
         }
         let n = g(&self.latency_count);
         let _ = writeln!(s, "apiguard_serve_ingest_seconds_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(s, "apiguard_serve_ingest_seconds_sum {}", g(&self.latency_sum_us) as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "apiguard_serve_ingest_seconds_sum {}",
+            g(&self.latency_sum_us) as f64 / 1e6
+        );
         let _ = writeln!(s, "apiguard_serve_ingest_seconds_count {n}");
         s
     }

@@ -130,13 +130,22 @@ fn catalogue(opts: &Options, uploaded: &[(String, String)]) -> Result<Catalogue,
             let bases: Option<Vec<String>> = d
                 .get("declared_base_paths")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                });
             declared.push(
                 Declared::compile("*", doc, bases.as_deref())
                     .map_err(|e| format!("{path}: discovery.declared_openapi{e}"))?,
             );
         }
-        for p in d.get("retired_prefixes").and_then(Value::as_array).into_iter().flatten() {
+        for p in d
+            .get("retired_prefixes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             retired.push(p.clone());
         }
     }
@@ -144,10 +153,13 @@ fn catalogue(opts: &Options, uploaded: &[(String, String)]) -> Result<Catalogue,
         let text = std::fs::read_to_string(path).map_err(|e| format!("--spec {path}: {e}"))?;
         let doc: Value = serde_json::from_str(&text).map_err(|e| format!("--spec {path}: {e}"))?;
         declared.retain(|d| &d.service != service);
-        declared.push(Declared::compile(service, doc, None).map_err(|e| format!("--spec {path}: {e}"))?);
+        declared.push(
+            Declared::compile(service, doc, None).map_err(|e| format!("--spec {path}: {e}"))?,
+        );
     }
     for (service, text) in uploaded {
-        let doc: Value = serde_json::from_str(text).map_err(|e| format!("stored spec {service}: {e}"))?;
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| format!("stored spec {service}: {e}"))?;
         declared.retain(|d| &d.service != service);
         declared.push(Declared::compile(service, doc, None)?);
     }
@@ -209,7 +221,10 @@ fn writer(mut store: Store, rx: Receiver<Job>, state: Arc<State>) {
                 now.saturating_sub(state.opts.dedup_window_ms),
             ) {
                 Ok(s) => {
-                    state.metrics.swept_endpoints.fetch_add(s.endpoints as u64, Relaxed);
+                    state
+                        .metrics
+                        .swept_endpoints
+                        .fetch_add(s.endpoints as u64, Relaxed);
                 }
                 Err(e) => eprintln!("apiguard serve: retention sweep: {e}"),
             }
@@ -378,7 +393,11 @@ fn submit(state: &State, token_name: &str, batches: Vec<Batch>) -> Result<Vec<St
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             state.metrics.queue_depth.fetch_sub(n as u64, Relaxed);
             state.metrics.reject("overloaded");
-            Err(Answer::retry(503, "the ingest queue is full; retry later", 1))
+            Err(Answer::retry(
+                503,
+                "the ingest queue is full; retry later",
+                1,
+            ))
         }
         Ok(()) => match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(outcomes)) => Ok(outcomes),
@@ -434,7 +453,13 @@ fn ingest(state: &State, req: &mut tiny_http::Request, path: &str) -> Answer {
         return a;
     };
     let media = header(req, "content-type")
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let format = match (path, media.as_str()) {
         (BATCH_PATH, "application/json" | "") => Format::Apiguard,
@@ -451,7 +476,11 @@ fn ingest(state: &State, req: &mut tiny_http::Request, path: &str) -> Answer {
     let body = match read_body(req, state.opts.max_body_bytes) {
         Ok(b) => b,
         Err(a) => {
-            state.metrics.reject(if a.status == 413 { "too_large" } else { "invalid" });
+            state.metrics.reject(if a.status == 413 {
+                "too_large"
+            } else {
+                "invalid"
+            });
             return a;
         }
     };
@@ -469,7 +498,11 @@ fn ingest(state: &State, req: &mut tiny_http::Request, path: &str) -> Answer {
     let (batches, rejected, why) = match parsed {
         Ok(p) => p,
         Err(r) => {
-            state.metrics.reject(if r.status == 413 { "too_large" } else { "invalid" });
+            state.metrics.reject(if r.status == 413 {
+                "too_large"
+            } else {
+                "invalid"
+            });
             return Answer::error(r.status, &r.message);
         }
     };
@@ -486,7 +519,9 @@ fn ingest(state: &State, req: &mut tiny_http::Request, path: &str) -> Answer {
             Err(a) => return a,
         }
     };
-    state.metrics.observe_latency(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .observe_latency(started.elapsed().as_secs_f64());
     let duplicates = outcomes.iter().filter(|o| **o == Stored::Duplicate).count();
     match format {
         Format::Apiguard => Answer::json(
@@ -566,8 +601,12 @@ pub fn main(args: &[String]) -> ExitCode {
 }
 
 fn run(opts: Options) -> Result<(), String> {
-    let sync = if opts.sync_full { Sync::Full } else { Sync::Normal };
-    let writer_store = Store::open(&opts.store, sync)?;
+    let sync = if opts.sync_full {
+        Sync::Full
+    } else {
+        Sync::Normal
+    };
+    let writer_store = Store::open(&opts.store, sync)?.with_cache(opts.cache_endpoints);
     let reader = Store::open(&opts.store, sync)?;
     let cat = catalogue(&opts, &reader.specs()?)?;
     let validator = Validator::new(opts.max_body_bytes)?;

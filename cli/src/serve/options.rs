@@ -25,6 +25,7 @@ options:
   --unused-after DUR       a declared operation unseen for DUR is unused (default 168h)
   --max-body-bytes N       largest accepted body (default 4194304)
   --max-endpoints N        endpoints kept in all (default 100000)
+  --cache-endpoints N      merged records the writer keeps in memory (default 10000)
   --queue N                batches waiting for the store before 503 (default 256)
   --per-proxy-queue N      batches of one proxy waiting before 429 (default 64)
   --workers N              HTTP worker threads (default 8)
@@ -45,6 +46,7 @@ pub struct Options {
     pub unused_after_ms: u64,
     pub max_body_bytes: usize,
     pub max_endpoints: usize,
+    pub cache_endpoints: usize,
     pub queue: usize,
     pub per_proxy_queue: usize,
     pub workers: usize,
@@ -90,6 +92,7 @@ impl Options {
             unused_after_ms: 168 * 3_600_000,
             max_body_bytes: 4 << 20,
             max_endpoints: 100_000,
+            cache_endpoints: 10_000,
             queue: 256,
             per_proxy_queue: 64,
             workers: 8,
@@ -133,6 +136,7 @@ impl Options {
                     o.max_body_bytes = number(flag, &value()?, 1024, 256 << 20)?;
                 }
                 "--max-endpoints" => o.max_endpoints = number(flag, &value()?, 1, 10_000_000)?,
+                "--cache-endpoints" => o.cache_endpoints = number(flag, &value()?, 0, 10_000_000)?,
                 "--queue" => o.queue = number(flag, &value()?, 1, 100_000)?,
                 "--per-proxy-queue" => o.per_proxy_queue = number(flag, &value()?, 1, 100_000)?,
                 "--workers" => o.workers = number(flag, &value()?, 1, 256)?,

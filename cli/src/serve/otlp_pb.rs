@@ -297,7 +297,10 @@ pub mod encode {
             bytes(
                 &mut e,
                 1,
-                kv.get("key").and_then(Value::as_str).unwrap_or("").as_bytes(),
+                kv.get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .as_bytes(),
             );
             bytes(&mut e, 2, &any(kv.get("value").unwrap_or(&Value::Null)));
             bytes(&mut o, 1, &e);
@@ -320,7 +323,10 @@ pub mod encode {
                 bytes(&mut s, 1, &scope);
                 for rec in sl["logRecords"].as_array().into_iter().flatten() {
                     let mut l = Vec::new();
-                    if let Some(t) = rec["timeUnixNano"].as_str().and_then(|t| t.parse::<u64>().ok()) {
+                    if let Some(t) = rec["timeUnixNano"]
+                        .as_str()
+                        .and_then(|t| t.parse::<u64>().ok())
+                    {
                         varint(&mut l, 1 << 3 | 1);
                         l.extend_from_slice(&t.to_le_bytes());
                     }

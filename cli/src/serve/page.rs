@@ -92,12 +92,21 @@ fn inventory(state: &State, records: &Records, query: &str) -> String {
     let all = endpoints(&cat, records, &Filter::default());
     let f = Filter::from_query(query);
     let shown: Vec<&Value> = all.iter().filter(|v| f.matches(v)).collect();
-    let collect = |k: &str| all.iter().map(|v| s(v, k).to_string()).collect::<BTreeSet<_>>();
+    let collect = |k: &str| {
+        all.iter()
+            .map(|v| s(v, k).to_string())
+            .collect::<BTreeSet<_>>()
+    };
     let collect_list = |ps: &[&str]| {
         all.iter()
             .flat_map(|v| {
                 ps.iter()
-                    .flat_map(|p| v.pointer(p).and_then(Value::as_array).cloned().unwrap_or_default())
+                    .flat_map(|p| {
+                        v.pointer(p)
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default()
+                    })
                     .filter_map(|x| x.as_str().map(str::to_string))
                     .collect::<Vec<_>>()
             })
@@ -112,9 +121,24 @@ fn inventory(state: &State, records: &Records, query: &str) -> String {
         summary["services"], summary["endpoints"], summary["findings"]
     );
     b.push_str("<form class=\"filters\" method=\"get\" action=\"/\">");
-    b.push_str(&select("service", "Service", &collect("service"), &f.service));
-    b.push_str(&select("api_type", "Type", &collect("api_type"), &f.api_type));
-    b.push_str(&select("verdict", "Verdict", &collect("verdict"), &f.verdict));
+    b.push_str(&select(
+        "service",
+        "Service",
+        &collect("service"),
+        &f.service,
+    ));
+    b.push_str(&select(
+        "api_type",
+        "Type",
+        &collect("api_type"),
+        &f.api_type,
+    ));
+    b.push_str(&select(
+        "verdict",
+        "Verdict",
+        &collect("verdict"),
+        &f.verdict,
+    ));
     b.push_str(&select("auth", "Auth", &collect_list(&["/auth"]), &f.auth));
     b.push_str(&select(
         "data_class",
@@ -228,7 +252,11 @@ fn findings_page(state: &State, records: &Records, query: &str) -> String {
                 esc(s(f, "method")),
                 esc(s(f, "path_template"))
             ),
-            None => format!("<code>{} {}</code>", esc(s(f, "method")), esc(s(f, "path_template"))),
+            None => format!(
+                "<code>{} {}</code>",
+                esc(s(f, "method")),
+                esc(s(f, "path_template"))
+            ),
         };
         let _ = write!(
             b,
@@ -252,7 +280,13 @@ fn report_page(state: &State, records: &Records) -> String {
     };
     let r = api::report(state, &cat, records);
     let mut b = String::new();
-    for (key, title) in [("shadow", "Shadow APIs (observed, not declared)"), ("zombie", "Zombie APIs (retired or deprecated, still called)")] {
+    for (key, title) in [
+        ("shadow", "Shadow APIs (observed, not declared)"),
+        (
+            "zombie",
+            "Zombie APIs (retired or deprecated, still called)",
+        ),
+    ] {
         let items = r[key].as_array().cloned().unwrap_or_default();
         let _ = write!(b, "<h2>{title}: {}</h2><table id=\"{key}\"><tr><th>Service</th><th>Endpoint</th><th>Requests</th><th>Proxies</th></tr>", items.len());
         for e in &items {
@@ -283,7 +317,11 @@ fn report_page(state: &State, records: &Records) -> String {
     }
     b.push_str("</table>");
     let drift = r["drift"].as_array().cloned().unwrap_or_default();
-    let _ = write!(b, "<h2>Drift: {}</h2><table id=\"drift\"><tr><th>Endpoint</th><th>Undeclared</th></tr>", drift.len());
+    let _ = write!(
+        b,
+        "<h2>Drift: {}</h2><table id=\"drift\"><tr><th>Endpoint</th><th>Undeclared</th></tr>",
+        drift.len()
+    );
     for d in &drift {
         let items: Vec<String> = d["undeclared"]
             .as_array()
@@ -318,11 +356,20 @@ fn login(state: &State, req: &mut tiny_http::Request, method: &str) -> Answer {
             a.headers.push(("Location", "/".into()));
             a.headers.push((
                 "Set-Cookie",
-                format!("apiguard_token={}; HttpOnly; SameSite=Strict; Path=/", token.replace([';', ' ', ','], "")),
+                format!(
+                    "apiguard_token={}; HttpOnly; SameSite=Strict; Path=/",
+                    token.replace([';', ' ', ','], "")
+                ),
             ));
             return a;
         }
-        return Answer::html(401, layout("Sign in", "<p>Wrong token.</p><a href=\"/login\">Try again</a>"));
+        return Answer::html(
+            401,
+            layout(
+                "Sign in",
+                "<p>Wrong token.</p><a href=\"/login\">Try again</a>",
+            ),
+        );
     }
     Answer::html(
         200,
@@ -333,7 +380,13 @@ fn login(state: &State, req: &mut tiny_http::Request, method: &str) -> Answer {
     )
 }
 
-pub fn route(state: &State, req: &mut tiny_http::Request, method: &str, path: &str, query: &str) -> Answer {
+pub fn route(
+    state: &State,
+    req: &mut tiny_http::Request,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Answer {
     if path == "/login" {
         return login(state, req, method);
     }

@@ -159,7 +159,10 @@ fn property_names(doc: &Value, schema: Option<&Value>) -> Option<BTreeSet<String
             any = true;
             names.extend(p.keys().cloned());
         }
-        if part.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) {
+        if part
+            .get("additionalProperties")
+            .is_some_and(|a| a != &Value::Bool(false))
+        {
             return None;
         }
     }
@@ -177,7 +180,11 @@ fn shape_members(record: &Map<String, Value>, name: &str) -> Vec<String> {
 
 /// Drift of a declared endpoint: what it was seen to carry that its operation does not declare.
 /// Each item: (kind, name), kind `query_parameter`, `request_field` or `response_field`.
-pub fn drift(record: &Map<String, Value>, d: &Declared, op: &DeclaredOperation) -> Vec<(&'static str, String)> {
+pub fn drift(
+    record: &Map<String, Value>,
+    d: &Declared,
+    op: &DeclaredOperation,
+) -> Vec<(&'static str, String)> {
     let doc = &d.document;
     let Some(item) = doc.get("paths").and_then(|p| p.get(&op.path)) else {
         return Vec::new();
@@ -235,7 +242,9 @@ pub fn drift(record: &Map<String, Value>, d: &Declared, op: &DeclaredOperation) 
         let resp = resolve(doc, resp);
         if let Some(names) = property_names(doc, resp.pointer("/content/application~1json/schema"))
         {
-            response_names.get_or_insert_with(BTreeSet::new).extend(names);
+            response_names
+                .get_or_insert_with(BTreeSet::new)
+                .extend(names);
         }
     }
     if let Some(names) = response_names {
@@ -278,7 +287,9 @@ pub fn shape_schema(shape: &Value) -> Value {
     Value::Object(m)
 }
 
-const OPENAPI_METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const OPENAPI_METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// `/a/{id}/b/{id}` → (`/a/{id}/b/{id_2}`, [id, id_2]): path parameter names unique per path.
 fn unique_params(template: &str) -> (String, Vec<String>) {
@@ -314,8 +325,17 @@ fn is_json(media: &str) -> bool {
 
 fn content(types: Option<&Value>, shape: Option<&Value>) -> Map<String, Value> {
     let mut c = Map::new();
-    for t in types.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
-        let media = if t == "other" { "application/octet-stream" } else { t };
+    for t in types
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let media = if t == "other" {
+            "application/octet-stream"
+        } else {
+            t
+        };
         let schema = match shape.filter(|s| !s.is_null()) {
             Some(s) if is_json(media) => shape_schema(s),
             _ => json!({}),
@@ -324,7 +344,10 @@ fn content(types: Option<&Value>, shape: Option<&Value>) -> Map<String, Value> {
     }
     if c.is_empty() {
         if let Some(s) = shape.filter(|s| !s.is_null()) {
-            c.insert("application/json".into(), json!({ "schema": shape_schema(s) }));
+            c.insert(
+                "application/json".into(),
+                json!({ "schema": shape_schema(s) }),
+            );
         }
     }
     c
@@ -346,7 +369,10 @@ fn operation(record: &Map<String, Value>, params: &[String], op_id: String) -> V
     }
     let mut op = Map::new();
     op.insert("operationId".into(), op_id.into());
-    let api_type = record.get("api_type").and_then(Value::as_str).unwrap_or("rest");
+    let api_type = record
+        .get("api_type")
+        .and_then(Value::as_str)
+        .unwrap_or("rest");
     op.insert(
         "summary".into(),
         format!(
@@ -359,20 +385,34 @@ fn operation(record: &Map<String, Value>, params: &[String], op_id: String) -> V
     if !parameters.is_empty() {
         op.insert("parameters".into(), Value::Array(parameters));
     }
-    let req = content(record.get("request_content_types"), record.get("request_shape"));
+    let req = content(
+        record.get("request_content_types"),
+        record.get("request_shape"),
+    );
     if !req.is_empty() {
         op.insert("requestBody".into(), json!({ "content": req }));
     }
     let mut responses = Map::new();
-    for (class, n) in record.get("status").and_then(Value::as_object).into_iter().flatten() {
+    for (class, n) in record
+        .get("status")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         if n.as_u64().unwrap_or(0) == 0 || class == "none" {
             continue;
         }
         let code = class.to_ascii_uppercase();
         let mut r = Map::new();
-        r.insert("description".into(), format!("{code} responses observed").into());
+        r.insert(
+            "description".into(),
+            format!("{code} responses observed").into(),
+        );
         if code == "2XX" {
-            let c = content(record.get("response_content_types"), record.get("response_shape"));
+            let c = content(
+                record.get("response_content_types"),
+                record.get("response_shape"),
+            );
             if !c.is_empty() {
                 r.insert("content".into(), Value::Object(c));
             }
@@ -380,7 +420,10 @@ fn operation(record: &Map<String, Value>, params: &[String], op_id: String) -> V
         responses.insert(code, Value::Object(r));
     }
     if responses.is_empty() {
-        responses.insert("default".into(), json!({"description": "no response observed"}));
+        responses.insert(
+            "default".into(),
+            json!({"description": "no response observed"}),
+        );
     }
     op.insert("responses".into(), Value::Object(responses));
     let auth: Vec<&str> = record
@@ -406,7 +449,10 @@ pub fn reconstruct(service: &str, records: &[(i64, Map<String, Value>)]) -> Valu
         if r.get("host").and_then(Value::as_str) != Some(service) {
             continue;
         }
-        let template = r.get("path_template").and_then(Value::as_str).unwrap_or("/");
+        let template = r
+            .get("path_template")
+            .and_then(Value::as_str)
+            .unwrap_or("/");
         if !template.starts_with('/') {
             continue;
         }
@@ -422,7 +468,9 @@ pub fn reconstruct(service: &str, records: &[(i64, Map<String, Value>)]) -> Valu
         let entry = paths
             .entry(key)
             .or_insert_with(|| (template.to_string(), Map::new()));
-        if template.contains('{') && r.get("template_source").and_then(Value::as_str) == Some("declared") {
+        if template.contains('{')
+            && r.get("template_source").and_then(Value::as_str) == Some("declared")
+        {
             entry.0 = template.to_string();
         }
         if entry.1.contains_key(&method) {

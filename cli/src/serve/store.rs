@@ -16,6 +16,7 @@ use super::ingest::Batch;
 use super::merge;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// Versioned schema. Append only: a released migration is never edited.
 pub const MIGRATIONS: &[(i64, &str)] = &[(
@@ -66,8 +67,15 @@ pub enum Sync {
     Full,
 }
 
+type Key = (String, String, String, String, String);
+
 pub struct Store {
     conn: Connection,
+    /// The writer's copy of the records it wrote or read (at most `cache_max`): a batch merges
+    /// into memory instead of reading and parsing each record back. Only the writer connection
+    /// writes records, so the copy stays exact; a sweep clears it.
+    cache: HashMap<Key, (i64, Map<String, Value>)>,
+    cache_max: usize,
 }
 
 /// What a sweep removed.
@@ -102,15 +110,27 @@ impl Store {
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         let level = match sync {
             Sync::Normal => "NORMAL",
             Sync::Full => "FULL",
         };
-        conn.pragma_update(None, "synchronous", level).map_err(err)?;
-        let mut store = Store { conn };
+        conn.pragma_update(None, "synchronous", level)
+            .map_err(err)?;
+        let mut store = Store {
+            conn,
+            cache: HashMap::new(),
+            cache_max: 0,
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Keeps up to `max` records in the writer's memory (the writer's store only).
+    pub fn with_cache(mut self, max: usize) -> Store {
+        self.cache_max = max;
+        self
     }
 
     /// Applies the migrations this store lacks, each in its own transaction.
@@ -157,7 +177,8 @@ impl Store {
     }
 
     /// Writes a group of batches in one transaction. Each batch is new or a duplicate; endpoints
-    /// past `max_endpoints` are not stored and are counted in the second value.
+    /// past `max_endpoints` are not stored and are counted in the second value. Entries of the
+    /// group that fall on the same endpoint are merged in memory first and written once.
     pub fn ingest(
         &mut self,
         items: &[Item],
@@ -167,34 +188,25 @@ impl Store {
         let tx = self.conn.transaction().map_err(err)?;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut refused = 0u64;
+        // The records this group changes: (id when already stored, merged record).
+        let mut touched: HashMap<Key, (Option<i64>, Map<String, Value>)> = HashMap::new();
         {
-            let mut total: usize = tx
+            let stored: usize = tx
                 .query_row("SELECT COUNT(*) FROM endpoints", [], |r| r.get::<_, i64>(0))
                 .map_err(err)?
                 .try_into()
                 .unwrap_or(0);
+            let mut total = stored;
             let mut mark = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO batches (proxy, batch_key, received_ms, endpoints)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO batches (proxy, batch_key, received_ms, endpoints)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                 )
                 .map_err(err)?;
             let mut find = tx
                 .prepare_cached(
                     "SELECT id, record FROM endpoints WHERE service = ?1 AND method = ?2
                      AND template_key = ?3 AND api_type = ?4 AND operation = ?5",
-                )
-                .map_err(err)?;
-            let mut update = tx
-                .prepare_cached(
-                    "UPDATE endpoints SET first_seen_ms = ?2, last_seen_ms = ?3, record = ?4
-                     WHERE id = ?1",
-                )
-                .map_err(err)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO endpoints (service, method, template_key, api_type, operation,
-                     first_seen_ms, last_seen_ms, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
             for item in items {
@@ -214,54 +226,84 @@ impl Store {
                 let proxy = b.proxy_name(&item.token_name);
                 for e in &b.endpoints {
                     let k = merge::key(e);
-                    let found: Option<(i64, String)> = find
-                        .query_row(params![k.0, k.1, k.2, k.3, k.4], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
-                        .optional()
-                        .map_err(err)?;
-                    match found {
-                        Some((id, text)) => {
-                            let mut m: Map<String, Value> =
-                                serde_json::from_str(&text).unwrap_or_default();
+                    if let Some((_, m)) = touched.get_mut(&k) {
+                        merge::merge_into(m, e, &proxy);
+                        continue;
+                    }
+                    let known = match self.cache.get(&k) {
+                        Some((id, m)) => Some((*id, m.clone())),
+                        None => {
+                            find.query_row(params![k.0, k.1, k.2, k.3, k.4], |r| {
+                                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                            })
+                            .optional()
+                            .map_err(err)?
+                            .map(|(id, text)| (id, serde_json::from_str(&text).unwrap_or_default()))
+                        }
+                    };
+                    match known {
+                        Some((id, mut m)) => {
                             merge::merge_into(&mut m, e, &proxy);
-                            update
-                                .execute(params![
-                                    id,
-                                    m.get("first_seen_ms").and_then(Value::as_i64).unwrap_or(0),
-                                    m.get("last_seen_ms").and_then(Value::as_i64).unwrap_or(0),
-                                    Value::Object(m).to_string()
-                                ])
-                                .map_err(err)?;
+                            touched.insert(k, (Some(id), m));
                         }
                         None if total >= max_endpoints => refused += 1,
                         None => {
-                            let m = merge::new_record(e, &proxy);
-                            insert
-                                .execute(params![
-                                    k.0,
-                                    k.1,
-                                    k.2,
-                                    k.3,
-                                    k.4,
-                                    m.get("first_seen_ms").and_then(Value::as_i64).unwrap_or(0),
-                                    m.get("last_seen_ms").and_then(Value::as_i64).unwrap_or(0),
-                                    Value::Object(m).to_string()
-                                ])
-                                .map_err(err)?;
+                            touched.insert(k, (None, merge::new_record(e, &proxy)));
                             total += 1;
                         }
                     }
                 }
                 outcomes.push(Stored::New);
             }
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE endpoints SET first_seen_ms = ?2, last_seen_ms = ?3, record = ?4
+                     WHERE id = ?1",
+                )
+                .map_err(err)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO endpoints (service, method, template_key, api_type, operation,
+                     first_seen_ms, last_seen_ms, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     RETURNING id",
+                )
+                .map_err(err)?;
+            for (k, (id, m)) in touched.iter_mut() {
+                let first = m.get("first_seen_ms").and_then(Value::as_i64).unwrap_or(0);
+                let last = m.get("last_seen_ms").and_then(Value::as_i64).unwrap_or(0);
+                let text = serde_json::to_string(m).unwrap_or_default();
+                match id {
+                    Some(id) => {
+                        update
+                            .execute(params![*id, first, last, text])
+                            .map_err(err)?;
+                    }
+                    None => {
+                        let new_id: i64 = insert
+                            .query_row(params![k.0, k.1, k.2, k.3, k.4, first, last, text], |r| {
+                                r.get(0)
+                            })
+                            .map_err(err)?;
+                        *id = Some(new_id);
+                    }
+                }
+            }
         }
         tx.commit().map_err(err)?;
+        // Only what is committed enters the cache (a failed group leaves it as it was).
+        for (k, (id, m)) in touched {
+            if let Some(id) = id {
+                if self.cache.len() < self.cache_max || self.cache.contains_key(&k) {
+                    self.cache.insert(k, (id, m));
+                }
+            }
+        }
         Ok((outcomes, refused))
     }
 
     /// Deletes endpoints unseen since `endpoints_before` and batch ids older than `batches_before`.
     pub fn sweep(&mut self, endpoints_before: u64, batches_before: u64) -> Result<Swept, String> {
+        self.cache.clear();
         let tx = self.conn.transaction().map_err(err)?;
         let endpoints = tx
             .execute(
@@ -356,10 +398,12 @@ mod tests {
             part_count: 1,
             endpoints: paths
                 .iter()
-                .map(|p| json!({"host": "h", "method": "GET", "path_template": p,
+                .map(|p| {
+                    json!({"host": "h", "method": "GET", "path_template": p,
                     "template_source": "inferred", "api_type": "rest", "operation": null,
                     "count": 1, "first_seen_ms": start, "last_seen_ms": start + 1,
-                    "status": {"2xx": 1}, "declaration": "unknown"}))
+                    "status": {"2xx": 1}, "declaration": "unknown"})
+                })
                 .collect(),
         }
     }
@@ -369,19 +413,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("apiguard-store-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
         let url = format!("sqlite:{}", dir.display());
-        let mut s = Store::open(&url, Sync::Normal).unwrap();
+        let mut s = Store::open(&url, Sync::Normal).unwrap().with_cache(100);
         assert_eq!(s.schema_version().unwrap(), 1);
         let item = |w: &str, t: u64, p: &[&str]| Item {
             token_name: "p1".into(),
             batch: batch(w, t, p),
         };
         let (o, _) = s
-            .ingest(&[item("1", 1000, &["/a", "/b/{id}"]), item("1", 1000, &["/a"])], 10, 100)
+            .ingest(
+                &[
+                    item("1", 1000, &["/a", "/b/{id}"]),
+                    item("1", 1000, &["/a"]),
+                ],
+                10,
+                100,
+            )
             .unwrap();
         assert_eq!(o, vec![Stored::New, Stored::Duplicate]);
-        let (o, refused) = s
-            .ingest(&[item("2", 1000, &["/a", "/c"])], 20, 2)
-            .unwrap();
+        let (o, refused) = s.ingest(&[item("2", 1000, &["/a", "/c"])], 20, 2).unwrap();
         assert_eq!((o, refused), (vec![Stored::New], 1));
         let all = s.endpoints().unwrap();
         assert_eq!(all.len(), 2);
@@ -391,7 +440,13 @@ mod tests {
         let mut s = Store::open(&url, Sync::Normal).unwrap();
         assert_eq!(s.counts().unwrap(), (2, 2));
         let swept = s.sweep(1500, 15).unwrap();
-        assert_eq!(swept, Swept { endpoints: 2, batch_ids: 1 });
+        assert_eq!(
+            swept,
+            Swept {
+                endpoints: 2,
+                batch_ids: 1
+            }
+        );
         assert!(sqlite_path("postgres://x").is_err());
         let _ = std::fs::remove_file(&dir);
     }

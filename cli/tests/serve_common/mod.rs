@@ -1,7 +1,12 @@
 //! Shared by the `apiguard serve` tests: start the binary on a free loopback port with its own
 //! SQLite file, a minimal HTTP/1.1 client, and batch builders.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -75,7 +80,10 @@ impl Server {
                 }
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("apiguard serve exited: {status}; log in {}", self.dir.display());
+                panic!(
+                    "apiguard serve exited: {status}; log in {}",
+                    self.dir.display()
+                );
             }
             assert!(Instant::now() < deadline, "apiguard serve did not start");
             std::thread::sleep(Duration::from_millis(50));
@@ -105,7 +113,13 @@ impl Server {
         request(self.port, method, path, headers, body)
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         self.try_request(method, path, headers, body).unwrap()
     }
 
@@ -115,7 +129,10 @@ impl Server {
         self.request(
             "POST",
             "/v1/apiguard",
-            &[("authorization", &auth), ("content-type", "application/json")],
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
             batch.to_string().as_bytes(),
         )
     }
@@ -186,7 +203,9 @@ pub fn request(
     let (split, headers, status) = loop {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            return Err(std::io::Error::other("connection closed before the header end"));
+            return Err(std::io::Error::other(
+                "connection closed before the header end",
+            ));
         }
         raw.extend_from_slice(&buf[..n]);
         if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -247,7 +266,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         let Some(end) = b.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..end]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -297,7 +317,10 @@ pub fn openapi_validator() -> PathBuf {
     if let Ok(p) = std::env::var("APIGUARD_OPENAPI_VALIDATOR") {
         return PathBuf::from(p);
     }
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-test/bin/openapi-spec-validator"));
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.venv-test/bin/openapi-spec-validator"
+    ));
     assert!(
         p.exists(),
         "openapi-spec-validator not found at {} (run `make serve-test-deps`, or set APIGUARD_OPENAPI_VALIDATOR)",
