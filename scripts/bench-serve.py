@@ -57,19 +57,25 @@ def endpoint(rng, t, start):
     }
 
 
+START = b"@START@"
+END = b"@END@"
+
+
 def batches(seed, count):
+    """`count` distinct batch bodies with the window left as placeholders: each send fills in a new
+    window (a new batch id), so the pool is reused without resending a duplicate."""
     rng = random.Random(seed)
     out = []
     for i in range(count):
         proxy = rng.randrange(PROXIES)
-        start = 1_700_000_000_000 + (seed * count + i) * 5000
+        start = 1_700_000_000_000
         doc = {"schema_version": 1,
-               "source": {"plugin": "apiguard", "worker": str(i % 2), "node": f"sidecar~10.0.{proxy // 250}.{proxy % 250}~app"},
-               "window": {"start_ms": start, "end_ms": start + 5000}, "part": {"index": 0, "count": 1},
+               "source": {"plugin": "apiguard", "worker": str(seed), "node": f"sidecar~10.0.{proxy // 250}.{proxy % 250}~app"},
+               "window": {"start_ms": "@START@", "end_ms": "@END@"}, "part": {"index": 0, "count": 1},
                "sample_rate": 1.0,
                "endpoints": [endpoint(rng, t, start) for t in sorted(rng.sample(range(TEMPLATES), 100))],
                "overflow": None, "overflowed": 0, "dropped": 0, "dropped_endpoints": 0}
-        out.append(json.dumps(doc).encode())
+        out.append(json.dumps(doc).encode().replace(b'"@START@"', START).replace(b'"@END@"', END))
     return out
 
 
@@ -109,8 +115,8 @@ def main():
                     break
             except OSError:
                 time.sleep(0.05)
-        per_client = int(max(SECONDS + 3, 1) * 400 / CONCURRENCY) + 50
-        print(f"building {CONCURRENCY} x {per_client} batches of 100 endpoints ...", file=sys.stderr)
+        per_client = 40
+        print(f"building {CONCURRENCY} x {per_client} batch bodies of 100 endpoints ...", file=sys.stderr)
         work = [batches(k, per_client) for k in range(CONCURRENCY)]
         size = sum(len(b) for b in work[0]) / len(work[0])
         latencies, statuses, lock = [], {}, threading.Lock()
@@ -120,10 +126,16 @@ def main():
         def client(k):
             conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
             headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
-            for body in work[k]:
+            n = 0
+            while True:
                 now = time.monotonic()
                 if now >= end:
                     return
+                # Window n of this client: a batch id never sent before.
+                start = 1_700_000_000_000 + n * 5000
+                body = (work[k][n % len(work[k])].replace(START, str(start).encode())
+                        .replace(END, str(start + 5000).encode()))
+                n += 1
                 conn.request("POST", "/v1/apiguard", body, headers)
                 r = conn.getresponse()
                 r.read()

@@ -3,6 +3,9 @@
 
 mod serve;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: apiguard <command> [args]

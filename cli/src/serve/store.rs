@@ -230,8 +230,10 @@ impl Store {
                         merge::merge_into(m, e, &proxy);
                         continue;
                     }
-                    let known = match self.cache.get(&k) {
-                        Some((id, m)) => Some((*id, m.clone())),
+                    // Taken out of the cache (no copy); put back after the commit. A failed
+                    // group leaves these records out of the cache: they are read again next time.
+                    let known = match self.cache.remove(&k) {
+                        Some(hit) => Some(hit),
                         None => {
                             find.query_row(params![k.0, k.1, k.2, k.3, k.4], |r| {
                                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
@@ -290,7 +292,7 @@ impl Store {
             }
         }
         tx.commit().map_err(err)?;
-        // Only what is committed enters the cache (a failed group leaves it as it was).
+        // Only what is committed enters the cache.
         for (k, (id, m)) in touched {
             if let Some(id) = id {
                 if self.cache.len() < self.cache_max || self.cache.contains_key(&k) {
