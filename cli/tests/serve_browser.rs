@@ -44,7 +44,7 @@ impl Driver {
         v["value"].clone()
     }
 
-    fn start(profile: &PathBuf) -> Driver {
+    fn start(profile: &std::path::Path) -> Driver {
         for (what, path) in [
             ("chromium", CHROMIUM),
             ("chromedriver (chromium-driver)", DRIVER),

@@ -7,7 +7,7 @@ use super::{may_read, now_ms, read_body, Answer, State};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub type Records = Vec<(i64, Map<String, Value>)>;
+pub use super::store::Records;
 
 /// `a=1&b=x%20y` → pairs, percent-decoded (`+` is a space), bounded to 32 pairs.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {

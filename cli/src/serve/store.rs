@@ -69,6 +69,9 @@ pub enum Sync {
 
 type Key = (String, String, String, String, String);
 
+/// Endpoint records with their ids.
+pub type Records = Vec<(i64, Map<String, Value>)>;
+
 pub struct Store {
     conn: Connection,
     /// The writer's copy of the records it wrote or read (at most `cache_max`): a batch merges
@@ -327,7 +330,7 @@ impl Store {
     }
 
     /// Every endpoint record, with its id, ordered by service, path and method.
-    pub fn endpoints(&self) -> Result<Vec<(i64, Map<String, Value>)>, String> {
+    pub fn endpoints(&self) -> Result<Records, String> {
         let mut st = self
             .conn
             .prepare_cached(
