@@ -848,3 +848,98 @@ fn one_proxy_with_too_many_batches_waiting_gets_429() {
     // Another proxy is not held back by this one.
     assert_eq!(s.post_batch(P2, &batches[0]).status, 200);
 }
+
+#[test]
+fn killed_mid_ingest_it_keeps_every_acknowledged_batch_and_never_half_a_batch() {
+    let mut s = server("crash", &["--workers", "8"]);
+    // Each batch carries two endpoints with the same count: a half-stored batch would show as
+    // different totals for the two.
+    let make = |i: u64| {
+        batch(
+            "node-c",
+            "0",
+            1_700_000_000_000 + i * 5000,
+            vec![
+                endpoint("svc", "GET", "/left", "inferred"),
+                endpoint("svc", "GET", "/right", "inferred"),
+            ],
+        )
+    };
+    let port = s.port;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    let mut i = t;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 4000 {
+                        let body = make(i).to_string();
+                        match request(
+                            port,
+                            "POST",
+                            "/v1/apiguard",
+                            &[
+                                ("authorization", "Bearer token-proxy-1"),
+                                ("content-type", "application/json"),
+                            ],
+                            body.as_bytes(),
+                        ) {
+                            Ok(r) if r.status == 200 => mine.push(i),
+                            Ok(r) => panic!("{} {}", r.status, r.text()),
+                            Err(_) => break, // the service is gone
+                        }
+                        i += 4;
+                    }
+                    mine
+                })
+            })
+            .collect();
+        // Let some batches through, then SIGKILL the service while the clients keep posting.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while s
+            .try_request(
+                "GET",
+                "/metrics",
+                &[("authorization", "Bearer read-token")],
+                b"",
+            )
+            .map(|r| {
+                !r.text()
+                    .contains("apiguard_serve_batches_total{result=\"accepted\"} 0")
+            })
+            .map(|started| !started)
+            .unwrap_or(true)
+        {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        s.kill();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(!acked.is_empty());
+    s.restart();
+    let e = s.get_json("/api/v1/endpoints", READ);
+    let count = |p: &str| find(&e, "GET", p)["count"].as_u64().unwrap();
+    assert_eq!(
+        count("/left"),
+        count("/right"),
+        "a batch is stored whole or not at all"
+    );
+    assert!(
+        count("/left") >= acked.len() as u64 * 3,
+        "every acknowledged batch survived: {} < {}",
+        count("/left"),
+        acked.len() * 3
+    );
+    // Resending everything acknowledged changes nothing: the ids survived with the data.
+    for i in acked.iter().take(50) {
+        assert_eq!(s.post_batch(P1, &make(*i)).json()["duplicate"], true);
+    }
+}
