@@ -264,7 +264,7 @@ fn commit(store: &mut Store, jobs: Vec<Job>, state: &State) {
                     state.metrics.batches_duplicate.fetch_add(1, Relaxed);
                 }
             }
-            if let Ok((n, _)) = store.counts() {
+            if let Ok(n) = store.endpoint_count() {
                 state.metrics.endpoints_stored.store(n, Relaxed);
             }
             let mut rest = outcomes.as_slice();

@@ -79,6 +79,8 @@ pub struct Store {
     /// writes records, so the copy stays exact; a sweep clears it.
     cache: HashMap<Key, (i64, Map<String, Value>)>,
     cache_max: usize,
+    /// Endpoints stored, as the writer knows it (None: count on the next write).
+    endpoint_count: Option<usize>,
 }
 
 /// What a sweep removed.
@@ -125,6 +127,7 @@ impl Store {
             conn,
             cache: HashMap::new(),
             cache_max: 0,
+            endpoint_count: None,
         };
         store.migrate()?;
         Ok(store)
@@ -193,12 +196,18 @@ impl Store {
         let mut refused = 0u64;
         // The records this group changes: (id when already stored, merged record).
         let mut touched: HashMap<Key, (Option<i64>, Map<String, Value>)> = HashMap::new();
+        // First-touch order: new endpoints get their ids in the order they arrived.
+        let mut order: Vec<Key> = Vec::new();
+        let total_after;
         {
-            let stored: usize = tx
-                .query_row("SELECT COUNT(*) FROM endpoints", [], |r| r.get::<_, i64>(0))
-                .map_err(err)?
-                .try_into()
-                .unwrap_or(0);
+            let stored = match self.endpoint_count {
+                Some(n) => n,
+                None => tx
+                    .query_row("SELECT COUNT(*) FROM endpoints", [], |r| r.get::<_, i64>(0))
+                    .map_err(err)?
+                    .try_into()
+                    .unwrap_or(0),
+            };
             let mut total = stored;
             let mut mark = tx
                 .prepare_cached(
@@ -249,10 +258,12 @@ impl Store {
                     match known {
                         Some((id, mut m)) => {
                             merge::merge_into(&mut m, e, &proxy);
+                            order.push(k.clone());
                             touched.insert(k, (Some(id), m));
                         }
                         None if total >= max_endpoints => refused += 1,
                         None => {
+                            order.push(k.clone());
                             touched.insert(k, (None, merge::new_record(e, &proxy)));
                             total += 1;
                         }
@@ -273,7 +284,11 @@ impl Store {
                      RETURNING id",
                 )
                 .map_err(err)?;
-            for (k, (id, m)) in touched.iter_mut() {
+            total_after = total;
+            for k in &order {
+                let Some((id, m)) = touched.get_mut(k) else {
+                    continue;
+                };
                 let first = m.get("first_seen_ms").and_then(Value::as_i64).unwrap_or(0);
                 let last = m.get("last_seen_ms").and_then(Value::as_i64).unwrap_or(0);
                 let text = serde_json::to_string(m).unwrap_or_default();
@@ -295,6 +310,7 @@ impl Store {
             }
         }
         tx.commit().map_err(err)?;
+        self.endpoint_count = Some(total_after);
         // Only what is committed enters the cache.
         for (k, (id, m)) in touched {
             if let Some(id) = id {
@@ -309,6 +325,7 @@ impl Store {
     /// Deletes endpoints unseen since `endpoints_before` and batch ids older than `batches_before`.
     pub fn sweep(&mut self, endpoints_before: u64, batches_before: u64) -> Result<Swept, String> {
         self.cache.clear();
+        self.endpoint_count = None;
         let tx = self.conn.transaction().map_err(err)?;
         let endpoints = tx
             .execute(
@@ -347,6 +364,14 @@ impl Store {
             out.push((id, m));
         }
         Ok(out)
+    }
+
+    /// Endpoints stored, without a query when the writer knows it.
+    pub fn endpoint_count(&self) -> Result<u64, String> {
+        match self.endpoint_count {
+            Some(n) => Ok(n as u64),
+            None => self.counts().map(|(e, _)| e),
+        }
     }
 
     pub fn counts(&self) -> Result<(u64, u64), String> {
