@@ -74,145 +74,236 @@ fn rank(source: Option<&str>) -> u8 {
     }
 }
 
-fn union(into: &mut Map<String, Value>, name: &str, from: Option<&Value>, max: usize) {
-    let mut list: Vec<String> = into
-        .get(name)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    for item in from.and_then(Value::as_array).into_iter().flatten() {
-        if let Some(s) = item.as_str() {
-            if list.len() < max && !list.iter().any(|x| x == s) {
-                list.push(s.to_string());
-            }
-        }
-    }
-    list.sort();
-    into.insert(
-        name.to_string(),
-        Value::Array(list.into_iter().map(Value::from).collect()),
-    );
-}
-
 fn u(v: Option<&Value>) -> u64 {
     v.and_then(Value::as_u64).unwrap_or(0)
 }
 
-fn merge_shape(into: &mut Map<String, Value>, name: &str, from: Option<&Value>) {
-    let Some(new) = from.filter(|v| !v.is_null()) else {
-        into.entry(name).or_insert(Value::Null);
-        return;
-    };
-    let Some(new_shape) = Shape::from_json(new, SHAPE_LIMITS) else {
-        return;
-    };
-    let merged = match into
-        .get(name)
-        .and_then(|old| Shape::from_json(old, SHAPE_LIMITS))
-    {
-        Some(mut old) => {
-            old.merge(&new_shape, SHAPE_LIMITS);
-            old
-        }
-        None => new_shape,
-    };
-    into.insert(name.to_string(), merged.to_json());
+/// Members copied from the first entry (the key and how it is spelled).
+const HEAD: &[&str] = &[
+    "host",
+    "method",
+    "path_template",
+    "template_source",
+    "api_type",
+    "carried_api_type",
+    "operation",
+];
+
+/// A merged endpoint record, typed: what the writer keeps in memory between batches, so that a
+/// merge touches counters and sets instead of JSON values, and shapes stay parsed. Its JSON form
+/// ([`Record::to_json`]) is what the store keeps and the API shows.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    head: Map<String, Value>,
+    count: u64,
+    first_seen_ms: u64,
+    last_seen_ms: u64,
+    request_bytes_max: u64,
+    response_bytes_max: u64,
+    status: std::collections::BTreeMap<String, u64>,
+    lists: [std::collections::BTreeSet<String>; 6],
+    request_classes: std::collections::BTreeSet<String>,
+    response_classes: std::collections::BTreeSet<String>,
+    reported_declarations: std::collections::BTreeSet<String>,
+    proxies: std::collections::BTreeSet<String>,
+    request_shape: Option<Shape>,
+    response_shape: Option<Shape>,
 }
 
-/// A new record from a batch entry, seen by `proxy`.
-pub fn new_record(e: &Value, proxy: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    for name in [
-        "host",
-        "method",
-        "path_template",
-        "template_source",
-        "api_type",
-        "carried_api_type",
-        "operation",
-    ] {
-        if let Some(v) = e.get(name) {
-            m.insert(name.to_string(), v.clone());
+fn add_all<'a>(
+    set: &mut std::collections::BTreeSet<String>,
+    items: impl Iterator<Item = &'a str>,
+    max: usize,
+) {
+    for item in items {
+        if set.len() < max && !set.contains(item) {
+            set.insert(item.to_string());
         }
     }
-    m.insert("count".into(), 0.into());
-    m.insert("first_seen_ms".into(), u(e.get("first_seen_ms")).into());
-    m.insert("last_seen_ms".into(), 0.into());
-    merge_into(&mut m, e, proxy);
-    m
 }
 
-/// Folds one batch entry into a record.
-pub fn merge_into(m: &mut Map<String, Value>, e: &Value, proxy: &str) {
-    if rank(e.get("template_source").and_then(Value::as_str))
-        > rank(m.get("template_source").and_then(Value::as_str))
-    {
-        for name in ["path_template", "template_source"] {
-            if let Some(v) = e.get(name) {
-                m.insert(name.to_string(), v.clone());
-            }
-        }
-    }
-    let count = u(m.get("count")).saturating_add(u(e.get("count")));
-    m.insert("count".into(), count.into());
-    let first = u(m.get("first_seen_ms")).min(u(e.get("first_seen_ms")));
-    m.insert("first_seen_ms".into(), first.into());
-    let last = u(m.get("last_seen_ms")).max(u(e.get("last_seen_ms")));
-    m.insert("last_seen_ms".into(), last.into());
-    for name in ["request_bytes_max", "response_bytes_max"] {
-        let v = u(m.get(name)).max(u(e.get(name)));
-        m.insert(name.into(), v.into());
-    }
-    let mut status = m
-        .get("status")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    for (class, n) in e
-        .get("status")
-        .and_then(Value::as_object)
+fn strs(v: Option<&Value>) -> impl Iterator<Item = &str> {
+    v.and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
-        let sum = u(status.get(class)).saturating_add(n.as_u64().unwrap_or(0));
-        status.insert(class.clone(), sum.into());
+        .filter_map(Value::as_str)
+}
+
+fn merge_shape_into(slot: &mut Option<Shape>, from: Option<&Value>) {
+    let Some(new) = from
+        .filter(|v| !v.is_null())
+        .and_then(|v| Shape::from_json(v, SHAPE_LIMITS))
+    else {
+        return;
+    };
+    match slot {
+        Some(old) => old.merge(&new, SHAPE_LIMITS),
+        None => *slot = Some(new),
     }
-    m.insert("status".into(), Value::Object(status));
-    for name in LISTS {
-        union(m, name, e.get(*name), MAX_LIST);
+}
+
+fn set_json(set: &std::collections::BTreeSet<String>) -> Value {
+    Value::Array(set.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+impl Record {
+    /// A new record from a batch entry, seen by `proxy`.
+    pub fn new(e: &Value, proxy: &str) -> Record {
+        let mut r = Record::default();
+        for name in HEAD {
+            if let Some(v) = e.get(*name) {
+                r.head.insert((*name).to_string(), v.clone());
+            }
+        }
+        r.first_seen_ms = u(e.get("first_seen_ms"));
+        r.merge(e, proxy);
+        r
     }
-    let mut classes = m
-        .get("data_classes")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    for side in ["request", "response"] {
-        union(
-            &mut classes,
-            side,
-            e.pointer(&format!("/data_classes/{side}")),
+
+    /// Reads a stored record back.
+    pub fn from_json(m: &Map<String, Value>) -> Record {
+        let mut r = Record::default();
+        for name in HEAD {
+            if let Some(v) = m.get(*name) {
+                r.head.insert((*name).to_string(), v.clone());
+            }
+        }
+        r.count = u(m.get("count"));
+        r.first_seen_ms = u(m.get("first_seen_ms"));
+        r.last_seen_ms = u(m.get("last_seen_ms"));
+        r.request_bytes_max = u(m.get("request_bytes_max"));
+        r.response_bytes_max = u(m.get("response_bytes_max"));
+        for (class, n) in m
+            .get("status")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            r.status.insert(class.clone(), n.as_u64().unwrap_or(0));
+        }
+        for (set, name) in r.lists.iter_mut().zip(LISTS) {
+            add_all(set, strs(m.get(*name)), usize::MAX);
+        }
+        add_all(
+            &mut r.response_classes,
+            strs(m.get("data_classes").and_then(|d| d.get("response"))),
+            usize::MAX,
+        );
+        add_all(
+            &mut r.request_classes,
+            strs(m.get("data_classes").and_then(|d| d.get("request"))),
+            usize::MAX,
+        );
+        add_all(
+            &mut r.reported_declarations,
+            strs(m.get("reported_declarations")),
+            usize::MAX,
+        );
+        add_all(&mut r.proxies, strs(m.get("proxies")), usize::MAX);
+        r.request_shape = m
+            .get("request_shape")
+            .and_then(|v| Shape::from_json(v, SHAPE_LIMITS));
+        r.response_shape = m
+            .get("response_shape")
+            .and_then(|v| Shape::from_json(v, SHAPE_LIMITS));
+        r
+    }
+
+    /// Folds one batch entry into the record.
+    pub fn merge(&mut self, e: &Value, proxy: &str) {
+        if rank(e.get("template_source").and_then(Value::as_str))
+            > rank(self.head.get("template_source").and_then(Value::as_str))
+        {
+            for name in ["path_template", "template_source"] {
+                if let Some(v) = e.get(name) {
+                    self.head.insert(name.to_string(), v.clone());
+                }
+            }
+        }
+        self.count = self.count.saturating_add(u(e.get("count")));
+        self.first_seen_ms = self.first_seen_ms.min(u(e.get("first_seen_ms")));
+        self.last_seen_ms = self.last_seen_ms.max(u(e.get("last_seen_ms")));
+        self.request_bytes_max = self.request_bytes_max.max(u(e.get("request_bytes_max")));
+        self.response_bytes_max = self.response_bytes_max.max(u(e.get("response_bytes_max")));
+        for (class, n) in e
+            .get("status")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let slot = self.status.entry(class.clone()).or_insert(0);
+            *slot = slot.saturating_add(n.as_u64().unwrap_or(0));
+        }
+        for (set, name) in self.lists.iter_mut().zip(LISTS) {
+            add_all(set, strs(e.get(*name)), MAX_LIST);
+        }
+        let classes = e.get("data_classes");
+        add_all(
+            &mut self.request_classes,
+            strs(classes.and_then(|c| c.get("request"))),
             MAX_LIST,
         );
+        add_all(
+            &mut self.response_classes,
+            strs(classes.and_then(|c| c.get("response"))),
+            MAX_LIST,
+        );
+        if let Some(d) = e.get("declaration").and_then(Value::as_str) {
+            add_all(&mut self.reported_declarations, std::iter::once(d), 8);
+        }
+        add_all(&mut self.proxies, std::iter::once(proxy), MAX_PROXIES);
+        merge_shape_into(&mut self.request_shape, e.get("request_shape"));
+        merge_shape_into(&mut self.response_shape, e.get("response_shape"));
     }
-    m.insert("data_classes".into(), Value::Object(classes));
-    union(
-        m,
-        "reported_declarations",
-        Some(&Value::Array(
-            e.get("declaration").into_iter().cloned().collect(),
-        )),
-        8,
-    );
-    union(
-        m,
-        "proxies",
-        Some(&Value::Array(vec![Value::from(proxy)])),
-        MAX_PROXIES,
-    );
-    merge_shape(m, "request_shape", e.get("request_shape"));
-    merge_shape(m, "response_shape", e.get("response_shape"));
+
+    pub fn first_seen_ms(&self) -> u64 {
+        self.first_seen_ms
+    }
+
+    pub fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms
+    }
+
+    /// The JSON form: the entry's members, merged, plus `proxies` and `reported_declarations`.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut m = self.head.clone();
+        m.insert("count".into(), self.count.into());
+        m.insert("first_seen_ms".into(), self.first_seen_ms.into());
+        m.insert("last_seen_ms".into(), self.last_seen_ms.into());
+        m.insert("request_bytes_max".into(), self.request_bytes_max.into());
+        m.insert("response_bytes_max".into(), self.response_bytes_max.into());
+        m.insert(
+            "status".into(),
+            Value::Object(
+                self.status
+                    .iter()
+                    .map(|(k, n)| (k.clone(), Value::from(*n)))
+                    .collect(),
+            ),
+        );
+        for (set, name) in self.lists.iter().zip(LISTS) {
+            m.insert((*name).to_string(), set_json(set));
+        }
+        let mut classes = Map::new();
+        classes.insert("request".into(), set_json(&self.request_classes));
+        classes.insert("response".into(), set_json(&self.response_classes));
+        m.insert("data_classes".into(), Value::Object(classes));
+        m.insert(
+            "reported_declarations".into(),
+            set_json(&self.reported_declarations),
+        );
+        m.insert("proxies".into(), set_json(&self.proxies));
+        for (name, shape) in [
+            ("request_shape", &self.request_shape),
+            ("response_shape", &self.response_shape),
+        ] {
+            m.insert(
+                name.into(),
+                shape.as_ref().map_or(Value::Null, Shape::to_json),
+            );
+        }
+        m
+    }
 }
 
 #[cfg(test)]
@@ -240,9 +331,11 @@ mod tests {
             "data_classes": {"request": [], "response": []},
             "request_shape": null, "response_shape": {"type": ["object"], "properties": {"name": {"type": ["string"]}}}});
         assert_eq!(key(&a), key(&b));
-        let mut m = new_record(&a, "p1");
-        merge_into(&mut m, &b, "p2");
-        let r = Value::Object(m);
+        let mut rec = Record::new(&a, "p1");
+        rec.merge(&b, "p2");
+        // Through its stored form and back: nothing is lost.
+        let rec = Record::from_json(&rec.to_json());
+        let r = Value::Object(rec.to_json());
         assert_eq!(r["path_template"], "/pet/{petId}");
         assert_eq!(r["count"], 5);
         assert_eq!(r["first_seen_ms"], 40);

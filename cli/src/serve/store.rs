@@ -77,7 +77,7 @@ pub struct Store {
     /// The writer's copy of the records it wrote or read (at most `cache_max`): a batch merges
     /// into memory instead of reading and parsing each record back. Only the writer connection
     /// writes records, so the copy stays exact; a sweep clears it.
-    cache: HashMap<Key, (i64, Map<String, Value>)>,
+    cache: HashMap<Key, (i64, merge::Record)>,
     cache_max: usize,
     /// Endpoints stored, as the writer knows it (None: count on the next write).
     endpoint_count: Option<usize>,
@@ -195,7 +195,7 @@ impl Store {
         let mut outcomes = Vec::with_capacity(items.len());
         let mut refused = 0u64;
         // The records this group changes: (id when already stored, merged record).
-        let mut touched: HashMap<Key, (Option<i64>, Map<String, Value>)> = HashMap::new();
+        let mut touched: HashMap<Key, (Option<i64>, merge::Record)> = HashMap::new();
         // First-touch order: new endpoints get their ids in the order they arrived.
         let mut order: Vec<Key> = Vec::new();
         let total_after;
@@ -238,33 +238,36 @@ impl Store {
                 let proxy = b.proxy_name(&item.token_name);
                 for e in &b.endpoints {
                     let k = merge::key(e);
-                    if let Some((_, m)) = touched.get_mut(&k) {
-                        merge::merge_into(m, e, &proxy);
+                    if let Some((_, r)) = touched.get_mut(&k) {
+                        r.merge(e, &proxy);
                         continue;
                     }
                     // Taken out of the cache (no copy); put back after the commit. A failed
                     // group leaves these records out of the cache: they are read again next time.
                     let known = match self.cache.remove(&k) {
                         Some(hit) => Some(hit),
-                        None => {
-                            find.query_row(params![k.0, k.1, k.2, k.3, k.4], |r| {
+                        None => find
+                            .query_row(params![k.0, k.1, k.2, k.3, k.4], |r| {
                                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                             })
                             .optional()
                             .map_err(err)?
-                            .map(|(id, text)| (id, serde_json::from_str(&text).unwrap_or_default()))
-                        }
+                            .map(|(id, text)| {
+                                let m: Map<String, Value> =
+                                    serde_json::from_str(&text).unwrap_or_default();
+                                (id, merge::Record::from_json(&m))
+                            }),
                     };
                     match known {
-                        Some((id, mut m)) => {
-                            merge::merge_into(&mut m, e, &proxy);
+                        Some((id, mut r)) => {
+                            r.merge(e, &proxy);
                             order.push(k.clone());
-                            touched.insert(k, (Some(id), m));
+                            touched.insert(k, (Some(id), r));
                         }
                         None if total >= max_endpoints => refused += 1,
                         None => {
                             order.push(k.clone());
-                            touched.insert(k, (None, merge::new_record(e, &proxy)));
+                            touched.insert(k, (None, merge::Record::new(e, &proxy)));
                             total += 1;
                         }
                     }
@@ -286,12 +289,12 @@ impl Store {
                 .map_err(err)?;
             total_after = total;
             for k in &order {
-                let Some((id, m)) = touched.get_mut(k) else {
+                let Some((id, r)) = touched.get_mut(k) else {
                     continue;
                 };
-                let first = m.get("first_seen_ms").and_then(Value::as_i64).unwrap_or(0);
-                let last = m.get("last_seen_ms").and_then(Value::as_i64).unwrap_or(0);
-                let text = serde_json::to_string(m).unwrap_or_default();
+                let first = i64::try_from(r.first_seen_ms()).unwrap_or(i64::MAX);
+                let last = i64::try_from(r.last_seen_ms()).unwrap_or(i64::MAX);
+                let text = serde_json::to_string(&r.to_json()).unwrap_or_default();
                 match id {
                     Some(id) => {
                         update
