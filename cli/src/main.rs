@@ -1,6 +1,11 @@
 //! `apiguard`: the native companion of the filter. Every subcommand reuses the filter's core
 //! (the `apiguard` library crate), so a policy or a contract is judged by the same code the proxy runs.
 
+mod serve;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 mod args;
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
+        "serve" => serve::main(rest),
         "--version" => {
             println!("apiguard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

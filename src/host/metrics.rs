@@ -162,6 +162,10 @@ impl Metrics {
             Counter::DiscoveryBatchesRejected,
             delta(b.batches_rejected, n.batches_rejected),
         );
+        self.add(
+            Counter::DiscoveryRecordsRejected,
+            delta(b.records_rejected, n.records_rejected),
+        );
         if let Some(id) = self.endpoints_gauge {
             let change = i128::from(now.endpoints_tracked) - i128::from(before.endpoints_tracked);
             if let Ok(change) = i64::try_from(change) {

@@ -7,7 +7,7 @@ use super::http::ApiGuard;
 use super::metrics::Metrics;
 use super::store::HostStore;
 use crate::config::Policy;
-use crate::discovery::delivery::Outcome;
+use crate::discovery::delivery::{self, Outcome};
 use crate::discovery::event::Source;
 use crate::discovery::{DiscoveryWorker, WorkerStats};
 use crate::exchange::{Counter, Worker};
@@ -46,6 +46,9 @@ enum Call {
     /// A discovery batch with this outbox id.
     Discovery(u64),
 }
+
+/// Largest collector answer read (for an OTLP `partial_success`); a larger one is not read.
+const MAX_COLLECTOR_ANSWER_BYTES: usize = 4096;
 
 impl Context for ApiGuardRoot {
     fn on_http_call_response(
@@ -87,9 +90,20 @@ impl Context for ApiGuardRoot {
             }
             Call::Discovery(id) => {
                 let outcome = status.map_or(Outcome::NoResponse, Outcome::Status);
+                // Retry-After and an OTLP partial success; a larger body is not read.
+                let retry_after =
+                    abi::header_value(MapType::HttpCallResponseHeaders, "retry-after")
+                        .ok()
+                        .flatten();
+                let body = if body_size <= MAX_COLLECTOR_ANSWER_BYTES {
+                    abi::buffer(BufferType::HttpCallResponseBody, body_size).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let answer = delivery::read_answer(retry_after.as_deref(), &body);
                 let now = super::now_ms();
                 let next = worker.borrow_mut().worker.discovery.as_mut().and_then(|d| {
-                    d.finish_call(id, outcome, now);
+                    d.finish_call_with(id, outcome, answer, now);
                     d.next_call(now)
                 });
                 if let Some(next) = next {
