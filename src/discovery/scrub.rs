@@ -15,6 +15,7 @@
 use super::observe::{Observation, Side};
 use crate::reader::Node;
 use crate::redact::{self, BodyKind, Redaction};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Longest text checked; longer texts are `{value}` (callers cap names well below this).
@@ -134,9 +135,42 @@ pub fn check(text: &str) -> Option<Scrubbed> {
     None
 }
 
+/// Longest name whose verdict is remembered; longer ones are checked every time.
+const MAX_CACHED_NAME: usize = 64;
+/// Names remembered per worker; the table is emptied when it is full.
+const MAX_CACHED: usize = 256;
+
+/// The verdicts of [`check`] on recent names (path segments, host labels, query parameter and
+/// operation names), kept by each worker's inventory: the same few names come back on every
+/// request, and `check` runs the detectors over each. `check` is a pure function of the name,
+/// so a remembered verdict is the one it would give again. Memory: at most `MAX_CACHED` names of
+/// at most `MAX_CACHED_NAME` bytes (about 30 KiB with the table's own overhead).
+#[derive(Debug, Default)]
+pub struct ScrubCache {
+    seen: HashMap<Box<str>, Option<Scrubbed>>,
+}
+
+impl ScrubCache {
+    /// [`check`], remembered.
+    pub fn check(&mut self, text: &str) -> Option<Scrubbed> {
+        if text.len() > MAX_CACHED_NAME {
+            return check(text);
+        }
+        if let Some(verdict) = self.seen.get(text) {
+            return *verdict;
+        }
+        let verdict = check(text);
+        if self.seen.len() >= MAX_CACHED {
+            self.seen.clear();
+        }
+        self.seen.insert(text.into(), verdict);
+        verdict
+    }
+}
+
 /// The text to emit for `text`, noting any data class in `classes`.
-pub fn name(text: &str, classes: &mut Vec<&'static str>) -> String {
-    match check(text) {
+pub fn name(text: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
+    match cache.check(text) {
         None => text.to_string(),
         Some(s) => {
             if let Some(c) = s.class {
@@ -150,7 +184,7 @@ pub fn name(text: &str, classes: &mut Vec<&'static str>) -> String {
 }
 
 /// A path template: each segment that is not already a placeholder is checked.
-pub fn template(t: &str, classes: &mut Vec<&'static str>) -> String {
+pub fn template(t: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
     let mut out = String::with_capacity(t.len());
     for (k, seg) in t.split('/').enumerate() {
         if k > 0 {
@@ -159,7 +193,7 @@ pub fn template(t: &str, classes: &mut Vec<&'static str>) -> String {
         if seg.is_empty() || seg == "**" || seg == "*" {
             out.push_str(seg);
         } else {
-            out.push_str(&name(seg, classes));
+            out.push_str(&name(seg, classes, cache));
         }
     }
     out
@@ -167,7 +201,7 @@ pub fn template(t: &str, classes: &mut Vec<&'static str>) -> String {
 
 /// A host: each DNS label is checked (`4111…1111.evil.example` → `{card}.evil.example`); a
 /// port and the `{none}` / `{invalid}` markers stay.
-pub fn host(h: &str, classes: &mut Vec<&'static str>) -> String {
+pub fn host(h: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
     if h.starts_with('{') || h.starts_with('[') {
         return h.to_string();
     }
@@ -183,7 +217,7 @@ pub fn host(h: &str, classes: &mut Vec<&'static str>) -> String {
     }
     let mut out = name_part
         .split('.')
-        .map(|label| name(label, classes))
+        .map(|label| name(label, classes, cache))
         .collect::<Vec<_>>()
         .join(".");
     if let Some(p) = port {
@@ -195,14 +229,14 @@ pub fn host(h: &str, classes: &mut Vec<&'static str>) -> String {
 
 /// Scrubs everything an observation would emit, in place; classes found are added to the
 /// request's data classes.
-pub fn observation(obs: &mut Observation) {
+pub fn observation(obs: &mut Observation, cache: &mut ScrubCache) {
     let mut classes: Vec<&'static str> = Vec::new();
     if obs.template_source != super::observe::TemplateSource::Declared {
-        obs.template = template(&obs.template, &mut classes);
+        obs.template = template(&obs.template, &mut classes, cache);
     }
-    obs.host = host(&obs.host, &mut classes);
+    obs.host = host(&obs.host, &mut classes, cache);
     for q in &mut obs.query_params {
-        *q = name(q, &mut classes);
+        *q = name(q, &mut classes, cache);
     }
     obs.query_params.sort();
     obs.query_params.dedup();
@@ -210,14 +244,14 @@ pub fn observation(obs: &mut Observation) {
         if let Some(n) = op.name.as_mut() {
             *n = n
                 .split(',')
-                .map(|m| name(m, &mut classes))
+                .map(|m| name(m, &mut classes, cache))
                 .collect::<Vec<_>>()
                 .join(",");
         }
         if let Some(s) = op.service.as_mut() {
             *s = s
                 .split('.')
-                .map(|m| name(m, &mut classes))
+                .map(|m| name(m, &mut classes, cache))
                 .collect::<Vec<_>>()
                 .join(".");
         }
@@ -240,14 +274,18 @@ mod tests {
     use super::*;
 
     fn scrubbed(t: &str) -> String {
-        template(t, &mut Vec::new())
+        template(t, &mut Vec::new(), &mut ScrubCache::default())
     }
 
     #[test]
     fn encoded_values_in_path_segments_become_typed_placeholders() {
         let mut classes = Vec::new();
         assert_eq!(
-            template("/cards/4111%201111%201111%201111", &mut classes),
+            template(
+                "/cards/4111%201111%201111%201111",
+                &mut classes,
+                &mut ScrubCache::default()
+            ),
             "/cards/{card}"
         );
         assert_eq!(scrubbed("/ssn/536%2022%201234"), "/ssn/{ssn}");
@@ -280,23 +318,50 @@ mod tests {
     fn host_labels_are_checked_but_addresses_and_ports_stay() {
         let mut c = Vec::new();
         assert_eq!(
-            host("4111111111111111.evil.example:8080", &mut c),
+            host(
+                "4111111111111111.evil.example:8080",
+                &mut c,
+                &mut ScrubCache::default()
+            ),
             "{card}.evil.example:8080"
         );
-        assert_eq!(host("api.example.com", &mut c), "api.example.com");
-        assert_eq!(host("10.0.0.1:9000", &mut c), "10.0.0.1:9000");
+        assert_eq!(
+            host("api.example.com", &mut c, &mut ScrubCache::default()),
+            "api.example.com"
+        );
+        assert_eq!(
+            host("10.0.0.1:9000", &mut c, &mut ScrubCache::default()),
+            "10.0.0.1:9000"
+        );
     }
 
     #[test]
     fn operation_names_carrying_values_become_placeholders() {
         let mut c = Vec::new();
         assert_eq!(
-            name("charge_4111111111111111", &mut c),
+            name(
+                "charge_4111111111111111",
+                &mut c,
+                &mut ScrubCache::default()
+            ),
             "{card}",
             "glued card"
         );
-        assert_eq!(name("notify jane@example.com", &mut c), "{email}");
-        assert_eq!(name("getUser", &mut c), "getUser");
-        assert_eq!(name("orders.list", &mut c), "orders.list");
+        assert_eq!(
+            name(
+                "notify jane@example.com",
+                &mut c,
+                &mut ScrubCache::default()
+            ),
+            "{email}"
+        );
+        assert_eq!(
+            name("getUser", &mut c, &mut ScrubCache::default()),
+            "getUser"
+        );
+        assert_eq!(
+            name("orders.list", &mut c, &mut ScrubCache::default()),
+            "orders.list"
+        );
     }
 }

@@ -21,6 +21,7 @@ use super::compile::{
 use super::decimal::{self, Decimal};
 use super::problem::{Rejection, Violation};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -120,17 +121,22 @@ pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
 /// Linear scan of a syntactically valid JSON document: does any object name a member twice,
 /// compared after unescaping (`"qty"` and `"q\u0074y"` are the same key)? serde_json keeps the
 /// last one, other parsers the first: a body whose meaning depends on the parser is refused.
-/// Memory: the keys of the objects open on the current path (at most the body's size).
+/// Memory: the keys of the objects open on the current path (at most the body's size); names
+/// without escapes are borrowed from the body, not copied. An object's names are compared one by
+/// one up to [`DUP_LINEAR`] of them, through a hash set beyond (no quadratic work).
 pub fn has_duplicate_key(body: &[u8]) -> bool {
-    // One entry per open container: `Some(keys)` for an object, `None` for an array.
-    let mut stack: Vec<Option<HashSet<Vec<u8>>>> = Vec::new();
+    // The names of the members of every open object, innermost last.
+    let mut keys: Vec<Cow<'_, [u8]>> = Vec::new();
+    // One entry per open container: for an object, where its names start in `keys` and, once it
+    // has more than `DUP_LINEAR` of them, their set; `None` for an array.
+    let mut stack: Vec<Option<(usize, Option<HashSet<Cow<'_, [u8]>>>)>> = Vec::new();
     let mut expect_key = false;
     let mut i = 0;
     while let Some(&b) = body.get(i) {
         i += 1;
         match b {
             b'{' => {
-                stack.push(Some(HashSet::new()));
+                stack.push(Some((keys.len(), None)));
                 expect_key = true;
             }
             b'[' => {
@@ -138,18 +144,34 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
                 expect_key = false;
             }
             b'}' | b']' => {
-                stack.pop();
+                if let Some(Some((start, _))) = stack.pop() {
+                    keys.truncate(start);
+                }
                 expect_key = false;
             }
             b',' => expect_key = matches!(stack.last(), Some(Some(_))),
             b'"' => {
-                let (text, next) = unescape_string(body, i);
+                let (text, next) = string_at(body, i);
                 i = next;
                 if expect_key {
                     expect_key = false;
-                    if let Some(Some(keys)) = stack.last_mut() {
-                        if !keys.insert(text) {
+                    if let Some(Some((start, set))) = stack.last_mut() {
+                        if let Some(set) = set {
+                            if !set.insert(text) {
+                                return true;
+                            }
+                            continue;
+                        }
+                        let names = keys.get(*start..).unwrap_or(&[]);
+                        if names.iter().any(|k| *k == text) {
                             return true;
+                        }
+                        if names.len() >= DUP_LINEAR {
+                            let mut all: HashSet<Cow<'_, [u8]>> = keys.drain(*start..).collect();
+                            all.insert(text);
+                            *set = Some(all);
+                        } else {
+                            keys.push(text);
                         }
                     }
                 }
@@ -158,6 +180,24 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Names per object compared one by one before [`has_duplicate_key`] switches to a hash set.
+const DUP_LINEAR: usize = 16;
+
+/// The JSON string starting after its opening quote at `start`: borrowed from `body` when it
+/// holds no escape, unescaped (see [`unescape_string`]) otherwise; and the offset after it.
+fn string_at(body: &[u8], start: usize) -> (Cow<'_, [u8]>, usize) {
+    let rest = body.get(start..).unwrap_or(&[]);
+    match rest.iter().position(|b| *b == b'"' || *b == b'\\') {
+        Some(n) if rest.get(n) == Some(&b'"') => {
+            (Cow::Borrowed(rest.get(..n).unwrap_or(&[])), start + n + 1)
+        }
+        _ => {
+            let (text, next) = unescape_string(body, start);
+            (Cow::Owned(text), next)
+        }
+    }
 }
 
 /// The unescaped bytes of the JSON string starting after its opening quote at `start`, and the
@@ -1104,6 +1144,35 @@ mod tests {
             assert_eq!(r.reason(), "duplicate_key");
             assert!(!r.problem_body().contains("qty"));
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_objects_with_many_members_and_after_nested_ones() {
+        let many = |extra: &str| {
+            let members: Vec<String> = (0..40)
+                .map(|i| format!("\"k{i}\":{{\"k{i}\":1}}"))
+                .collect();
+            format!("{{{}{extra}}}", members.join(","))
+        };
+        // 40 distinct names (past the linear comparisons), each with a nested object reusing it.
+        assert!(!has_duplicate_key(many("").as_bytes()));
+        for extra in [
+            r#","k3":1"#,
+            r#","k39":1"#,
+            r#","k\u0033\u0039":1"#,
+            r#","k0":1"#,
+        ] {
+            assert!(has_duplicate_key(many(extra).as_bytes()), "{extra}");
+        }
+        // The outer object's names survive a nested object with many names of its own.
+        let nested: Vec<String> = (0..30).map(|i| format!("\"n{i}\":{i}")).collect();
+        let body = format!(
+            "{{\"a\":1,\"in\":{{{}}},\"b\":2,\"a\":3}}",
+            nested.join(",")
+        );
+        assert!(has_duplicate_key(body.as_bytes()));
+        let body = format!("{{\"a\":1,\"in\":{{{}}},\"n0\":2}}", nested.join(","));
+        assert!(!has_duplicate_key(body.as_bytes()));
     }
 
     #[test]
