@@ -15,7 +15,6 @@
 use super::observe::{Observation, Side};
 use crate::reader::Node;
 use crate::redact::{self, BodyKind, Redaction};
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Longest text checked; longer texts are `{value}` (callers cap names well below this).
@@ -137,33 +136,44 @@ pub fn check(text: &str) -> Option<Scrubbed> {
 
 /// Longest name whose verdict is remembered; longer ones are checked every time.
 const MAX_CACHED_NAME: usize = 64;
-/// Names remembered per worker; the table is emptied when it is full.
-const MAX_CACHED: usize = 256;
+/// Slots of the scrub cache (a power of two).
+const CACHE_SLOTS: usize = 256;
 
 /// The verdicts of [`check`] on recent names (path segments, host labels, query parameter and
 /// operation names), kept by each worker's inventory: the same few names come back on every
 /// request, and `check` runs the detectors over each. `check` is a pure function of the name,
-/// so a remembered verdict is the one it would give again. Memory: at most `MAX_CACHED` names of
-/// at most `MAX_CACHED_NAME` bytes (about 30 KiB with the table's own overhead).
+/// so a remembered verdict is the one it would give again. Direct-mapped: a name has one slot
+/// (by a hash of its bytes) and replaces whatever was there, so a client sending many names only
+/// makes the cache miss. Memory: at most `CACHE_SLOTS` names of at most `MAX_CACHED_NAME` bytes
+/// (about 20 KiB).
 #[derive(Debug, Default)]
 pub struct ScrubCache {
-    seen: HashMap<Box<str>, Option<Scrubbed>>,
+    slots: Vec<Option<(Box<str>, Option<Scrubbed>)>>,
 }
 
 impl ScrubCache {
     /// [`check`], remembered.
     pub fn check(&mut self, text: &str) -> Option<Scrubbed> {
-        if text.len() > MAX_CACHED_NAME {
-            return check(text);
+        if self.slots.is_empty() {
+            self.slots.resize_with(CACHE_SLOTS, || None);
         }
-        if let Some(verdict) = self.seen.get(text) {
-            return *verdict;
+        // FNV-1a over the name's bytes picks the slot.
+        let at = (text.len() <= MAX_CACHED_NAME).then(|| {
+            let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            usize::try_from(hash % CACHE_SLOTS as u64).unwrap_or(0)
+        });
+        let slot = at.and_then(|at| self.slots.get_mut(at));
+        if let Some(Some((name, verdict))) = slot.as_deref() {
+            if **name == *text {
+                return *verdict;
+            }
         }
         let verdict = check(text);
-        if self.seen.len() >= MAX_CACHED {
-            self.seen.clear();
+        if let Some(slot) = slot {
+            *slot = Some((text.into(), verdict));
         }
-        self.seen.insert(text.into(), verdict);
         verdict
     }
 }

@@ -1396,18 +1396,9 @@ impl Engine {
 /// `rest` was one).
 #[inline]
 fn word_tail(t: &[u8; 256], rest: &[u8], glue: bool, mut prev_digit: bool) -> usize {
-    if !glue {
-        return rest
-            .iter()
-            .position(|&c| class_of(t, c) > START)
-            .unwrap_or(rest.len());
-    }
     for (k, &c) in rest.iter().enumerate() {
-        if class_of(t, c) > START {
-            return k;
-        }
         let digit = c.is_ascii_digit();
-        if digit && !prev_digit {
+        if class_of(t, c) > START || (glue && digit && !prev_digit) {
             return k;
         }
         prev_digit = digit;
@@ -1416,21 +1407,25 @@ fn word_tail(t: &[u8; 256], rest: &[u8], glue: bool, mut prev_digit: bool) -> us
 }
 
 /// Whether a token that starts with the ASCII digit run of `w` cannot be a card, an SSN or a
-/// national phone number whatever comes before it: fewer than 13 digits, followed by the end of
-/// the window or by an ASCII byte that neither separates digit groups (space, `-`, `.`, `/`,
-/// `+`, parentheses) nor may hide one in an encoding (`\`, `%`, `&`). Every grammar of
-/// [`d::card`], [`d::ssn`] and [`d::phone_national`] needs such a separator (or 13 digits) there.
+/// national phone number whatever comes before it: fewer than 13 digits, then (after any run of
+/// group separators: space, `-`, `.`, `/`, `+`) the end of the window or an ASCII byte that is
+/// not a digit, not a parenthesis and cannot hide one in an encoding (`\\`, `%`, `&`). Every
+/// grammar of [`d::card`], [`d::ssn`] and [`d::phone_national`] needs 13 digits in the first
+/// group or a digit right after the separators that end it.
 #[inline]
 fn lone_short_number(w: &[u8]) -> bool {
     let g1 = w.iter().take(13).take_while(|c| c.is_ascii_digit()).count();
-    g1 < 13
-        && !w.get(g1).is_some_and(|c| {
-            *c >= 0x80
-                || matches!(
-                    c,
-                    b' ' | b'-' | b'.' | b'/' | b'+' | b'(' | b')' | b'\\' | b'%' | b'&'
-                )
-        })
+    if g1 >= 13 {
+        return false;
+    }
+    let rest = w.get(g1..).unwrap_or(&[]);
+    let seps = rest
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'-' | b'.' | b'/' | b'+'))
+        .count();
+    !rest.get(seps).is_some_and(|c| {
+        c.is_ascii_digit() || *c >= 0x80 || matches!(c, b'(' | b')' | b'\\' | b'%' | b'&')
+    })
 }
 
 /// A lower-case letter, a letter, then a digit (or an encoded or non-ASCII byte): maybe an IBAN.
@@ -1471,4 +1466,51 @@ fn secret_class(p: &Redaction, w: &[u8]) -> Option<(u16, usize)> {
         d::Secret::Stripe => super::STRIPE_KEY,
     };
     p.enabled(class).then_some((class, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every window the shortcut skips is one where the detectors it stands for find nothing,
+    /// whatever bytes come before it and in form bodies too.
+    #[test]
+    fn lone_short_numbers_are_never_cards_ssns_or_phones() {
+        let alphabet: &[u8] = b"0123456789 -./+()x\"\\%&";
+        let befores: [&[u8]; 4] = [b"", b"1-", b"1234 ", b"a"];
+        let mut skipped = 0;
+        // Every string of up to 4 bytes over the alphabet, after a few digit-led prefixes.
+        for prefix in [&b"1"[..], b"123", b"415", b"0", b"078", b"4111111111"] {
+            let mut stack: Vec<Vec<u8>> = vec![prefix.to_vec()];
+            while let Some(w) = stack.pop() {
+                if lone_short_number(&w) {
+                    skipped += 1;
+                    for before in befores {
+                        for form in [false, true] {
+                            assert_eq!(d::card(&w, before, form), None, "{w:?}");
+                            assert_eq!(d::ssn(&w, before, form), None, "{w:?}");
+                        }
+                        assert_eq!(d::phone_national(&w, before), None, "{w:?}");
+                    }
+                }
+                if w.len() < prefix.len() + 4 {
+                    for &c in alphabet {
+                        let mut next = w.clone();
+                        next.push(c);
+                        stack.push(next);
+                    }
+                }
+            }
+        }
+        assert!(skipped > 100, "{skipped}");
+        // And the shortcut leaves what may match to the detectors.
+        for w in [
+            &b"4111 1111 1111 1111"[..],
+            b"078-05-1120",
+            b"415 555 2671",
+            b"1 415-555",
+        ] {
+            assert!(!lone_short_number(w), "{w:?}");
+        }
+    }
 }

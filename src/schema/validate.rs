@@ -23,7 +23,6 @@ use super::problem::{Rejection, Violation};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 /// The deepest `max_depth` a policy may configure (serde_json refuses deeper documents anyway).
@@ -122,21 +121,22 @@ pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
 /// compared after unescaping (`"qty"` and `"q\u0074y"` are the same key)? serde_json keeps the
 /// last one, other parsers the first: a body whose meaning depends on the parser is refused.
 /// Memory: the keys of the objects open on the current path (at most the body's size); names
-/// without escapes are borrowed from the body, not copied. An object's names are compared one by
-/// one up to [`DUP_LINEAR`] of them, through a hash set beyond (no quadratic work).
+/// without escapes are borrowed from the body, not copied. A name is compared with the object's
+/// earlier ones while it has at most [`DUP_LINEAR`]; a larger object's names are compared by hash
+/// when it closes (no quadratic work).
 pub fn has_duplicate_key(body: &[u8]) -> bool {
     // The names of the members of every open object, innermost last.
     let mut keys: Vec<Cow<'_, [u8]>> = Vec::new();
-    // One entry per open container: for an object, where its names start in `keys` and, once it
-    // has more than `DUP_LINEAR` of them, their set; `None` for an array.
-    let mut stack: Vec<Option<(usize, Option<HashSet<Cow<'_, [u8]>>>)>> = Vec::new();
+    // One entry per open container: for an object, where its names start in `keys`; `None` for
+    // an array.
+    let mut stack: Vec<Option<usize>> = Vec::new();
     let mut expect_key = false;
     let mut i = 0;
     while let Some(&b) = body.get(i) {
         i += 1;
         match b {
             b'{' => {
-                stack.push(Some((keys.len(), None)));
+                stack.push(Some(keys.len()));
                 expect_key = true;
             }
             b'[' => {
@@ -144,7 +144,11 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
                 expect_key = false;
             }
             b'}' | b']' => {
-                if let Some(Some((start, _))) = stack.pop() {
+                if let Some(Some(start)) = stack.pop() {
+                    let names = keys.get(start..).unwrap_or(&[]);
+                    if names.len() > DUP_LINEAR && any_equal_by_hash(names) {
+                        return true;
+                    }
                     keys.truncate(start);
                 }
                 expect_key = false;
@@ -155,24 +159,12 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
                 i = next;
                 if expect_key {
                     expect_key = false;
-                    if let Some(Some((start, set))) = stack.last_mut() {
-                        if let Some(set) = set {
-                            if !set.insert(text) {
-                                return true;
-                            }
-                            continue;
-                        }
+                    if let Some(Some(start)) = stack.last() {
                         let names = keys.get(*start..).unwrap_or(&[]);
-                        if names.iter().any(|k| *k == text) {
+                        if names.len() < DUP_LINEAR && names.iter().any(|k| *k == text) {
                             return true;
                         }
-                        if names.len() >= DUP_LINEAR {
-                            let mut all: HashSet<Cow<'_, [u8]>> = keys.drain(*start..).collect();
-                            all.insert(text);
-                            *set = Some(all);
-                        } else {
-                            keys.push(text);
-                        }
+                        keys.push(text);
                     }
                 }
             }
@@ -182,7 +174,40 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
     false
 }
 
-/// Names per object compared one by one before [`has_duplicate_key`] switches to a hash set.
+/// Whether two of `names` are equal: sorted by hash, names compared only within a run of equal
+/// hashes.
+fn any_equal_by_hash(names: &[Cow<'_, [u8]>]) -> bool {
+    let mut hashed: Vec<(u64, usize)> = names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write(n);
+            (h.finish(), k)
+        })
+        .collect();
+    hashed.sort_unstable();
+    let mut run = 0;
+    for k in 1..hashed.len() {
+        let (Some(cur), Some(first)) = (hashed.get(k), hashed.get(run)) else {
+            break;
+        };
+        if cur.0 != first.0 {
+            run = k;
+            continue;
+        }
+        let same = hashed.get(run..k).unwrap_or(&[]).iter().any(|earlier| {
+            matches!((names.get(earlier.1), names.get(cur.1)), (Some(a), Some(b)) if a == b)
+        });
+        if same {
+            return true;
+        }
+    }
+    false
+}
+
+/// Names per object compared one by one by [`has_duplicate_key`]; larger objects are checked
+/// through their hashes when they close.
 const DUP_LINEAR: usize = 16;
 
 /// The JSON string starting after its opening quote at `start`: borrowed from `body` when it
