@@ -136,16 +136,16 @@ pub fn check(text: &str) -> Option<Scrubbed> {
 
 /// Longest name whose verdict is remembered; longer ones are checked every time.
 const MAX_CACHED_NAME: usize = 64;
-/// Slots of the scrub cache (a power of two).
-const CACHE_SLOTS: usize = 256;
+/// Slots of the scrub cache (an even number: a name may sit in either slot of its pair).
+const CACHE_SLOTS: usize = 512;
 
 /// The verdicts of [`check`] on recent names (path segments, host labels, query parameter and
 /// operation names), kept by each worker's inventory: the same few names come back on every
 /// request, and `check` runs the detectors over each. `check` is a pure function of the name,
-/// so a remembered verdict is the one it would give again. Direct-mapped: a name has one slot
-/// (by a hash of its bytes) and replaces whatever was there, so a client sending many names only
-/// makes the cache miss. Memory: at most `CACHE_SLOTS` names of at most `MAX_CACHED_NAME` bytes
-/// (about 20 KiB).
+/// so a remembered verdict is the one it would give again. Two-way: a name may sit in either slot
+/// of one pair (by a hash of its bytes) and, when both are taken, replaces the first, so a client
+/// sending many names only makes the cache miss. Memory: at most `CACHE_SLOTS` names of at most
+/// `MAX_CACHED_NAME` bytes (12 KiB of slots, 32 KiB of names at most).
 #[derive(Debug, Default)]
 pub struct ScrubCache {
     slots: Vec<Option<(Box<str>, Option<Scrubbed>)>>,
@@ -157,21 +157,24 @@ impl ScrubCache {
         if self.slots.is_empty() {
             self.slots.resize_with(CACHE_SLOTS, || None);
         }
-        // FNV-1a over the name's bytes picks the slot.
-        let at = (text.len() <= MAX_CACHED_NAME).then(|| {
+        // FNV-1a over the name's bytes picks a pair of slots.
+        let pair = (text.len() <= MAX_CACHED_NAME).then(|| {
             let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                 (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
             });
-            usize::try_from(hash % CACHE_SLOTS as u64).unwrap_or(0)
+            usize::try_from(hash % CACHE_SLOTS as u64).unwrap_or(0) & !1
         });
-        let slot = at.and_then(|at| self.slots.get_mut(at));
-        if let Some(Some((name, verdict))) = slot.as_deref() {
-            if **name == *text {
-                return *verdict;
+        let pair = pair.and_then(|at| self.slots.get_mut(at..at + 2));
+        let mut free = 0;
+        for (k, slot) in pair.iter().flat_map(|p| p.iter()).enumerate() {
+            match slot {
+                Some((name, verdict)) if **name == *text => return *verdict,
+                None => free = k,
+                Some(_) => {}
             }
         }
         let verdict = check(text);
-        if let Some(slot) = slot {
+        if let Some(slot) = pair.and_then(|p| p.get_mut(free)) {
             *slot = Some((text.into(), verdict));
         }
         verdict
@@ -322,6 +325,26 @@ mod tests {
         ] {
             assert_eq!(scrubbed(t), t);
         }
+    }
+
+    #[test]
+    fn the_scrub_cache_gives_the_verdicts_of_check_however_full_it_is() {
+        let mut cache = ScrubCache::default();
+        let long = format!("{}4111111111111111", "x_".repeat(40));
+        let names: Vec<String> = (0..2000)
+            .map(|i| match i % 5 {
+                0 => format!("item{i}"),
+                1 => "4111111111111111".to_string(),
+                2 => format!("user{i}@example.com"),
+                3 => long.clone(),
+                _ => "orders".to_string(),
+            })
+            .collect();
+        // Twice over, so that later rounds hit the slots the first one filled (or evicted).
+        for name in names.iter().chain(&names) {
+            assert_eq!(cache.check(name), check(name), "{name}");
+        }
+        assert!(cache.slots.len() == CACHE_SLOTS);
     }
 
     #[test]
