@@ -196,6 +196,18 @@ pub fn name(text: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache)
     }
 }
 
+/// Each `sep`-separated part of `text` through [`name`], joined again by `sep`.
+fn names(text: &str, sep: char, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (k, part) in text.split(sep).enumerate() {
+        if k > 0 {
+            out.push(sep);
+        }
+        out.push_str(&name(part, classes, cache));
+    }
+    out
+}
+
 /// A path template: each segment that is not already a placeholder is checked.
 pub fn template(t: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
     let mut out = String::with_capacity(t.len());
@@ -228,11 +240,7 @@ pub fn host(h: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) ->
     {
         return h.to_string();
     }
-    let mut out = name_part
-        .split('.')
-        .map(|label| name(label, classes, cache))
-        .collect::<Vec<_>>()
-        .join(".");
+    let mut out = names(name_part, '.', classes, cache);
     if let Some(p) = port {
         out.push(':');
         out.push_str(p);
@@ -255,18 +263,10 @@ pub fn observation(obs: &mut Observation, cache: &mut ScrubCache) {
     obs.query_params.dedup();
     if let Some(op) = obs.classification.operation.as_mut() {
         if let Some(n) = op.name.as_mut() {
-            *n = n
-                .split(',')
-                .map(|m| name(m, &mut classes, cache))
-                .collect::<Vec<_>>()
-                .join(",");
+            *n = names(n, ',', &mut classes, cache);
         }
         if let Some(s) = op.service.as_mut() {
-            *s = s
-                .split('.')
-                .map(|m| name(m, &mut classes, cache))
-                .collect::<Vec<_>>()
-                .join(".");
+            *s = names(s, '.', &mut classes, cache);
         }
     }
     if let Some(iss) = obs.auth.issuer.as_mut() {

@@ -161,7 +161,7 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
                     expect_key = false;
                     if let Some(Some(start)) = stack.last() {
                         let names = keys.get(*start..).unwrap_or(&[]);
-                        if names.len() < DUP_LINEAR && names.iter().any(|k| *k == text) {
+                        if names.len() < DUP_LINEAR && names.contains(&text) {
                             return true;
                         }
                         keys.push(text);
