@@ -162,6 +162,27 @@ fn json_body(size: usize) -> String {
     format!("{{\"records\": [{}]}}", records.join(","))
 }
 
+/// A JSON document of about `size` bytes with nothing sensitive in it (ids, dates, amounts, prose).
+fn clean_json_body(size: usize) -> String {
+    let mut records = Vec::new();
+    let mut len = 0;
+    let mut i = 0;
+    while len < size.saturating_sub(64) {
+        let record = format!(
+            "{{\"id\": {i}, \"name\": \"Customer {i}\", \"created_at\": \"2024-05-1{}T09:30:00Z\", \
+             \"amount\": {}.{:02}, \"status\": \"shipped\", \"note\": \"order {i} shipped to the usual \
+             address, nothing unusual\", \"tags\": [\"vip\", \"newsletter\"]}}",
+            i % 10,
+            i * 7 % 1000,
+            i % 100
+        );
+        len += record.len() + 1;
+        records.push(record);
+        i += 1;
+    }
+    format!("{{\"records\": [{}]}}", records.join(","))
+}
+
 fn shapes(jwks: &Value) -> Vec<Shape> {
     let never_deny = |key: Value| json!({"requests": NEVER_DENY_REQUESTS, "period": "1s", "key": key, "max_keys": 20000});
     let order_schema = json!({"type": "object", "required": ["records"], "properties": {"records": {
@@ -243,6 +264,16 @@ fn shapes(jwks: &Value) -> Vec<Shape> {
             token: false,
             request_body: None,
             response_body: Some(json_body(4096)),
+        },
+        Shape {
+            name: "redact-4KiB-clean",
+            config: json!({"redaction": {"pii": {"action": "redact"}},
+                "rules": [{"match": {"prefix": "/"}, "redaction": "pii"}]}),
+            vary: none,
+            method: "GET",
+            token: false,
+            request_body: None,
+            response_body: Some(clean_json_body(4096)),
         },
         Shape {
             name: "discovery",

@@ -13,6 +13,7 @@ use super::classify::{ApiType, Operation};
 use super::declared::Declaration;
 use super::findings::FindingSet;
 use super::observe::{Observation, TemplateSource, MAX_QUERY_PARAMS};
+use super::scrub::ScrubCache;
 use super::shape::{Shape, ShapeLimits};
 use std::collections::HashMap;
 
@@ -97,6 +98,8 @@ pub struct Inventory {
     max_endpoints: usize,
     shape_limits: ShapeLimits,
     overflow: OverflowStats,
+    /// Verdicts on recent names for the scrub (bounded, see [`ScrubCache`]).
+    scrub: ScrubCache,
 }
 
 /// A drained window.
@@ -120,6 +123,7 @@ impl Inventory {
             max_endpoints,
             shape_limits,
             overflow: OverflowStats::default(),
+            scrub: ScrubCache::default(),
         }
     }
 
@@ -175,7 +179,7 @@ impl Inventory {
     /// Folds one finished observation into the table.
     pub fn record(&mut self, mut obs: Observation, now_ms: u64) -> Recorded {
         // Nothing is stored (and so nothing is emitted) before the scrub.
-        super::scrub::observation(&mut obs);
+        super::scrub::observation(&mut obs, &mut self.scrub);
         let findings = obs.findings();
         let key = EndpointKey {
             host: obs.host,

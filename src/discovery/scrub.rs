@@ -134,9 +134,56 @@ pub fn check(text: &str) -> Option<Scrubbed> {
     None
 }
 
+/// Longest name whose verdict is remembered; longer ones are checked every time.
+const MAX_CACHED_NAME: usize = 64;
+/// Slots of the scrub cache (an even number: a name may sit in either slot of its pair).
+const CACHE_SLOTS: usize = 512;
+
+/// The verdicts of [`check`] on recent names (path segments, host labels, query parameter and
+/// operation names), kept by each worker's inventory: the same few names come back on every
+/// request, and `check` runs the detectors over each. `check` is a pure function of the name,
+/// so a remembered verdict is the one it would give again. Two-way: a name may sit in either slot
+/// of one pair (by a hash of its bytes) and, when both are taken, replaces the first, so a client
+/// sending many names only makes the cache miss. Memory: at most `CACHE_SLOTS` names of at most
+/// `MAX_CACHED_NAME` bytes (12 KiB of slots, 32 KiB of names at most).
+#[derive(Debug, Default)]
+pub struct ScrubCache {
+    slots: Vec<Option<(Box<str>, Option<Scrubbed>)>>,
+}
+
+impl ScrubCache {
+    /// [`check`], remembered.
+    pub fn check(&mut self, text: &str) -> Option<Scrubbed> {
+        if self.slots.is_empty() {
+            self.slots.resize_with(CACHE_SLOTS, || None);
+        }
+        // FNV-1a over the name's bytes picks a pair of slots.
+        let pair = (text.len() <= MAX_CACHED_NAME).then(|| {
+            let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            usize::try_from(hash % CACHE_SLOTS as u64).unwrap_or(0) & !1
+        });
+        let pair = pair.and_then(|at| self.slots.get_mut(at..at + 2));
+        let mut free = 0;
+        for (k, slot) in pair.iter().flat_map(|p| p.iter()).enumerate() {
+            match slot {
+                Some((name, verdict)) if **name == *text => return *verdict,
+                None => free = k,
+                Some(_) => {}
+            }
+        }
+        let verdict = check(text);
+        if let Some(slot) = pair.and_then(|p| p.get_mut(free)) {
+            *slot = Some((text.into(), verdict));
+        }
+        verdict
+    }
+}
+
 /// The text to emit for `text`, noting any data class in `classes`.
-pub fn name(text: &str, classes: &mut Vec<&'static str>) -> String {
-    match check(text) {
+pub fn name(text: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
+    match cache.check(text) {
         None => text.to_string(),
         Some(s) => {
             if let Some(c) = s.class {
@@ -149,8 +196,20 @@ pub fn name(text: &str, classes: &mut Vec<&'static str>) -> String {
     }
 }
 
+/// Each `sep`-separated part of `text` through [`name`], joined again by `sep`.
+fn names(text: &str, sep: char, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (k, part) in text.split(sep).enumerate() {
+        if k > 0 {
+            out.push(sep);
+        }
+        out.push_str(&name(part, classes, cache));
+    }
+    out
+}
+
 /// A path template: each segment that is not already a placeholder is checked.
-pub fn template(t: &str, classes: &mut Vec<&'static str>) -> String {
+pub fn template(t: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
     let mut out = String::with_capacity(t.len());
     for (k, seg) in t.split('/').enumerate() {
         if k > 0 {
@@ -159,7 +218,7 @@ pub fn template(t: &str, classes: &mut Vec<&'static str>) -> String {
         if seg.is_empty() || seg == "**" || seg == "*" {
             out.push_str(seg);
         } else {
-            out.push_str(&name(seg, classes));
+            out.push_str(&name(seg, classes, cache));
         }
     }
     out
@@ -167,7 +226,7 @@ pub fn template(t: &str, classes: &mut Vec<&'static str>) -> String {
 
 /// A host: each DNS label is checked (`4111…1111.evil.example` → `{card}.evil.example`); a
 /// port and the `{none}` / `{invalid}` markers stay.
-pub fn host(h: &str, classes: &mut Vec<&'static str>) -> String {
+pub fn host(h: &str, classes: &mut Vec<&'static str>, cache: &mut ScrubCache) -> String {
     if h.starts_with('{') || h.starts_with('[') {
         return h.to_string();
     }
@@ -181,11 +240,7 @@ pub fn host(h: &str, classes: &mut Vec<&'static str>) -> String {
     {
         return h.to_string();
     }
-    let mut out = name_part
-        .split('.')
-        .map(|label| name(label, classes))
-        .collect::<Vec<_>>()
-        .join(".");
+    let mut out = names(name_part, '.', classes, cache);
     if let Some(p) = port {
         out.push(':');
         out.push_str(p);
@@ -195,31 +250,23 @@ pub fn host(h: &str, classes: &mut Vec<&'static str>) -> String {
 
 /// Scrubs everything an observation would emit, in place; classes found are added to the
 /// request's data classes.
-pub fn observation(obs: &mut Observation) {
+pub fn observation(obs: &mut Observation, cache: &mut ScrubCache) {
     let mut classes: Vec<&'static str> = Vec::new();
     if obs.template_source != super::observe::TemplateSource::Declared {
-        obs.template = template(&obs.template, &mut classes);
+        obs.template = template(&obs.template, &mut classes, cache);
     }
-    obs.host = host(&obs.host, &mut classes);
+    obs.host = host(&obs.host, &mut classes, cache);
     for q in &mut obs.query_params {
-        *q = name(q, &mut classes);
+        *q = name(q, &mut classes, cache);
     }
     obs.query_params.sort();
     obs.query_params.dedup();
     if let Some(op) = obs.classification.operation.as_mut() {
         if let Some(n) = op.name.as_mut() {
-            *n = n
-                .split(',')
-                .map(|m| name(m, &mut classes))
-                .collect::<Vec<_>>()
-                .join(",");
+            *n = names(n, ',', &mut classes, cache);
         }
         if let Some(s) = op.service.as_mut() {
-            *s = s
-                .split('.')
-                .map(|m| name(m, &mut classes))
-                .collect::<Vec<_>>()
-                .join(".");
+            *s = names(s, '.', &mut classes, cache);
         }
     }
     if let Some(iss) = obs.auth.issuer.as_mut() {
@@ -240,14 +287,18 @@ mod tests {
     use super::*;
 
     fn scrubbed(t: &str) -> String {
-        template(t, &mut Vec::new())
+        template(t, &mut Vec::new(), &mut ScrubCache::default())
     }
 
     #[test]
     fn encoded_values_in_path_segments_become_typed_placeholders() {
         let mut classes = Vec::new();
         assert_eq!(
-            template("/cards/4111%201111%201111%201111", &mut classes),
+            template(
+                "/cards/4111%201111%201111%201111",
+                &mut classes,
+                &mut ScrubCache::default()
+            ),
             "/cards/{card}"
         );
         assert_eq!(scrubbed("/ssn/536%2022%201234"), "/ssn/{ssn}");
@@ -277,26 +328,73 @@ mod tests {
     }
 
     #[test]
+    fn the_scrub_cache_gives_the_verdicts_of_check_however_full_it_is() {
+        let mut cache = ScrubCache::default();
+        let long = format!("{}4111111111111111", "x_".repeat(40));
+        let names: Vec<String> = (0..2000)
+            .map(|i| match i % 5 {
+                0 => format!("item{i}"),
+                1 => "4111111111111111".to_string(),
+                2 => format!("user{i}@example.com"),
+                3 => long.clone(),
+                _ => "orders".to_string(),
+            })
+            .collect();
+        // Twice over, so that later rounds hit the slots the first one filled (or evicted).
+        for name in names.iter().chain(&names) {
+            assert_eq!(cache.check(name), check(name), "{name}");
+        }
+        assert!(cache.slots.len() == CACHE_SLOTS);
+    }
+
+    #[test]
     fn host_labels_are_checked_but_addresses_and_ports_stay() {
         let mut c = Vec::new();
         assert_eq!(
-            host("4111111111111111.evil.example:8080", &mut c),
+            host(
+                "4111111111111111.evil.example:8080",
+                &mut c,
+                &mut ScrubCache::default()
+            ),
             "{card}.evil.example:8080"
         );
-        assert_eq!(host("api.example.com", &mut c), "api.example.com");
-        assert_eq!(host("10.0.0.1:9000", &mut c), "10.0.0.1:9000");
+        assert_eq!(
+            host("api.example.com", &mut c, &mut ScrubCache::default()),
+            "api.example.com"
+        );
+        assert_eq!(
+            host("10.0.0.1:9000", &mut c, &mut ScrubCache::default()),
+            "10.0.0.1:9000"
+        );
     }
 
     #[test]
     fn operation_names_carrying_values_become_placeholders() {
         let mut c = Vec::new();
         assert_eq!(
-            name("charge_4111111111111111", &mut c),
+            name(
+                "charge_4111111111111111",
+                &mut c,
+                &mut ScrubCache::default()
+            ),
             "{card}",
             "glued card"
         );
-        assert_eq!(name("notify jane@example.com", &mut c), "{email}");
-        assert_eq!(name("getUser", &mut c), "getUser");
-        assert_eq!(name("orders.list", &mut c), "orders.list");
+        assert_eq!(
+            name(
+                "notify jane@example.com",
+                &mut c,
+                &mut ScrubCache::default()
+            ),
+            "{email}"
+        );
+        assert_eq!(
+            name("getUser", &mut c, &mut ScrubCache::default()),
+            "getUser"
+        );
+        assert_eq!(
+            name("orders.list", &mut c, &mut ScrubCache::default()),
+            "orders.list"
+        );
     }
 }

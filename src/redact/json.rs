@@ -68,6 +68,8 @@ pub(crate) struct JsonCtx {
     /// The member name being read (lower case, at most `MAX_KEY` bytes).
     key_lower: Vec<u8>,
     key_raw: Vec<u8>,
+    /// Bytes of the member name read so far (kept or not).
+    key_len: usize,
     key_overlong: bool,
 }
 
@@ -80,20 +82,25 @@ impl JsonCtx {
     pub(crate) fn begin_key(&mut self) {
         self.key_lower.clear();
         self.key_raw.clear();
+        self.key_len = 0;
         self.key_overlong = false;
         if let Some(f) = self.frames.last_mut() {
             f.expect_key = false;
         }
     }
 
-    /// Appends bytes of the member name being read.
-    pub(crate) fn key_bytes(&mut self, bytes: &[u8], keep_raw: bool) {
-        if self.key_lower.len() + bytes.len() > MAX_KEY {
+    /// Appends bytes of the member name being read: lower-cased for field rules (`keep_lower`),
+    /// as written for pointers (`keep_raw`). The length is counted either way.
+    pub(crate) fn key_bytes(&mut self, bytes: &[u8], keep_lower: bool, keep_raw: bool) {
+        if self.key_len + bytes.len() > MAX_KEY {
             self.key_overlong = true;
             return;
         }
-        self.key_lower
-            .extend(bytes.iter().map(u8::to_ascii_lowercase));
+        self.key_len += bytes.len();
+        if keep_lower {
+            self.key_lower
+                .extend(bytes.iter().map(u8::to_ascii_lowercase));
+        }
         if keep_raw {
             self.key_raw.extend_from_slice(bytes);
         }

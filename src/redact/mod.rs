@@ -307,6 +307,11 @@ impl Redaction {
         !self.pointers.is_empty()
     }
 
+    /// Whether any field rule is configured (member names need to be read at all).
+    pub(crate) fn has_fields(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
     pub(crate) fn pointers(&self) -> &[Vec<PointerSeg>] {
         &self.pointers
     }

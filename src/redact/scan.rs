@@ -644,18 +644,8 @@ impl Engine {
                     };
                     // Skip the rest of the word; stop where a digit follows a non-digit (a card
                     // may be glued there: `x4111…`, `id_4111…`).
-                    let mut prev_digit = b.is_ascii_digit();
-                    while let Some(&c) = buf.get(i).filter(|_| i < stop) {
-                        if class_of(t, c) > START {
-                            break;
-                        }
-                        let digit = c.is_ascii_digit();
-                        if glue && digit && !prev_digit {
-                            break;
-                        }
-                        prev_digit = digit;
-                        i += 1;
-                    }
+                    let rest = buf.get(i..stop).unwrap_or(&[]);
+                    i += word_tail(t, rest, glue, b.is_ascii_digit());
                 }
                 PLAIN => {
                     if b != b'_' && p.enabled(IBAN) && lower_iban_start(buf, i) {
@@ -746,7 +736,10 @@ impl Engine {
                 return None;
             }
         }
-        let mut view = std::mem::take(&mut self.view);
+        if b.is_ascii_digit() && lone_short_number(raw) {
+            // The common case (ids, counts, dates' parts): no detector can match here.
+            return None;
+        }
         // Letters: IBANs may have their digits encoded far in; tokens are judged on a short probe.
         let probe = if b.is_ascii_digit() || raw.get(2).is_some_and(u8::is_ascii_digit) {
             VIEW_PROBE
@@ -756,13 +749,16 @@ impl Engine {
         let letters = b.is_ascii_alphabetic();
         let hit = if b.is_ascii_alphanumeric() && decode::needs_view(raw, self.enc, probe, letters)
         {
+            let mut view = std::mem::take(&mut self.view);
             decode::normalize(raw, self.enc, VIEW_MAX, &mut view);
-            self.detect(p, buf, base, i, &view.bytes, false)
-                .and_then(|(class, n)| Some((class, view.raw_len(n)?)))
+            let hit = self
+                .detect(p, buf, base, i, &view.bytes, false)
+                .and_then(|(class, n)| Some((class, view.raw_len(n)?)));
+            self.view = view;
+            hit
         } else {
             self.detect(p, buf, base, i, raw, self.form)
         };
-        self.view = view;
         let (class, n) = hit?;
         Some(self.found(p, buf, base, class, i, i + n, false, out))
     }
@@ -1015,12 +1011,13 @@ impl Engine {
     // ----- custom detectors -------------------------------------------------------------------
 
     fn start_unit(&mut self, p: &Redaction, buf: &[u8], base: u64, i: usize, unit: Unit) {
+        if p.custom().is_empty() {
+            // Only custom detectors ever fill the queue: it is already empty.
+            return;
+        }
         self.custom_q.clear();
         self.custom_more = None;
         self.custom_next = u64::MAX;
-        if p.custom().is_empty() {
-            return;
-        }
         self.unit = unit;
         self.search_window(p, buf, base, i);
     }
@@ -1258,8 +1255,11 @@ impl Engine {
     ) -> usize {
         let j = self.content(p, buf, base, i, limit, &JSON_TABLE, out);
         if key {
-            self.json
-                .key_bytes(buf.get(i..j).unwrap_or(&[]), p.has_pointers());
+            self.json.key_bytes(
+                buf.get(i..j).unwrap_or(&[]),
+                p.has_fields(),
+                p.has_pointers(),
+            );
         }
         if j >= limit || self.skip.is_some() {
             return j;
@@ -1275,7 +1275,7 @@ impl Engine {
             }
             Some(b'\\') => {
                 if key {
-                    self.json.key_bytes(b"\\", p.has_pointers());
+                    self.json.key_bytes(b"\\", p.has_fields(), p.has_pointers());
                 }
                 self.lex = Lex::JsonEscape { key };
                 j + 1
@@ -1293,7 +1293,7 @@ impl Engine {
             _ => false,
         };
         if key && b != b'"' {
-            self.json.key_bytes(&[b], false);
+            self.json.key_bytes(&[b], true, false);
         }
         let next = match self.lex {
             Lex::JsonEscape { .. } if b == b'u' => Lex::JsonUnicode { key, left: 4 },
@@ -1391,6 +1391,43 @@ impl Engine {
     }
 }
 
+/// Length of the word bytes at the start of `rest` (classes up to `START` in `t`); with `glue`,
+/// also stops at a digit that follows a non-digit (`prev_digit` says whether the byte before
+/// `rest` was one).
+#[inline]
+fn word_tail(t: &[u8; 256], rest: &[u8], glue: bool, mut prev_digit: bool) -> usize {
+    for (k, &c) in rest.iter().enumerate() {
+        let digit = c.is_ascii_digit();
+        if class_of(t, c) > START || (glue && digit && !prev_digit) {
+            return k;
+        }
+        prev_digit = digit;
+    }
+    rest.len()
+}
+
+/// Whether a token that starts with the ASCII digit run of `w` cannot be a card, an SSN or a
+/// national phone number whatever comes before it: fewer than 13 digits, then (after any run of
+/// group separators: space, `-`, `.`, `/`, `+`) the end of the window or an ASCII byte that is
+/// not a digit, not a parenthesis and cannot hide one in an encoding (`\\`, `%`, `&`). Every
+/// grammar of [`d::card`], [`d::ssn`] and [`d::phone_national`] needs 13 digits in the first
+/// group or a digit right after the separators that end it.
+#[inline]
+fn lone_short_number(w: &[u8]) -> bool {
+    let g1 = w.iter().take(13).take_while(|c| c.is_ascii_digit()).count();
+    if g1 >= 13 {
+        return false;
+    }
+    let rest = w.get(g1..).unwrap_or(&[]);
+    let seps = rest
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'-' | b'.' | b'/' | b'+'))
+        .count();
+    !rest.get(seps).is_some_and(|c| {
+        c.is_ascii_digit() || *c >= 0x80 || matches!(c, b'(' | b')' | b'\\' | b'%' | b'&')
+    })
+}
+
 /// A lower-case letter, a letter, then a digit (or an encoded or non-ASCII byte): maybe an IBAN.
 #[inline]
 fn lower_iban_start(buf: &[u8], i: usize) -> bool {
@@ -1429,4 +1466,51 @@ fn secret_class(p: &Redaction, w: &[u8]) -> Option<(u16, usize)> {
         d::Secret::Stripe => super::STRIPE_KEY,
     };
     p.enabled(class).then_some((class, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every window the shortcut skips is one where the detectors it stands for find nothing,
+    /// whatever bytes come before it and in form bodies too.
+    #[test]
+    fn lone_short_numbers_are_never_cards_ssns_or_phones() {
+        let alphabet: &[u8] = b"0123456789 -./+()x\"\\%&";
+        let befores: [&[u8]; 4] = [b"", b"1-", b"1234 ", b"a"];
+        let mut skipped = 0;
+        // Every string of up to 4 bytes over the alphabet, after a few digit-led prefixes.
+        for prefix in [&b"1"[..], b"123", b"415", b"0", b"078", b"4111111111"] {
+            let mut stack: Vec<Vec<u8>> = vec![prefix.to_vec()];
+            while let Some(w) = stack.pop() {
+                if lone_short_number(&w) {
+                    skipped += 1;
+                    for before in befores {
+                        for form in [false, true] {
+                            assert_eq!(d::card(&w, before, form), None, "{w:?}");
+                            assert_eq!(d::ssn(&w, before, form), None, "{w:?}");
+                        }
+                        assert_eq!(d::phone_national(&w, before), None, "{w:?}");
+                    }
+                }
+                if w.len() < prefix.len() + 4 {
+                    for &c in alphabet {
+                        let mut next = w.clone();
+                        next.push(c);
+                        stack.push(next);
+                    }
+                }
+            }
+        }
+        assert!(skipped > 100, "{skipped}");
+        // And the shortcut leaves what may match to the detectors.
+        for w in [
+            &b"4111 1111 1111 1111"[..],
+            b"078-05-1120",
+            b"415 555 2671",
+            b"1 415-555",
+        ] {
+            assert!(!lone_short_number(w), "{w:?}");
+        }
+    }
 }

@@ -21,8 +21,8 @@ use super::compile::{
 use super::decimal::{self, Decimal};
 use super::problem::{Rejection, Violation};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 /// The deepest `max_depth` a policy may configure (serde_json refuses deeper documents anyway).
@@ -120,17 +120,23 @@ pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
 /// Linear scan of a syntactically valid JSON document: does any object name a member twice,
 /// compared after unescaping (`"qty"` and `"q\u0074y"` are the same key)? serde_json keeps the
 /// last one, other parsers the first: a body whose meaning depends on the parser is refused.
-/// Memory: the keys of the objects open on the current path (at most the body's size).
+/// Memory: the keys of the objects open on the current path (at most the body's size); names
+/// without escapes are borrowed from the body, not copied. A name is compared with the object's
+/// earlier ones while it has at most [`DUP_LINEAR`]; a larger object's names are compared by hash
+/// when it closes (no quadratic work).
 pub fn has_duplicate_key(body: &[u8]) -> bool {
-    // One entry per open container: `Some(keys)` for an object, `None` for an array.
-    let mut stack: Vec<Option<HashSet<Vec<u8>>>> = Vec::new();
+    // The names of the members of every open object, innermost last.
+    let mut keys: Vec<Cow<'_, [u8]>> = Vec::new();
+    // One entry per open container: for an object, where its names start in `keys`; `None` for
+    // an array.
+    let mut stack: Vec<Option<usize>> = Vec::new();
     let mut expect_key = false;
     let mut i = 0;
     while let Some(&b) = body.get(i) {
         i += 1;
         match b {
             b'{' => {
-                stack.push(Some(HashSet::new()));
+                stack.push(Some(keys.len()));
                 expect_key = true;
             }
             b'[' => {
@@ -138,19 +144,27 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
                 expect_key = false;
             }
             b'}' | b']' => {
-                stack.pop();
+                if let Some(Some(start)) = stack.pop() {
+                    let names = keys.get(start..).unwrap_or(&[]);
+                    if names.len() > DUP_LINEAR && any_equal_by_hash(names) {
+                        return true;
+                    }
+                    keys.truncate(start);
+                }
                 expect_key = false;
             }
             b',' => expect_key = matches!(stack.last(), Some(Some(_))),
             b'"' => {
-                let (text, next) = unescape_string(body, i);
+                let (text, next) = string_at(body, i);
                 i = next;
                 if expect_key {
                     expect_key = false;
-                    if let Some(Some(keys)) = stack.last_mut() {
-                        if !keys.insert(text) {
+                    if let Some(Some(start)) = stack.last() {
+                        let names = keys.get(*start..).unwrap_or(&[]);
+                        if names.len() < DUP_LINEAR && names.contains(&text) {
                             return true;
                         }
+                        keys.push(text);
                     }
                 }
             }
@@ -158,6 +172,57 @@ pub fn has_duplicate_key(body: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Whether two of `names` are equal: sorted by hash, names compared only within a run of equal
+/// hashes.
+fn any_equal_by_hash(names: &[Cow<'_, [u8]>]) -> bool {
+    let mut hashed: Vec<(u64, usize)> = names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            h.write(n);
+            (h.finish(), k)
+        })
+        .collect();
+    hashed.sort_unstable();
+    let mut run = 0;
+    for k in 1..hashed.len() {
+        let (Some(cur), Some(first)) = (hashed.get(k), hashed.get(run)) else {
+            break;
+        };
+        if cur.0 != first.0 {
+            run = k;
+            continue;
+        }
+        let same = hashed.get(run..k).unwrap_or(&[]).iter().any(|earlier| {
+            matches!((names.get(earlier.1), names.get(cur.1)), (Some(a), Some(b)) if a == b)
+        });
+        if same {
+            return true;
+        }
+    }
+    false
+}
+
+/// Names per object compared one by one by [`has_duplicate_key`]; larger objects are checked
+/// through their hashes when they close.
+const DUP_LINEAR: usize = 16;
+
+/// The JSON string starting after its opening quote at `start`: borrowed from `body` when it
+/// holds no escape, unescaped (see [`unescape_string`]) otherwise; and the offset after it.
+fn string_at(body: &[u8], start: usize) -> (Cow<'_, [u8]>, usize) {
+    let rest = body.get(start..).unwrap_or(&[]);
+    match rest.iter().position(|b| *b == b'"' || *b == b'\\') {
+        Some(n) if rest.get(n) == Some(&b'"') => {
+            (Cow::Borrowed(rest.get(..n).unwrap_or(&[])), start + n + 1)
+        }
+        _ => {
+            let (text, next) = unescape_string(body, start);
+            (Cow::Owned(text), next)
+        }
+    }
 }
 
 /// The unescaped bytes of the JSON string starting after its opening quote at `start`, and the
@@ -1104,6 +1169,35 @@ mod tests {
             assert_eq!(r.reason(), "duplicate_key");
             assert!(!r.problem_body().contains("qty"));
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_objects_with_many_members_and_after_nested_ones() {
+        let many = |extra: &str| {
+            let members: Vec<String> = (0..40)
+                .map(|i| format!("\"k{i}\":{{\"k{i}\":1}}"))
+                .collect();
+            format!("{{{}{extra}}}", members.join(","))
+        };
+        // 40 distinct names (past the linear comparisons), each with a nested object reusing it.
+        assert!(!has_duplicate_key(many("").as_bytes()));
+        for extra in [
+            r#","k3":1"#,
+            r#","k39":1"#,
+            r#","k\u0033\u0039":1"#,
+            r#","k0":1"#,
+        ] {
+            assert!(has_duplicate_key(many(extra).as_bytes()), "{extra}");
+        }
+        // The outer object's names survive a nested object with many names of its own.
+        let nested: Vec<String> = (0..30).map(|i| format!("\"n{i}\":{i}")).collect();
+        let body = format!(
+            "{{\"a\":1,\"in\":{{{}}},\"b\":2,\"a\":3}}",
+            nested.join(",")
+        );
+        assert!(has_duplicate_key(body.as_bytes()));
+        let body = format!("{{\"a\":1,\"in\":{{{}}},\"n0\":2}}", nested.join(","));
+        assert!(!has_duplicate_key(body.as_bytes()));
     }
 
     #[test]
