@@ -653,7 +653,7 @@ fn restart_checks(store: Option<String>) {
     assert_eq!(total, 20 * 3, "each of the 20 batches once");
     assert_eq!(
         s.get_json("/api/v1/summary", READ)["store_schema_version"],
-        1
+        2
     );
 }
 
@@ -737,13 +737,20 @@ fn a_non_loopback_listener_needs_tokens() {
         .args([
             "serve",
             "--store",
-            "postgres://localhost/x",
+            "postgres://apiguard@127.0.0.1:9/x?connect_timeout=2",
             "--listen",
             "127.0.0.1:0",
         ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"));
+    // A PostgreSQL store that cannot be reached at start: the service says so and exits (port 9
+    // on loopback: nothing listens there).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("PostgreSQL") && err.contains("connect"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1037,7 +1044,7 @@ fn postgres_store_passes_the_same_checks_and_replicas_share_one_inventory() {
         .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
         .unwrap()
         .get(0);
-    assert_eq!(migrations, 1);
+    assert_eq!(migrations, 2, "each migration once");
 }
 
 /// PostgreSQL stops in the middle of ingestion: the service answers a retryable 503 with

@@ -30,9 +30,10 @@ use std::collections::HashMap;
 
 /// Versioned schema: (version, SQLite text, PostgreSQL text). Append only: a released migration
 /// is never edited.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "CREATE TABLE batches (
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "CREATE TABLE batches (
         proxy TEXT NOT NULL,
         batch_key TEXT NOT NULL,
         received_ms INTEGER NOT NULL,
@@ -55,7 +56,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
         service TEXT PRIMARY KEY,
         document TEXT NOT NULL,
         uploaded_ms INTEGER NOT NULL);",
-    "CREATE TABLE batches (
+        "CREATE TABLE batches (
         proxy TEXT NOT NULL,
         batch_key TEXT NOT NULL,
         received_ms BIGINT NOT NULL,
@@ -78,7 +79,19 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
         service TEXT PRIMARY KEY,
         document TEXT NOT NULL,
         uploaded_ms BIGINT NOT NULL);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE writer_generation (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            generation INTEGER NOT NULL);
+         INSERT INTO writer_generation (id, generation) VALUES (1, 0);",
+        "CREATE TABLE writer_generation (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            generation BIGINT NOT NULL);
+         INSERT INTO writer_generation (id, generation) VALUES (1, 0);",
+    ),
+];
 
 const MIGRATIONS_TABLE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)";
@@ -180,7 +193,7 @@ fn err(e: rusqlite::Error) -> String {
 }
 
 fn pg_err(e: postgres::Error) -> String {
-    format!("store (postgres): {e}")
+    format!("store (PostgreSQL): {e}")
 }
 
 struct Lite<'a>(&'a rusqlite::Connection);
@@ -424,15 +437,27 @@ impl Pg {
 
 pub struct Store {
     conn: Conn,
-    /// The writer's copy of the records it wrote or read (at most `cache_max`; SQLite only): a
-    /// batch merges into memory instead of reading and parsing each record back. Only the writer
-    /// connection writes records, so the copy stays exact; a sweep clears it. A PostgreSQL store
-    /// may be shared by replicas, so it keeps no copy and reads records in the transaction.
+    /// The writer's copy of the records it wrote or read (at most `cache_max`): a batch merges
+    /// into memory instead of reading and parsing each record back. The copy is exact while no
+    /// other writer (another replica on a shared PostgreSQL) wrote in between: every write
+    /// transaction bumps `writer_generation`, and a writer that finds it moved by more than its
+    /// own bump drops the copy (and its endpoint count) and reads again. A sweep clears it.
     cache: HashMap<Key, (i64, merge::Record)>,
     cache_max: usize,
-    /// Endpoints stored, as the writer knows it (None: count on the next write; counted in every
-    /// transaction on PostgreSQL, where another replica may have added some).
+    /// Endpoints stored, as the writer knows it (None: count on the next write).
     endpoint_count: Option<usize>,
+    /// The generation this writer's last committed transaction left (None: unknown).
+    generation: Option<i64>,
+}
+
+/// Bumps the store's write generation (inside a write transaction); the new value.
+fn bump_generation(db: &mut dyn Exec) -> Result<i64, String> {
+    one_int(
+        db,
+        "UPDATE writer_generation SET generation = generation + 1 WHERE id = 1
+         RETURNING generation",
+        &[],
+    )
 }
 
 /// What a sweep removed.
@@ -504,6 +529,7 @@ impl Store {
             cache: HashMap::new(),
             cache_max: 0,
             endpoint_count: None,
+            generation: None,
         };
         store.migrate()?;
         Ok(store)
@@ -514,9 +540,9 @@ impl Store {
         matches!(self.conn, Conn::Pg(_))
     }
 
-    /// Keeps up to `max` records in the writer's memory (the writer's SQLite store only).
+    /// Keeps up to `max` records in the writer's memory (the writer's store only).
     pub fn with_cache(mut self, max: usize) -> Store {
-        self.cache_max = if self.shared() { 0 } else { max };
+        self.cache_max = max;
         self
     }
 
@@ -578,16 +604,22 @@ impl Store {
         now_ms: u64,
         max_endpoints: usize,
     ) -> Result<(Vec<Stored>, u64), String> {
-        let known_count = if self.shared() {
-            None
-        } else {
-            self.endpoint_count
-        };
         let cache = &mut self.cache;
-        let (outcomes, refused, total_after, touched) =
+        let known_count = self.endpoint_count;
+        let mine = self.generation;
+        let (generation, (outcomes, refused, total_after, touched)) =
             self.conn.in_tx(Some(LOCK_WRITE), |db| {
-                ingest_in(db, cache, known_count, items, now_ms, max_endpoints)
+                let generation = bump_generation(db)?;
+                let mut known_count = known_count;
+                if mine.map(|g| g + 1) != Some(generation) {
+                    // Another writer wrote since (or this one does not know): read afresh.
+                    cache.clear();
+                    known_count = None;
+                }
+                let r = ingest_in(db, cache, known_count, items, now_ms, max_endpoints)?;
+                Ok((generation, r))
             })?;
+        self.generation = Some(generation);
         self.endpoint_count = Some(total_after);
         // Only what is committed enters the cache.
         for (k, (id, m)) in touched {
@@ -604,7 +636,9 @@ impl Store {
     pub fn sweep(&mut self, endpoints_before: u64, batches_before: u64) -> Result<Swept, String> {
         self.cache.clear();
         self.endpoint_count = None;
+        self.generation = None;
         self.conn.in_tx(Some(LOCK_WRITE), |db| {
+            bump_generation(db)?;
             let endpoints = db.exec(
                 "DELETE FROM endpoints WHERE last_seen_ms < ?1",
                 &[Arg::Int(endpoints_before as i64)],
@@ -864,7 +898,7 @@ mod tests {
         let _ = std::fs::remove_file(&dir);
         let url = format!("sqlite:{}", dir.display());
         let mut s = Store::open(&url, Sync::Normal).unwrap().with_cache(100);
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         let item = |w: &str, t: u64, p: &[&str]| Item {
             token_name: "p1".into(),
             batch: batch(w, t, p),
