@@ -163,7 +163,31 @@ pub trait Exec {
     fn rows(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Vec<Cell>>, String>;
     /// Runs several statements without arguments (migrations).
     fn batch(&mut self, sql: &str) -> Result<(), String>;
+    /// Rewrites stored records: (id, first_seen_ms, last_seen_ms, record). One statement per
+    /// record by default; PostgreSQL sends them all in one (a round trip each is most of its cost).
+    fn update_records(&mut self, rows: &[(i64, i64, i64, String)]) -> Result<(), String> {
+        for (id, first, last, text) in rows {
+            self.exec(
+                UPDATE_RECORD,
+                &[
+                    Arg::Int(*id),
+                    Arg::Int(*first),
+                    Arg::Int(*last),
+                    Arg::Text(text),
+                ],
+            )?;
+        }
+        Ok(())
+    }
 }
+
+const UPDATE_RECORD: &str =
+    "UPDATE endpoints SET first_seen_ms = ?2, last_seen_ms = ?3, record = ?4
+    WHERE id = ?1";
+/// [`UPDATE_RECORD`] for many records at once (PostgreSQL arrays).
+const UPDATE_RECORDS_PG: &str = "UPDATE endpoints AS e SET first_seen_ms = v.f, last_seen_ms = v.l,
+    record = v.r FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::text[]) AS v(id, f, l, r)
+    WHERE e.id = v.id";
 
 fn one_int(db: &mut dyn Exec, sql: &str, args: &[Arg]) -> Result<i64, String> {
     Ok(db
@@ -308,6 +332,20 @@ impl<C: postgres::GenericClient> Exec for PgExec<'_, C> {
     }
     fn batch(&mut self, sql: &str) -> Result<(), String> {
         self.client.batch_execute(sql).map_err(pg_err)
+    }
+    fn update_records(&mut self, rows: &[(i64, i64, i64, String)]) -> Result<(), String> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let firsts: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let lasts: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        let texts: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        let st = self.statement(UPDATE_RECORDS_PG)?;
+        self.client
+            .execute(&st, &[&ids, &firsts, &lasts, &texts])
+            .map_err(pg_err)?;
+        Ok(())
     }
 }
 
@@ -819,6 +857,7 @@ fn ingest_in(
         }
         outcomes.push(Stored::New);
     }
+    let mut updates = Vec::new();
     for k in &order {
         let Some((id, r)) = touched.get_mut(k) else {
             continue;
@@ -827,18 +866,7 @@ fn ingest_in(
         let last = i64::try_from(r.last_seen_ms()).unwrap_or(i64::MAX);
         let text = serde_json::to_string(&r.to_json()).unwrap_or_default();
         match id {
-            Some(id) => {
-                db.exec(
-                    "UPDATE endpoints SET first_seen_ms = ?2, last_seen_ms = ?3, record = ?4
-                     WHERE id = ?1",
-                    &[
-                        Arg::Int(*id),
-                        Arg::Int(first),
-                        Arg::Int(last),
-                        Arg::Text(&text),
-                    ],
-                )?;
-            }
+            Some(id) => updates.push((*id, first, last, text)),
             None => {
                 let new_id = one_int(
                     db,
@@ -860,6 +888,7 @@ fn ingest_in(
             }
         }
     }
+    db.update_records(&updates)?;
     Ok((outcomes, refused, total, touched))
 }
 
