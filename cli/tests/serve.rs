@@ -876,7 +876,11 @@ fn one_proxy_with_too_many_batches_waiting_gets_429() {
 
 #[test]
 fn killed_mid_ingest_it_keeps_every_acknowledged_batch_and_never_half_a_batch() {
-    let mut s = server("crash", &["--workers", "8"]);
+    crash_checks(None);
+}
+
+fn crash_checks(store: Option<String>) {
+    let mut s = server_on(store, "crash", &["--workers", "8"]);
     // Each batch carries two endpoints with the same count: a half-stored batch would show as
     // different totals for the two.
     let make = |i: u64| {
@@ -969,14 +973,15 @@ fn killed_mid_ingest_it_keeps_every_acknowledged_batch_and_never_half_a_batch() 
     }
 }
 
-/// The checks above, on a PostgreSQL store (a server of the test's own, one database each), then
-/// two replicas sharing one database.
+/// The checks above (ingest, merge, restart, killed mid-ingest), on a PostgreSQL store (a server of
+/// the test's own, one database each), then two replicas sharing one database.
 #[test]
 fn postgres_store_passes_the_same_checks_and_replicas_share_one_inventory() {
     let pg = Postgres::start("checks");
     ingest_checks(Some(pg.database("ingest")));
     merge_checks(Some(pg.database("merge")));
     restart_checks(Some(pg.database("restart")));
+    crash_checks(Some(pg.database("crash")));
 
     // Two replicas on one database; the migration ran once.
     let url = pg.database("replicas");

@@ -354,7 +354,13 @@ pub struct Postgres {
 
 fn pg_bin() -> PathBuf {
     if let Ok(p) = std::env::var("APIGUARD_PG_BIN") {
-        return PathBuf::from(p);
+        let b = PathBuf::from(p);
+        assert!(
+            b.join("initdb").exists() && b.join("pg_ctl").exists(),
+            "APIGUARD_PG_BIN={}: no initdb and pg_ctl there",
+            b.display()
+        );
+        return b;
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
