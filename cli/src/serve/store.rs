@@ -19,7 +19,8 @@
 //! The store's logic is written once against [`Exec`] (run a statement, read rows), which both
 //! connections implement; the SQL differences live here only: statements are written with SQLite's
 //! `?N` placeholders and [`pg_sql`] turns them into `$N`; the schema has one text per database in
-//! [`MIGRATIONS`]. The PostgreSQL connection is plain TCP (`NoTls`): loopback or a sidecar that
+//! [`MIGRATIONS`]; [`Exec::update_records`] has a PostgreSQL form (one statement over arrays, a
+//! round trip per record being most of PostgreSQL's cost). The PostgreSQL connection is plain TCP (`NoTls`): loopback or a sidecar that
 //! terminates TLS. A lost connection is reopened on the next use; meanwhile every write fails (the
 //! service answers 503 with `Retry-After`), so nothing is acknowledged that is not committed.
 
@@ -960,6 +961,18 @@ mod tests {
                 batch_ids: 1
             }
         );
+        // A store of schema version 1 (before writer_generation) is brought to the latest.
+        drop(s);
+        let c = rusqlite::Connection::open(&dir).unwrap();
+        c.execute_batch(
+            "DROP TABLE writer_generation; DELETE FROM schema_migrations WHERE version = 2",
+        )
+        .unwrap();
+        drop(c);
+        let mut s = Store::open(&url, Sync::Normal).unwrap().with_cache(10);
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let (o, _) = s.ingest(&[item("3", 9000, &["/z"])], 30, 100).unwrap();
+        assert_eq!(o, vec![Stored::New]);
         assert!(sqlite_path("postgres://x").is_err());
         assert!(pg_config("postgres://u@127.0.0.1:5/").is_err());
         assert_eq!(
