@@ -41,7 +41,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop profile clean wasm-target serve-test-deps serve-browser-deps bench-serve
+.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop profile clean wasm-target serve-test-deps serve-browser-deps serve-pg-deps bench-serve
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -80,7 +80,7 @@ envoy-matrix: build
 rls-server:
 	$(CARGO) build -p rls-server
 
-test: build envoy envoy-old rls-server serve-test-deps serve-browser-deps
+test: build envoy envoy-old rls-server serve-test-deps serve-browser-deps serve-pg-deps
 	@rc=0; start=$$(date +%s); \
 	echo "== unit + e2e tests on Envoy $(ENVOY_VERSION)"; \
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" \
@@ -120,7 +120,14 @@ serve-browser-deps:
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; }
 
+# apiguard serve's PostgreSQL store tests start their own server: Debian's postgresql (initdb, pg_ctl).
+serve-pg-deps:
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq postgresql; }
+
 # Ingest throughput of apiguard serve (100-endpoint batches; scripts/bench-serve.py), printed, not written.
+# BENCH_STORE=postgres://user@host:port/db measures the PostgreSQL store (docs/benchmarks.md).
 bench-serve: cli
 	APIGUARD_BIN="$(TARGET_DIR)/release/apiguard" $(PYTHON) scripts/bench-serve.py
 

@@ -15,6 +15,12 @@ const P2: &str = "token-proxy-2";
 const READ: &str = "read-token";
 
 fn server(name: &str, extra: &[&str]) -> Server {
+    server_on(None, name, extra)
+}
+
+/// `server` on a given store (None: a fresh SQLite file): the checks below that take a store run
+/// on both SQLite and PostgreSQL.
+fn server_on(store: Option<String>, name: &str, extra: &[&str]) -> Server {
     let mut args = vec![
         "--proxy-token",
         "proxy1=token-proxy-1",
@@ -24,7 +30,7 @@ fn server(name: &str, extra: &[&str]) -> Server {
         READ,
     ];
     args.extend_from_slice(extra);
-    Server::start(name, &args)
+    Server::start_on(store, name, &args)
 }
 
 fn find<'a>(endpoints: &'a Value, method: &str, template: &str) -> &'a Value {
@@ -38,7 +44,11 @@ fn find<'a>(endpoints: &'a Value, method: &str, template: &str) -> &'a Value {
 
 #[test]
 fn ingest_refuses_what_it_must_and_counts_a_retry_once() {
-    let s = server("ingest", &["--max-body-bytes", "65536"]);
+    ingest_checks(None);
+}
+
+fn ingest_checks(store: Option<String>) {
+    let s = server_on(store, "ingest", &["--max-body-bytes", "65536"]);
     let b = batch(
         "node-a",
         "1",
@@ -185,7 +195,11 @@ fn ingest_refuses_what_it_must_and_counts_a_retry_once() {
 
 #[test]
 fn two_proxies_with_overlapping_traffic_give_one_merged_inventory() {
-    let s = server("merge", &[]);
+    merge_checks(None);
+}
+
+fn merge_checks(store: Option<String>) {
+    let s = server_on(store, "merge", &[]);
     // Proxy 1 has the declared document (declared templates); proxy 2 infers its templates.
     let mut a = endpoint("petstore", "GET", "/api/v3/pet/{petId}", "declared");
     a["auth"] = json!(["bearer_jwt"]);
@@ -606,7 +620,11 @@ fn the_reconstructed_openapi_validates_as_3_1_and_covers_the_observed_operations
 
 #[test]
 fn a_restart_loses_nothing_acknowledged_and_still_knows_the_retries() {
-    let mut s = server("restart", &[]);
+    restart_checks(None);
+}
+
+fn restart_checks(store: Option<String>) {
+    let mut s = server_on(store, "restart", &[]);
     let batches: Vec<Value> = (0..20)
         .map(|i| {
             batch(
@@ -635,7 +653,7 @@ fn a_restart_loses_nothing_acknowledged_and_still_knows_the_retries() {
     assert_eq!(total, 20 * 3, "each of the 20 batches once");
     assert_eq!(
         s.get_json("/api/v1/summary", READ)["store_schema_version"],
-        1
+        2
     );
 }
 
@@ -719,13 +737,20 @@ fn a_non_loopback_listener_needs_tokens() {
         .args([
             "serve",
             "--store",
-            "postgres://localhost/x",
+            "postgres://apiguard@127.0.0.1:9/x?connect_timeout=2",
             "--listen",
             "127.0.0.1:0",
         ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL"));
+    // A PostgreSQL store that cannot be reached at start: the service says so and exits (port 9
+    // on loopback: nothing listens there).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("PostgreSQL") && err.contains("connect"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -851,7 +876,11 @@ fn one_proxy_with_too_many_batches_waiting_gets_429() {
 
 #[test]
 fn killed_mid_ingest_it_keeps_every_acknowledged_batch_and_never_half_a_batch() {
-    let mut s = server("crash", &["--workers", "8"]);
+    crash_checks(None);
+}
+
+fn crash_checks(store: Option<String>) {
+    let mut s = server_on(store, "crash", &["--workers", "8"]);
     // Each batch carries two endpoints with the same count: a half-stored batch would show as
     // different totals for the two.
     let make = |i: u64| {
@@ -942,4 +971,172 @@ fn killed_mid_ingest_it_keeps_every_acknowledged_batch_and_never_half_a_batch() 
     for i in acked.iter().take(50) {
         assert_eq!(s.post_batch(P1, &make(*i)).json()["duplicate"], true);
     }
+}
+
+/// The checks above (ingest, merge, restart, killed mid-ingest), on a PostgreSQL store (a server of
+/// the test's own, one database each), then two replicas sharing one database.
+#[test]
+fn postgres_store_passes_the_same_checks_and_replicas_share_one_inventory() {
+    let pg = Postgres::start("checks");
+    ingest_checks(Some(pg.database("ingest")));
+    merge_checks(Some(pg.database("merge")));
+    restart_checks(Some(pg.database("restart")));
+    crash_checks(Some(pg.database("crash")));
+
+    // Two replicas on one database; the migration ran once.
+    let url = pg.database("replicas");
+    let a = server_on(Some(url.clone()), "replica-a", &[]);
+    let b = server_on(Some(url.clone()), "replica-b", &[]);
+    // Overlapping batches from both proxies, half to each replica, at the same time: every batch
+    // lands on 4 shared endpoints, and every batch is also retried on the other replica.
+    let batches: Vec<Value> = (0..24u64)
+        .map(|i| {
+            batch(
+                &format!("node-{}", i % 3),
+                "0",
+                1_700_000_000_000 + i * 5000,
+                (0..4)
+                    .map(|j| endpoint("shop", "GET", &format!("/shared/{j}"), "inferred"))
+                    .collect(),
+            )
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (n, replica) in [&a, &b].into_iter().enumerate() {
+            let batches = &batches;
+            let other = if n == 0 { &b } else { &a };
+            scope.spawn(move || {
+                for (i, x) in batches.iter().enumerate() {
+                    let token = if i % 2 == 0 { P1 } else { P2 };
+                    let (first, retry) = if (i + n) % 2 == 0 {
+                        (replica, other)
+                    } else {
+                        (other, replica)
+                    };
+                    let r = first.post_batch(token, x);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    let r = retry.post_batch(token, x);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+            });
+        }
+    });
+    let ea = a.get_json("/api/v1/endpoints", READ);
+    let eb = b.get_json("/api/v1/endpoints", READ);
+    assert_eq!(ea, eb, "both replicas show the same inventory");
+    assert_eq!(ea.as_array().unwrap().len(), 4, "{ea:#}");
+    for e in ea.as_array().unwrap() {
+        // 24 distinct batches (each posted four times in all), 3 requests each.
+        assert_eq!(e["count"], 24 * 3, "{e:#}");
+        assert_eq!(
+            e["proxies"],
+            json!([
+                "proxy1/node-0",
+                "proxy1/node-1",
+                "proxy1/node-2",
+                "proxy2/node-0",
+                "proxy2/node-1",
+                "proxy2/node-2"
+            ])
+        );
+    }
+    assert_eq!(
+        a.get_json("/api/v1/summary", READ)["batch_ids_remembered"],
+        24
+    );
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let migrations: i64 = c
+        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(migrations, 2, "each migration once");
+}
+
+/// PostgreSQL stops in the middle of ingestion: the service answers a retryable 503 with
+/// `Retry-After` (never 200 for what it did not store), and once PostgreSQL is back ingestion
+/// resumes on a new connection with nothing acknowledged lost and nothing counted twice.
+#[test]
+fn postgres_down_then_up_answers_503_and_loses_nothing_acknowledged() {
+    let pg = Postgres::start("down");
+    let s = server_on(Some(pg.database("inventory")), "pg-down", &[]);
+    let total = 60u64;
+    let batches: Vec<Value> = (0..total)
+        .map(|i| {
+            batch(
+                "node-d",
+                "0",
+                1_700_000_000_000 + i * 5000,
+                vec![endpoint("svc", "GET", &format!("/d/{}", i % 6), "inferred")],
+            )
+        })
+        .collect();
+    let acked = std::sync::atomic::AtomicU64::new(0);
+    let unavailable = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for b in &batches {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+                loop {
+                    let r = s.post_batch(P1, b);
+                    if r.status == 200 {
+                        acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
+                    assert_eq!(r.status, 503, "{}", r.text());
+                    let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                    assert!(after >= 1);
+                    unavailable.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "ingestion did not resume"
+                    );
+                    // Retry sooner than Retry-After asks, to keep the test short.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        });
+        // Mid-ingest: stop PostgreSQL (every connection closed), keep it down, start it again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while acked.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        pg.down("fast");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while unavailable.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            assert!(std::time::Instant::now() < deadline, "no 503 while down");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // While it is down, the read API is unavailable too (503, retryable), not empty.
+        let r = s.request(
+            "GET",
+            "/api/v1/endpoints",
+            &[("authorization", "Bearer read-token")],
+            b"",
+        );
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.header("retry-after").is_some());
+        let during = acked.load(std::sync::atomic::Ordering::SeqCst);
+        pg.up();
+        assert!(during < total, "the outage came too late to matter");
+    });
+    assert_eq!(acked.load(std::sync::atomic::Ordering::SeqCst), total);
+    let e = s.get_json("/api/v1/endpoints", READ);
+    assert_eq!(e.as_array().unwrap().len(), 6);
+    let sum: u64 = e
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, total * 3, "each acknowledged batch exactly once");
+    let m = s
+        .request(
+            "GET",
+            "/metrics",
+            &[("authorization", "Bearer read-token")],
+            b"",
+        )
+        .text();
+    assert!(!m.contains("apiguard_serve_store_errors_total 0"), "{m}");
 }

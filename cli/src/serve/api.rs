@@ -49,7 +49,7 @@ pub fn decode(s: &str) -> String {
 }
 
 pub fn load(state: &State) -> Result<Records, Answer> {
-    let store = state
+    let mut store = state
         .reader
         .lock()
         .map_err(|_| Answer::retry(503, "store unavailable", 1))?;
@@ -148,7 +148,7 @@ pub fn summary(state: &State, cat: &Catalogue, records: &Records) -> Value {
         .reader
         .lock()
         .ok()
-        .and_then(|s| Some((s.counts().ok()?.1, s.schema_version().ok()?)))
+        .and_then(|mut s| Some((s.counts().ok()?.1, s.schema_version().ok()?)))
         .unwrap_or((0, 0));
     json!({
         "services": count_by(&views, "service").len(),

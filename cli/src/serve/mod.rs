@@ -3,8 +3,9 @@
 //! # Where to start
 //! - [`ingest`] turns a request body (apiguard batch, OTLP JSON or protobuf logs) into validated
 //!   [`ingest::Batch`]es, with the filter's own batch schema and event constants.
-//! - [`store`] keeps the inventory in SQLite: versioned migrations, one transaction per group of
-//!   batches, batch ids for idempotence, bounded retention. [`merge`] says how entries merge.
+//! - [`store`] keeps the inventory in SQLite or PostgreSQL (by the `--store` URL; replicas may
+//!   share one PostgreSQL): versioned migrations, one transaction per group of batches, batch ids
+//!   for idempotence, bounded retention. [`merge`] says how entries merge.
 //! - [`spec`] rebuilds an OpenAPI 3.1 document per service and judges endpoints against declared
 //!   documents with the filter's [`apiguard::discovery::declared`]; [`findings`] maps everything to
 //!   a severity and an OWASP API Top 10 2023 category.
@@ -606,8 +607,8 @@ fn run(opts: Options) -> Result<(), String> {
     } else {
         Sync::Normal
     };
-    let writer_store = Store::open(&opts.store, sync)?.with_cache(opts.cache_endpoints);
-    let reader = Store::open(&opts.store, sync)?;
+    let mut writer_store = Store::open(&opts.store, sync)?.with_cache(opts.cache_endpoints);
+    let mut reader = Store::open(&opts.store, sync)?;
     let cat = catalogue(&opts, &reader.specs()?)?;
     let validator = Validator::new(opts.max_body_bytes)?;
     let server = tiny_http::Server::http(opts.listen)

@@ -11,7 +11,8 @@ See docs/inventory.md.
 
 options:
   --listen ADDR            address to bind (default 127.0.0.1:4318)
-  --store URL              sqlite:PATH (default sqlite:apiguard-inventory.db)
+  --store URL              sqlite:PATH (default sqlite:apiguard-inventory.db) or
+                           postgres://user@host:port/db (no TLS: loopback or a sidecar)
   --proxy-token NAME=TOKEN a proxy's bearer token (repeatable); NAME identifies the proxy
   --proxy-tokens FILE      one NAME=TOKEN per line
   --read-token TOKEN       bearer token for the API and the page (or APIGUARD_READ_TOKEN);

@@ -19,10 +19,12 @@ pub struct Server {
     pub port: u16,
     pub dir: PathBuf,
     pub args: Vec<String>,
+    /// The `--store` URL; None: an SQLite file in `dir`.
+    pub store: Option<String>,
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -44,11 +46,17 @@ pub fn temp_dir(name: &str) -> PathBuf {
 impl Server {
     /// Starts `apiguard serve` with `extra` arguments (and a store in a fresh directory).
     pub fn start(name: &str, extra: &[&str]) -> Server {
+        Server::start_on(None, name, extra)
+    }
+
+    /// Starts `apiguard serve` on the store `store` (None: a fresh SQLite file).
+    pub fn start_on(store: Option<String>, name: &str, extra: &[&str]) -> Server {
         let dir = temp_dir(name);
         let mut s = Server {
             port: 0,
             args: extra.iter().map(|s| s.to_string()).collect(),
             dir,
+            store,
             child: None,
         };
         s.spawn();
@@ -56,7 +64,10 @@ impl Server {
     }
 
     pub fn store_url(&self) -> String {
-        format!("sqlite:{}", self.dir.join("inventory.db").display())
+        match &self.store {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", self.dir.join("inventory.db").display()),
+        }
     }
 
     fn spawn(&mut self) {
@@ -327,4 +338,161 @@ pub fn openapi_validator() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// A PostgreSQL server of the test's own: Debian's binaries (`apt install postgresql`; found in
+/// `$APIGUARD_PG_BIN`, `/usr/lib/postgresql/*/bin` or on the PATH), `initdb` into a temporary
+/// directory, listening on a free 127.0.0.1 port with its socket in that directory, trust
+/// authentication for the user `apiguard`. As root (initdb refuses root) it runs as the `postgres`
+/// user through `runuser`. Missing binaries fail the test. Stopped (immediate) and removed on drop.
+pub struct Postgres {
+    pub port: u16,
+    pub dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+fn pg_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("APIGUARD_PG_BIN") {
+        let b = PathBuf::from(p);
+        assert!(
+            b.join("initdb").exists() && b.join("pg_ctl").exists(),
+            "APIGUARD_PG_BIN={}: no initdb and pg_ctl there",
+            b.display()
+        );
+        return b;
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+        .collect();
+    found.sort_by_key(|b| {
+        b.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(b) = found.pop() {
+        return b;
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let b = PathBuf::from(dir);
+        if b.join("initdb").exists() && b.join("pg_ctl").exists() {
+            return b;
+        }
+    }
+    panic!(
+        "PostgreSQL binaries (initdb, pg_ctl) not found: `apt install postgresql` (.ci/run does), or set APIGUARD_PG_BIN"
+    );
+}
+
+impl Postgres {
+    pub fn start(name: &str) -> Postgres {
+        let bin = pg_bin();
+        let dir = temp_dir(&format!("pg-{name}"));
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        if as_postgres {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:", dir.to_str().unwrap()])
+                .status()
+                .unwrap();
+            assert!(st.success(), "chown postgres {}", dir.display());
+        }
+        let pg = Postgres {
+            port: free_port(),
+            dir,
+            bin,
+            as_postgres,
+        };
+        let data = pg.dir.join("data");
+        let out = pg
+            .command("initdb")
+            .args(["-D", data.to_str().unwrap()])
+            .args([
+                "-U",
+                "apiguard",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        pg
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    /// Starts the server (again) on its data directory and waits for it.
+    pub fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let out = self
+            .command("pg_ctl")
+            .args(["-D", self.dir.join("data").to_str().unwrap()])
+            .args(["-l", self.dir.join("postgres.log").to_str().unwrap()])
+            .args(["-o", &opts, "-w", "-t", "60", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{} (log in {})",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.dir.display()
+        );
+    }
+
+    /// Stops the server: `fast` closes every connection (what a crash or failover looks like to
+    /// the clients), `immediate` does not even checkpoint.
+    pub fn down(&self, mode: &str) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", self.dir.join("data").to_str().unwrap()])
+            .args(["-m", mode, "-w", "stop"])
+            .output();
+    }
+
+    /// The URL of database `db`, created first.
+    pub fn database(&self, db: &str) -> String {
+        let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        self.url(db)
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://apiguard@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.down("immediate");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
