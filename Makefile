@@ -39,7 +39,7 @@ ENVOY        = $(shell ls -d $(CURDIR)/$(VENV)/lib/python*/site-packages/envoy/_
 # Extra arguments for `cargo test` (e.g. `make test TEST_ARGS='--test e2e_jwt'`).
 TEST_ARGS    ?=
 
-# Post-link size pass: binaryen's wasm-opt (Debian/Ubuntu package `binaryen`, 108 or newer) at -Oz takes ~14% off
+# Post-link size pass: binaryen's wasm-opt (Debian/Ubuntu package `binaryen`, 108 or newer) at -Oz takes ~16% off
 # the linked module (docs/benchmarks.md, "Module size"). The features are exactly those rustc enables for
 # wasm32-wasip1 (`rustc --print cfg --target wasm32-wasip1 | grep target_feature`): wasm-opt refuses a module that
 # uses any other, so a toolchain that starts emitting a new feature fails the build instead of shipping it.
