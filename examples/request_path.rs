@@ -111,6 +111,16 @@ impl StreamHost for LeanHost {
     fn count_named(&mut self, name: &str, n: u64) {
         black_box((self.named.get(name), n));
     }
+    // No shape here uses a rate limit service.
+    fn call_service(&mut self, _: &str, _: &[u8], _: u64) -> Result<(), HostFault> {
+        Err(HostFault(1))
+    }
+    fn now_us(&mut self) -> u64 {
+        0
+    }
+    fn service_latency(&mut self, policy: usize, micros: u64) {
+        black_box((policy, micros));
+    }
 }
 
 /// One request shape: its configuration, and how the n-th request looks.

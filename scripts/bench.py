@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`make bench`: apiguard against Envoy alone and Envoy's native filters, on loopback, with wrk.
 
-Suites (BENCH_SUITES, default all, in this order): micro, ready, jwt, limit, schema, redact, discovery, pipeline.
-Each writes its own section of docs/benchmarks.md. `micro` runs the native `cargo bench` targets and copies their
+Suites (BENCH_SUITES, default all, in this order): micro, ready, jwt, limit, schema, redact, discovery, pipeline,
+rls. Each writes its own section of docs/benchmarks.md. `micro` runs the native `cargo bench` targets and copies their
 tables. `ready` starts fresh Envoys (none, noop, apiguard with the jwt suite's RS256 policy) in BENCH_READY_ROUNDS (8)
 interleaved rounds and reports the time to /ready and Envoy's CPU time until then (V8 compiles the module first).
 
@@ -49,7 +49,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,EdDSA").split(",")
-SUITES = os.environ.get("BENCH_SUITES", "micro,ready,jwt,limit,schema,redact,discovery,pipeline").split(",")
+SUITES = os.environ.get("BENCH_SUITES", "micro,ready,jwt,limit,schema,redact,discovery,pipeline,rls").split(",")
 READY_ROUNDS = int(os.environ.get("BENCH_READY_ROUNDS", "8"))
 OUT = os.environ.get("BENCH_OUT")
 # Compare builds of the filter in the same run: "label=path,label=path" (e.g. opt-levels).
@@ -72,11 +72,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def listener(port, filters, body="ok", upstream=None):
+def listener(port, filters, body="ok", upstream=None, route_extra=None):
     # With an upstream port, the route proxies to it (the request body then really flows through the
-    # filter); without, Envoy answers itself (direct_response).
+    # filter); without, Envoy answers itself (direct_response). `route_extra`: more RouteAction fields
+    # (the native ratelimit filter's `rate_limits`).
     if upstream:
-        action = {"route": {"cluster": "upstream", "timeout": "5s"}}
+        action = {"route": dict({"cluster": "upstream", "timeout": "5s"}, **(route_extra or {}))}
     else:
         action = {"direct_response": {"status": 200, "body": {"inline_string": body}},
                   "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}
@@ -139,22 +140,24 @@ def static_cluster(name, port):
                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
 
 
-def bootstrap(port, admin, filters, body="ok", upstream=None, collector=None):
-    clusters = []
+def bootstrap(port, admin, filters, body="ok", upstream=None, collector=None, extra=None):
+    extra = extra or {}
+    clusters = list(extra.get("clusters", []))
     if upstream:
         clusters.append(static_cluster("upstream", upstream))
     if collector:
         clusters.append(static_cluster("collector", collector))
     return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {"listeners": [listener(port, filters, body, upstream)], "clusters": clusters}}
+            "static_resources": {"listeners": [listener(port, filters, body, upstream, extra.get("route"))],
+                                 "clusters": clusters}}
 
 
 class Envoy:
-    def __init__(self, config, workdir, name, body="ok", upstream=None, collector=None, concurrency=None):
+    def __init__(self, config, workdir, name, body="ok", upstream=None, collector=None, concurrency=None, extra=None):
         self.port, self.admin = free_port(), free_port()
         path = os.path.join(workdir, f"{name}.json")
         with open(path, "w") as f:
-            json.dump(bootstrap(self.port, self.admin, config, body, upstream, collector), f)
+            json.dump(bootstrap(self.port, self.admin, config, body, upstream, collector, extra), f)
         self.log = open(os.path.join(workdir, f"{name}.log"), "w")
         start = time.monotonic()
         self.proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", str(concurrency or CONCURRENCY), "--disable-hot-restart",
@@ -233,10 +236,12 @@ class Case:
     case it is compared with for "X over no-op" (default: the suite's `noop` row)."""
 
     def __init__(self, name, filters, token=None, body="ok", script=None, upstream=False, collector=False,
-                 seconds=None, concurrency=None, connections=None, floor="noop"):
+                 seconds=None, concurrency=None, connections=None, floor="noop", extra=None):
         self.name, self.filters, self.token, self.body, self.script = name, filters, token, body, script
         self.upstream, self.collector, self.seconds = upstream, collector, seconds or SECONDS
         self.concurrency, self.connections, self.floor = concurrency, connections, floor
+        # {"clusters": [...], "route": {...}}: more clusters, more RouteAction fields.
+        self.extra = extra
 
 
 def with_variants(cases):
@@ -291,7 +296,8 @@ def run_one(case, workdir):
 
 
 def measure(case, workdir, upstream_port, collector_port):
-    envoy = Envoy(case.filters, workdir, case.name, case.body, upstream_port, collector_port, case.concurrency)
+    envoy = Envoy(case.filters, workdir, case.name, case.body, upstream_port, collector_port, case.concurrency,
+                  getattr(case, "extra", None))
     try:
         if not first_request_passes(envoy.port, case):
             raise RuntimeError(f"{case.name}: requests are refused; see {envoy.log.name}")
@@ -466,6 +472,99 @@ def suite_limit(jwks, workdir):
     return cases, extra
 
 
+RLS_LIMITS = """
+- namespace: apiguard
+  name: bench
+  max_value: 1000000000
+  seconds: 60
+  conditions: ['descriptors[0].policy == "bench"']
+  variables: []
+"""
+
+
+class RateLimitService:
+    """testing/rls-server (limitador behind the v3 API) on a redis-server of its own (in memory when Debian's
+    redis-server is missing), with one limit that never denies: the cost of asking, not of refusing."""
+
+    def __init__(self, workdir):
+        self.redis = None
+        limits = os.path.join(workdir, "limits.yaml")
+        with open(limits, "w") as f:
+            f.write(RLS_LIMITS)
+        storage = ["--memory"]
+        if shutil.which("redis-server"):
+            port = free_port()
+            self.redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                           "--appendonly", "no"], stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+            storage = ["--redis", f"redis://127.0.0.1:{port}"]
+        self.storage = "Redis" if self.redis else "memory"
+        binary = os.environ.get("APIGUARD_RLS_SERVER", os.path.join(os.path.dirname(WASM), "../../debug/rls-server"))
+        self.proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--limits", limits] + storage,
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().strip().rsplit(":", 1)[1])
+
+    def cluster(self):
+        c = static_cluster("rls", self.port)
+        c["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}}
+        return c
+
+    def stop(self):
+        for p in (self.proc, self.redis):
+            if p:
+                p.terminate()
+                p.wait()
+
+
+RLS = None
+
+
+def suite_rls(jwks, workdir):
+    """A limit held by the rate limit service: Envoy's native `envoy.filters.http.ratelimit` and apiguard's
+    `service` backend ask the same service (one call per request, descriptor policy=bench), and apiguard's
+    `local_then_service` with its local share spent (every request: a local decision, then the call) and
+    unspent (no call). Routes proxy to an upstream Envoy (the native filter needs a route action)."""
+    global RLS
+    RLS = RateLimitService(workdir)
+    extra = {"clusters": [RLS.cluster()]}
+    native_extra = dict(extra, route={"rate_limits": [{"actions": [
+        {"generic_key": {"descriptor_key": "policy", "descriptor_value": "bench"}}]}]})
+    native = {"name": "envoy.filters.http.ratelimit", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+        "domain": "apiguard", "timeout": "1s", "failure_mode_deny": True,
+        "rate_limit_service": {"transport_api_version": "V3",
+                               "grpc_service": {"envoy_grpc": {"cluster_name": "rls"}, "timeout": "1s"}}}}
+    service = {"cluster": "rls", "domain": "apiguard", "timeout": "1s", "failure_mode": "deny",
+               "descriptors": [{"key": "policy", "value": "bench"}]}
+    only = {"rate_limits": {"bench": {"service": service}}, "rules": [{"match": {"prefix": "/"}, "rate_limits": "bench"}]}
+    spent = {"rate_limits": {"bench": {"tier": "local_then_service", "requests": 1, "period": "3600s", "service": service}},
+             "rules": [{"match": {"prefix": "/"}, "rate_limits": "bench"}]}
+    unspent = {"rate_limits": {"bench": dict(NEVER_DENY, tier="local_then_service", service=service)},
+               "rules": [{"match": {"prefix": "/"}, "rate_limits": "bench"}]}
+    up = {"upstream": True, "extra": extra}
+    cases = [Case("none", [], **up),
+             Case("native-ratelimit-service", [native], upstream=True, extra=native_extra),
+             Case("apiguard-service", [apiguard_filter(jwks, 0, config=only)], **up),
+             Case("apiguard-local_then_service-spent", [apiguard_filter(jwks, 0, config=spent)], **up),
+             Case("apiguard-local_then_service-unspent", [apiguard_filter(jwks, 0, config=unspent)], **up)]
+
+    def extra_lines(med):
+        native_cpu, native_p99 = med("native-ratelimit-service", "cpu_us"), med("native-ratelimit-service", "p99")
+        floor = med("noop", "cpu_us") - med("none", "cpu_us") if NOOP_WASM else float("nan")
+        lines = ["", f"Service: testing/rls-server (limitador, {RLS.storage} storage), one limit that never denies; "
+                     "every service row makes one ShouldRateLimit call per request.", "",
+                 "| configuration | p99 / native p99 (target <= 1.2) | CPU over native us/req | F us/req | "
+                 "over native - F (target <= 0) |", "|---|---:|---:|---:|---:|"]
+        for name in ("apiguard-service", "apiguard-local_then_service-spent"):
+            over = med(name, "cpu_us") - native_cpu
+            lines.append(f"| {name} | {med(name, 'p99') / native_p99:.2f} | {over:+.1f} | {floor:.1f} | "
+                         f"{over - floor:+.1f} |")
+        return lines
+    return cases, extra_lines
+
+
 def suite_redact(jwks, workdir):
     body = json_body(64 * 1024)
     config = {"redaction": {"pii": {"action": "redact"}}, "rules": [{"match": {"prefix": "/"}, "redaction": "pii"}]}
@@ -579,7 +678,7 @@ def suite_micro():
 
 
 SUITE_BUILDERS = {"jwt": suite_jwt, "limit": suite_limit, "redact": suite_redact, "pipeline": suite_pipeline,
-                  "schema": suite_schema, "discovery": suite_discovery}
+                  "schema": suite_schema, "discovery": suite_discovery, "rls": suite_rls}
 
 
 def run_suite(name, cases, extra):
@@ -703,6 +802,8 @@ def main():
             if name != "jwt":
                 cases = with_variants(cases)
             table = run_suite(name, with_floor(cases), extra)
+        if name == "rls" and RLS:
+            RLS.stop()
         if name == "limit" and os.environ.get("BENCH_MEMORY", "1") == "1":
             table += "\n" + "\n".join(limiter_memory(jwks))
         print("\n" + table + "\n", flush=True)

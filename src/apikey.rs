@@ -200,6 +200,7 @@ pub fn reply(failure: ApiKeyFailure, set: &ApiKeySet, strip_details: bool) -> Re
         return Reply::status_only(401);
     }
     Reply {
+        extra_headers: Vec::new(),
         status: 401,
         body: failure.message().to_string(),
         headers: vec![

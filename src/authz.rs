@@ -190,6 +190,7 @@ pub fn reply(denial: &Insufficient, strip_details: bool) -> Reply {
         return Reply::status_only(403);
     }
     Reply {
+        extra_headers: Vec::new(),
         status: 403,
         body: "Access denied: the caller lacks a scope, role or claim this request requires"
             .to_string(),

@@ -45,6 +45,9 @@ impl Denial {
             Denial::RateLimited(Refusal::Limited { .. }) => "rate_limited",
             Denial::RateLimited(Refusal::MissingKey { .. }) => "rate_limit_key_missing",
             Denial::RateLimited(Refusal::AmbiguousKey { .. }) => "ambiguous_rate_limit_key",
+            Denial::RateLimited(Refusal::ServiceUnavailable { .. }) => {
+                "rate_limit_service_unavailable"
+            }
             Denial::Schema(rejection) => rejection.reason(),
             Denial::SensitiveData { .. } => "sensitive_data",
             Denial::BadRequest(reason) => reason,
@@ -65,6 +68,7 @@ pub fn for_denial(
     match denial {
         Denial::Jwt(status) => jwt_failure(*status, original_uri, strip_details),
         Denial::NoRuleMatched => Reply {
+            extra_headers: Vec::new(),
             status: 403,
             body: if strip_details {
                 String::new()
@@ -76,6 +80,7 @@ pub fn for_denial(
         Denial::ApiKey { set, failure } => match policy.api_keys.sets.get(*set) {
             Some(set) => apikey::reply(*failure, set, strip_details),
             None => Reply {
+                extra_headers: Vec::new(),
                 status: 401,
                 body: failure.message().to_string(),
                 headers: text_plain(strip_details),
@@ -96,6 +101,7 @@ pub fn for_denial(
                 rejection.problem_body()
             };
             Reply {
+                extra_headers: Vec::new(),
                 status: rejection.status(),
                 body,
                 headers,
@@ -103,6 +109,7 @@ pub fn for_denial(
         }
         Denial::SensitiveData { response } => sensitive_data(*response, strip_details),
         Denial::BadRequest(reason) => Reply {
+            extra_headers: Vec::new(),
             status: 400,
             body: if strip_details {
                 String::new()
@@ -133,6 +140,7 @@ fn jwt_failure(status: Status, original_uri: &str, strip_details: bool) -> Reply
     let mut headers = text_plain(false);
     headers.push(("www-authenticate", challenge));
     Reply {
+        extra_headers: Vec::new(),
         status: code,
         body: status.message().to_string(),
         headers,
@@ -157,6 +165,7 @@ fn sensitive_data(response: bool, strip_details: bool) -> Reply {
         return Reply::status_only(status);
     }
     Reply {
+        extra_headers: Vec::new(),
         status,
         body: body.to_string(),
         headers: vec![("content-type", "application/json".to_string())],
@@ -235,6 +244,7 @@ mod tests {
         assert_eq!(
             r,
             Reply {
+                extra_headers: Vec::new(),
                 status: 401,
                 body: String::new(),
                 headers: Vec::new()

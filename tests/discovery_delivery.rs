@@ -77,7 +77,7 @@ fn the_collector_coming_back_delivers_the_backlog_and_resets_the_backoff() {
     // Recovered: the next batch goes at once, and one failure waits the base interval again.
     let next = o.start(3_000).unwrap();
     assert_ne!(next, id3);
-    o.finish(next, Outcome::Status(500), 3_000);
+    o.finish(next, Outcome::Status(502), 3_000);
     assert!(o.start(3_999).is_none());
     let again = o.start(4_000).unwrap();
     o.finish(again, Outcome::Status(200), 4_000);

@@ -1,7 +1,26 @@
 //! `apiguard`: the native companion of the filter. Every subcommand reuses the filter's core
 //! (the `apiguard` library crate), so a policy or a contract is judged by the same code the proxy runs.
 
+mod serve;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
+
+mod args;
+mod check;
+mod lint;
+mod locate;
+mod openapi_import;
+mod policy_from_inventory;
+mod policy_source;
+mod render;
+mod report;
+mod rules;
+mod sensitive;
+mod source;
+mod yaml_out;
 
 const USAGE: &str = "usage: apiguard <command> [args]
 
@@ -26,10 +45,16 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
+        "serve" => serve::main(rest),
         "--version" => {
             println!("apiguard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        "check" => ExitCode::from(check::run(rest)),
+        "lint" => ExitCode::from(lint::run(rest)),
+        "policy" => ExitCode::from(policy_from_inventory::run_policy(rest)),
+        "render" => ExitCode::from(render::run(rest)),
+        "openapi" => ExitCode::from(openapi_import::run_openapi(rest)),
         other => {
             eprintln!("apiguard: unknown command `{other}`\n\n{USAGE}");
             ExitCode::from(2)

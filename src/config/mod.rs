@@ -142,6 +142,16 @@ const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
 
 impl Policy {
+    /// What `on_configure` compiles: the plugin configuration as Envoy hands it over, where an
+    /// empty configuration means `{}`. `apiguard check` calls this same function.
+    pub fn from_plugin_configuration(bytes: &[u8]) -> Result<Policy> {
+        if bytes.is_empty() {
+            Policy::from_json(b"{}")
+        } else {
+            Policy::from_json(bytes)
+        }
+    }
+
     /// Parses and validates the plugin configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Policy> {
         if bytes.len() > MAX_CONFIG_BYTES {
@@ -218,6 +228,26 @@ impl Policy {
             redactions: &redactions,
         };
         let rules = read_rules(&obj, &sections)?;
+        if allow_on_headers_stop_iteration {
+            // With held headers Envoy delivers the body while a rate limit service call is in
+            // flight, before the rule's body plan exists: the combination could let a body through
+            // unjudged, so it is refused.
+            let judged_body =
+                |r: &Rule| r.schema.is_some() || r.redaction.as_ref().is_some_and(|x| x.request);
+            let calls = |r: &Rule| {
+                r.rate_limits.iter().any(|&i| {
+                    rate_limits
+                        .policies
+                        .get(i)
+                        .is_some_and(|p| p.service.is_some())
+                })
+            };
+            if let Some(i) = rules.iter().position(|r| judged_body(r) && calls(r)) {
+                return Err(obj.node().error(format!(
+                    "rules[{i}]: a rule that checks or redacts request bodies cannot use a rate limit service while allow_on_headers_stop_iteration is true"
+                )));
+            }
+        }
         let owned_headers = owned_headers(&providers);
         Ok(Policy {
             name,

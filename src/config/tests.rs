@@ -246,3 +246,14 @@ fn rule_paths_must_be_written_in_canonical_form() {
         assert!(e.message.contains(hint), "{bad}: {}", e.message);
     }
 }
+
+#[test]
+fn the_plugin_configuration_as_envoy_hands_it_over() {
+    // What on_configure (and `apiguard check`) compiles: empty means `{}`, anything else is JSON.
+    let empty = Policy::from_plugin_configuration(b"").unwrap();
+    assert_eq!((empty.mode, empty.rules.len()), (Mode::Enforce, 0));
+    let e = Policy::from_plugin_configuration(b" ").unwrap_err();
+    assert_eq!(e.path, "$");
+    let e = Policy::from_plugin_configuration(br#"{"mode": "x"}"#).unwrap_err();
+    assert_eq!(e.path, "mode");
+}

@@ -117,6 +117,15 @@ pub struct DeclaredMatch {
     pub deprecated: bool,
 }
 
+/// One declared operation (see [`DeclaredApi::operations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredOperation {
+    pub template: String,
+    pub path: String,
+    pub method: String,
+    pub deprecated: bool,
+}
+
 impl DeclaredApi {
     /// Compiles `doc` (the value at `node`). `base_paths`, when given, replace the document's own.
     pub fn compile(node: &Node<'_>, base_paths: Option<&[String]>) -> Result<DeclaredApi> {
@@ -201,6 +210,26 @@ impl DeclaredApi {
             bases,
             paths: compiled,
         })
+    }
+
+    /// Every declared operation, once per base path: the full template (base and path, as
+    /// [`DeclaredMatch::template`] spells it), the document's own path key, the upper-case method
+    /// and its `deprecated` flag. What a collector needs to report operations never observed.
+    pub fn operations(&self) -> Vec<DeclaredOperation> {
+        let mut out = Vec::new();
+        for (base, _) in &self.bases {
+            for p in &self.paths {
+                for (method, deprecated) in &p.operations {
+                    out.push(DeclaredOperation {
+                        template: format!("{base}{}", p.template),
+                        path: p.template.clone(),
+                        method: method.clone(),
+                        deprecated: *deprecated,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Number of declared operations (method and path pairs).
@@ -436,6 +465,20 @@ mod tests {
         let m = d.lookup("PATCH", &normalise("/user/jane")).unwrap();
         assert!(!m.method_declared);
         assert!(d.lookup("GET", &normalise("/user/jane/extra")).is_none());
+        let mut ops: Vec<(String, String, bool)> = d
+            .operations()
+            .into_iter()
+            .map(|o| (o.template, o.method, o.deprecated))
+            .collect();
+        ops.sort();
+        assert_eq!(
+            ops,
+            vec![
+                ("/user/login".into(), "GET".into(), false),
+                ("/user/{username}".into(), "DELETE".into(), true),
+                ("/user/{username}".into(), "GET".into(), false),
+            ]
+        );
     }
 
     #[test]

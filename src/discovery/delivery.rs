@@ -1,7 +1,14 @@
 //! Delivery to the collector, as a pure state machine: a bounded queue of encoded batches, at most
-//! one in flight, retry with exponential backoff when the collector is down, slow or answers 5xx,
-//! the oldest batches dropped past the byte cap, every drop counted. The host makes the call
-//! (`dispatch_http_call`) and reports how it ended; traffic never waits for any of it.
+//! one in flight, the oldest batches dropped past the byte cap, every drop counted. The host makes
+//! the call (`dispatch_http_call`) and reports how it ended ([`Outcome`], and what the answer said:
+//! [`Answer`]); traffic never waits for any of it.
+//!
+//! Retries follow OTLP/HTTP's rules: only 429, 502, 503 and 504 (and no answer at all) are
+//! retried; any other status drops the batch at once. The wait is the exponential backoff with
+//! jitter (between half and all of `base × 2^(failures-1)`, capped at `max_interval`), or the
+//! collector's `Retry-After` when that is longer (at most [`MAX_RETRY_AFTER_MS`]). A 2xx answer
+//! with an OTLP `partial_success` delivers the batch (OTLP forbids retrying it) and counts the
+//! records the collector refused.
 //!
 //! Memory: queued batches hold at most `max_queue_bytes`, plus the one in flight.
 
@@ -28,6 +35,50 @@ impl Default for Retry {
     }
 }
 
+/// The longest `Retry-After` honoured (a collector cannot park a worker's queue for longer).
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
+/// What the collector's answer said besides its status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// `Retry-After` (delta-seconds), in milliseconds.
+    pub retry_after_ms: Option<u64>,
+    /// OTLP `partial_success.rejected_log_records` of a 2xx answer.
+    pub rejected_records: u64,
+}
+
+/// Reads the answer of the collector: `retry_after` is the `Retry-After` header's value, `body`
+/// the response body (only its `partialSuccess` / `partial_success` member is read, when it is
+/// JSON). An HTTP-date `Retry-After` is not read (the backoff applies).
+pub fn read_answer(retry_after: Option<&[u8]>, body: &[u8]) -> Answer {
+    let retry_after_ms = retry_after
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| secs.saturating_mul(1000).min(MAX_RETRY_AFTER_MS));
+    let rejected_records = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let p = v
+                .get("partialSuccess")
+                .or_else(|| v.get("partial_success"))?;
+            let n = p
+                .get("rejectedLogRecords")
+                .or_else(|| p.get("rejected_log_records"))?;
+            n.as_u64()
+                .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(0);
+    Answer {
+        retry_after_ms,
+        rejected_records,
+    }
+}
+
+/// The statuses OTLP/HTTP retries.
+pub fn is_retryable(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
 /// How one call to the collector ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -43,11 +94,15 @@ pub struct DeliveryStats {
     pub batches_sent: u64,
     /// Attempts that failed (each retry that failed counts once).
     pub attempts_failed: u64,
-    /// Batches dropped: queue over its cap, answered with a 4xx, or out of attempts.
+    /// Batches dropped: queue over its cap, refused (a status that is not retried), or out of
+    /// attempts.
     pub batches_dropped: u64,
     pub endpoints_dropped: u64,
-    /// Of the dropped batches, those the collector refused (4xx other than 408 and 429).
+    /// Of the dropped batches, those the collector refused (a status other than 2xx, 429, 502,
+    /// 503, 504).
     pub batches_rejected: u64,
+    /// Log records a collector refused in an OTLP partial success (the batch counts as sent).
+    pub records_rejected: u64,
     pub queued_bytes: u64,
 }
 
@@ -182,18 +237,33 @@ impl Outbox {
         }
     }
 
-    /// Records how the call `id` ended. Late or unknown ids are ignored.
+    /// Records how the call `id` ended. Late or unknown ids are ignored. No jitter, no answer.
     pub fn finish(&mut self, id: u64, outcome: Outcome, now_ms: u64) {
+        self.finish_with(id, outcome, Answer::default(), None, now_ms);
+    }
+
+    /// Records how the call `id` ended and what its answer said. `jitter` is a random draw (the
+    /// worker's own generator): the backoff waits between half and all of its interval; `None`
+    /// waits all of it.
+    pub fn finish_with(
+        &mut self,
+        id: u64,
+        outcome: Outcome,
+        answer: Answer,
+        jitter: Option<u64>,
+        now_ms: u64,
+    ) {
         let Some((pending, _)) = self.in_flight.take_if(|(p, _)| p.id == id) else {
             return;
         };
         match outcome {
             Outcome::Status(200..=299) => {
                 self.stats.batches_sent += 1;
+                self.stats.records_rejected += answer.rejected_records;
                 self.failures = 0;
                 self.next_attempt_ms = now_ms;
             }
-            Outcome::Status(s) if (400..500).contains(&s) && s != 408 && s != 429 => {
+            Outcome::Status(s) if !is_retryable(s) => {
                 // The collector will not take this batch however often it is sent.
                 self.stats.attempts_failed += 1;
                 self.stats.batches_rejected += 1;
@@ -203,7 +273,10 @@ impl Outbox {
             Outcome::Status(_) | Outcome::NoResponse => {
                 self.stats.attempts_failed += 1;
                 self.failures = self.failures.saturating_add(1);
-                self.next_attempt_ms = now_ms.saturating_add(self.backoff_ms());
+                let wait = self
+                    .backoff_ms(jitter)
+                    .max(answer.retry_after_ms.unwrap_or(0));
+                self.next_attempt_ms = now_ms.saturating_add(wait);
                 if pending.attempts >= self.retry.max_attempts {
                     self.drop_batch(&pending);
                 } else {
@@ -213,11 +286,137 @@ impl Outbox {
         }
     }
 
-    /// `base × 2^(failures-1)`, at most `max_interval`.
-    fn backoff_ms(&self) -> u64 {
+    /// `base × 2^(failures-1)`, at most `max_interval`; with a `jitter` draw, between half and all
+    /// of it ("equal jitter": proxies that failed together do not retry together).
+    fn backoff_ms(&self, jitter: Option<u64>) -> u64 {
         let base = u64::try_from(self.retry.base_interval.as_millis()).unwrap_or(u64::MAX);
         let max = u64::try_from(self.retry.max_interval.as_millis()).unwrap_or(u64::MAX);
         let shift = self.failures.saturating_sub(1).min(32);
-        base.saturating_mul(1u64 << shift).min(max)
+        let full = base.saturating_mul(1u64 << shift).min(max);
+        match jitter {
+            None => full,
+            Some(draw) => {
+                let half = full / 2;
+                let spread = (u128::from(full - half) * u128::from(draw)) >> 64;
+                half + u64::try_from(spread).unwrap_or(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> EncodedBatch {
+        EncodedBatch {
+            body: vec![b'x'; 10],
+            endpoints: 2,
+        }
+    }
+
+    fn retry() -> Retry {
+        Retry {
+            base_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(30),
+            max_attempts: 5,
+        }
+    }
+
+    #[test]
+    fn only_429_502_503_504_and_no_answer_are_retried() {
+        for status in [429, 502, 503, 504] {
+            let mut o = Outbox::new(10_000, retry(), Duration::from_secs(2));
+            o.push(batch());
+            let id = o.start(0).unwrap_or(0);
+            o.finish(id, Outcome::Status(status), 0);
+            assert_eq!(o.queued(), 1, "{status} is retried");
+            assert_eq!(o.stats().batches_dropped, 0);
+        }
+        for status in [400, 401, 408, 413, 500, 501, 505, 302] {
+            let mut o = Outbox::new(10_000, retry(), Duration::from_secs(2));
+            o.push(batch());
+            let id = o.start(0).unwrap_or(0);
+            o.finish(id, Outcome::Status(status), 0);
+            assert_eq!(o.queued(), 0, "{status} is not retried");
+            let s = o.stats();
+            assert_eq!(
+                (s.batches_dropped, s.batches_rejected, s.endpoints_dropped),
+                (1, 1, 2)
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_when_longer_than_the_backoff() {
+        let mut o = Outbox::new(10_000, retry(), Duration::from_secs(2));
+        o.push(batch());
+        let id = o.start(0).unwrap_or(0);
+        let answer = read_answer(Some(b" 7 "), b"");
+        assert_eq!(answer.retry_after_ms, Some(7_000));
+        o.finish_with(id, Outcome::Status(503), answer, None, 0);
+        assert_eq!(o.start(6_999), None);
+        let id = o.start(7_000).unwrap_or(0);
+        // Shorter than the backoff (2 s after a second failure): the backoff wins.
+        o.finish_with(
+            id,
+            Outcome::Status(429),
+            read_answer(Some(b"1"), b""),
+            None,
+            7_000,
+        );
+        assert_eq!(o.start(8_999), None);
+        assert!(o.start(9_000).is_some());
+        // An HTTP-date or garbage is not read; a huge value is capped.
+        assert_eq!(
+            read_answer(Some(b"Wed, 21 Oct 2015 07:28:00 GMT"), b"").retry_after_ms,
+            None
+        );
+        assert_eq!(
+            read_answer(Some(b"99999999999999"), b"").retry_after_ms,
+            Some(MAX_RETRY_AFTER_MS)
+        );
+    }
+
+    #[test]
+    fn the_backoff_has_jitter_within_half_and_all_of_the_interval() {
+        let o = Outbox::new(10_000, retry(), Duration::from_secs(2));
+        let mut o = o;
+        o.failures = 3; // 4 s
+        assert_eq!(o.backoff_ms(None), 4_000);
+        assert_eq!(o.backoff_ms(Some(0)), 2_000);
+        assert_eq!(o.backoff_ms(Some(u64::MAX)), 3_999);
+        assert_eq!(o.backoff_ms(Some(u64::MAX / 2)), 2_999);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut x = 0x1234_5678_u64;
+        for _ in 0..64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let w = o.backoff_ms(Some(x));
+            assert!((2_000..4_000).contains(&w));
+            seen.insert(w / 250);
+        }
+        assert!(seen.len() > 4, "spread over the interval: {seen:?}");
+    }
+
+    #[test]
+    fn partial_success_delivers_and_counts_the_refused_records() {
+        let mut o = Outbox::new(10_000, retry(), Duration::from_secs(2));
+        o.push(batch());
+        let id = o.start(0).unwrap_or(0);
+        let answer = read_answer(
+            None,
+            br#"{"partialSuccess": {"rejectedLogRecords": "3", "errorMessage": "x"}}"#,
+        );
+        assert_eq!(answer.rejected_records, 3);
+        o.finish_with(id, Outcome::Status(200), answer, None, 0);
+        let s = o.stats();
+        assert_eq!((s.batches_sent, s.records_rejected, o.queued()), (1, 3, 0));
+        assert_eq!(
+            read_answer(None, br#"{"partial_success": {"rejected_log_records": 2}}"#)
+                .rejected_records,
+            2
+        );
+        assert_eq!(read_answer(None, b"{}").rejected_records, 0);
+        assert_eq!(read_answer(None, b"\x00garbage").rejected_records, 0);
     }
 }

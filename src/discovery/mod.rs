@@ -39,7 +39,7 @@ use crate::reader::{Node, Result};
 pub use crate::request::HeaderView;
 use auth::AuthNames;
 use declared::{DeclaredApi, RetiredPrefixes};
-use delivery::{DeliveryStats, Outbox, Outcome, Retry};
+use delivery::{Answer, DeliveryStats, Outbox, Outcome, Retry};
 use event::{Encoding, Source, Window};
 use findings::ErrorPatterns;
 use inventory::{Inventory, Recorded};
@@ -65,6 +65,24 @@ pub struct Collector {
     pub timeout: Duration,
     pub encoding: Encoding,
     pub retry: Retry,
+    /// `Authorization` value sent with every batch (`Bearer <collector.token>`).
+    pub authorization: Option<String>,
+}
+
+/// Longest `collector.token` accepted.
+pub const MAX_COLLECTOR_TOKEN_BYTES: usize = 4096;
+
+fn collector_token(node: &Node<'_>) -> Result<String> {
+    let token = node.non_empty_str()?;
+    if token.len() > MAX_COLLECTOR_TOKEN_BYTES {
+        return Err(node.error(format!("longer than {MAX_COLLECTOR_TOKEN_BYTES} bytes")));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(node.error(
+            "a token is visible ASCII without spaces (it travels as `Authorization: Bearer <token>`)",
+        ));
+    }
+    Ok(format!("Bearer {token}"))
 }
 
 /// The compiled `discovery` section.
@@ -111,7 +129,7 @@ fn duration_in(node: &Node<'_>, min: Duration, max: Duration) -> Result<Duration
 }
 
 fn compile_collector(node: &Node<'_>) -> Result<Collector> {
-    let obj = node.object(&["cluster", "uri", "timeout", "encoding", "retry"])?;
+    let obj = node.object(&["cluster", "uri", "timeout", "encoding", "retry", "token"])?;
     let cluster = obj.require("cluster")?.non_empty_str()?.to_string();
     let (authority, path) = obj.require("uri")?.http_uri()?;
     let timeout = match obj.get("timeout") {
@@ -142,6 +160,7 @@ fn compile_collector(node: &Node<'_>) -> Result<Collector> {
             retry.max_attempts = u32::try_from(a.usize_in(1, 100)?).unwrap_or(1);
         }
     }
+    let authorization = obj.get("token").map(|n| collector_token(&n)).transpose()?;
     Ok(Collector {
         cluster,
         authority,
@@ -149,6 +168,7 @@ fn compile_collector(node: &Node<'_>) -> Result<Collector> {
         timeout,
         encoding,
         retry,
+        authorization,
     })
 }
 
@@ -452,15 +472,19 @@ impl DiscoveryWorker {
     /// The call `id` as the host sends it.
     pub fn callout<'a>(&'a self, d: &'a Discovery, id: u64) -> Option<Callout<'a>> {
         let body = self.outbox.body(id)?;
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", d.collector.path.as_str()),
+            (":authority", d.collector.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(auth) = &d.collector.authorization {
+            headers.push(("authorization", auth.as_str()));
+        }
         Some(Callout {
             id,
             cluster: &d.collector.cluster,
-            headers: vec![
-                (":method", "POST"),
-                (":path", &d.collector.path),
-                (":authority", &d.collector.authority),
-                ("content-type", "application/json"),
-            ],
+            headers,
             body,
             timeout: d.collector.timeout,
         })
@@ -468,7 +492,15 @@ impl DiscoveryWorker {
 
     /// How the call `id` ended (`dispatch_http_call` failing counts as [`Outcome::NoResponse`]).
     pub fn finish_call(&mut self, id: u64, outcome: Outcome, now_ms: u64) {
-        self.outbox.finish(id, outcome, now_ms);
+        self.finish_call_with(id, outcome, Answer::default(), now_ms);
+    }
+
+    /// How the call `id` ended, with what the answer said (`Retry-After`, OTLP partial success,
+    /// see [`delivery::read_answer`]). The backoff's jitter comes from the worker's generator.
+    pub fn finish_call_with(&mut self, id: u64, outcome: Outcome, answer: Answer, now_ms: u64) {
+        let draw = self.rng.next();
+        self.outbox
+            .finish_with(id, outcome, answer, Some(draw), now_ms);
     }
 
     /// Entries in the table now (cheap; [`DiscoveryWorker::stats`] also estimates the table's heap).

@@ -93,6 +93,24 @@ impl Shape {
         self.truncated = budget.truncated;
     }
 
+    /// Reads a shape back from its JSON rendering ([`Shape::to_json`]), within `limits`: what a
+    /// collector needs to merge the shapes of many batches with [`Shape::merge`]. `None` when
+    /// `value` is not a shape (a member without a `type` list, an unknown type name); members and
+    /// depth past `limits` are cut and the shape marked truncated.
+    pub fn from_json(value: &Value, limits: ShapeLimits) -> Option<Shape> {
+        let mut budget = Budget {
+            used: 0,
+            limits,
+            truncated: value.get("truncated").and_then(Value::as_bool) == Some(true),
+        };
+        let root = node_from_json(value, 0, &mut budget)?;
+        Some(Shape {
+            root,
+            size: budget.used,
+            truncated: budget.truncated,
+        })
+    }
+
     /// Heap bytes held (an estimate: allocator overhead not included).
     pub fn heap_bytes(&self) -> usize {
         node_heap_bytes(&self.root)
@@ -273,6 +291,39 @@ fn node_classes(node: &Node, classes: &mut Vec<&'static str>) {
     }
 }
 
+fn node_from_json(value: &Value, depth: usize, budget: &mut Budget) -> Option<Node> {
+    let mut node = Node::default();
+    for t in value.get("type")?.as_array()? {
+        let name = t.as_str()?;
+        let (bit, _) = TYPE_NAMES.iter().find(|(_, n)| *n == name)?;
+        node.types |= bit;
+    }
+    if depth >= budget.limits.max_depth {
+        if value.get("properties").is_some() || value.get("items").is_some() {
+            budget.truncated = true;
+        }
+        return Some(node);
+    }
+    if let Some(props) = value.get("properties") {
+        for (name, member) in props.as_object()? {
+            let child = node_from_json(member, depth + 1, budget)?;
+            if !budget.take() {
+                break;
+            }
+            node.members.push((member_name(name).to_string(), child));
+        }
+        node.members.sort_by(|a, b| a.0.cmp(&b.0));
+        node.members.dedup_by(|a, b| a.0 == b.0);
+    }
+    if let Some(items) = value.get("items") {
+        let child = node_from_json(items, depth + 1, budget)?;
+        if budget.take() {
+            node.items = Some(Box::new(child));
+        }
+    }
+    Some(node)
+}
+
 fn node_json(node: &Node) -> Value {
     let mut map = Map::new();
     let types: Vec<Value> = TYPE_NAMES
@@ -299,6 +350,40 @@ fn node_json(node: &Node) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_shape_reads_back_from_its_json_and_merges() {
+        let limits = ShapeLimits::default();
+        let a = Shape::of(&json!({"id": 1, "tags": [{"n": "x"}]}), limits);
+        let back = Shape::from_json(&a.to_json(), limits).unwrap();
+        assert_eq!(back.to_json(), a.to_json());
+        let mut merged = back;
+        merged.merge(
+            &Shape::of(&json!({"id": "7", "extra": null}), limits),
+            limits,
+        );
+        assert_eq!(
+            merged.to_json(),
+            json!({"type": ["object"], "properties": {
+                "extra": {"type": ["null"]},
+                "id": {"type": ["integer", "string"]},
+                "tags": {"type": ["array"], "items": {"type": ["object"], "properties": {"n": {"type": ["string"]}}}}}})
+        );
+        assert!(Shape::from_json(&json!({"type": ["bogus"]}), limits).is_none());
+        assert!(Shape::from_json(&json!({"properties": {}}), limits).is_none());
+        let tight = ShapeLimits {
+            max_depth: 4,
+            max_members: 1,
+        };
+        let cut = Shape::from_json(
+            &json!({"type": ["object"], "properties": {
+            "a": {"type": ["string"]}, "b": {"type": ["string"]}}}),
+            tight,
+        )
+        .unwrap();
+        assert!(cut.is_truncated());
+        assert_eq!(cut.to_json()["properties"].as_object().unwrap().len(), 1);
+    }
 
     #[test]
     fn names_and_types_are_kept_and_values_are_not() {

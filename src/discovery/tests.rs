@@ -99,6 +99,14 @@ fn bad_sections_name_the_offending_path() {
             "discovery.collector.timeout",
         ),
         (
+            json!({"collector": {"cluster": "c", "uri": "http://c/", "token": "two words"}}),
+            "discovery.collector.token",
+        ),
+        (
+            json!({"collector": {"cluster": "c", "uri": "http://c/", "token": ""}}),
+            "discovery.collector.token",
+        ),
+        (
             json!({"collector": c(), "flush_interval": "5"}),
             "discovery.flush_interval",
         ),
@@ -183,4 +191,49 @@ fn sampling_draws_from_the_workers_own_generator_near_the_rate() {
     assert!(!w.sample(&none));
     let all = compiled(json!({"sample_rate": 1.0}));
     assert!(w.sample(&all));
+}
+
+#[test]
+fn the_collector_token_travels_as_a_bearer_authorization() {
+    let src = || Source {
+        plugin: "p".into(),
+        worker: "w".into(),
+        node: None,
+    };
+    let d = compiled(
+        json!({"collector": {"cluster": "c", "uri": "http://c:4318/v1/apiguard", "token": "s3cr3t-T0ken"}}),
+    );
+    let mut w = DiscoveryWorker::new(&d, src(), 0);
+    w.outbox.push(event::EncodedBatch {
+        body: b"{}".to_vec(),
+        endpoints: 0,
+    });
+    let id = w.next_call(0).unwrap();
+    let call = w.callout(&d, id).unwrap();
+    assert!(call
+        .headers
+        .contains(&("authorization", "Bearer s3cr3t-T0ken")));
+    // Without a token no authorization header is sent.
+    let plain = compiled(json!({}));
+    let mut w = DiscoveryWorker::new(&plain, src(), 0);
+    w.outbox.push(event::EncodedBatch {
+        body: b"{}".to_vec(),
+        endpoints: 0,
+    });
+    let id = w.next_call(0).unwrap();
+    assert!(w
+        .callout(&plain, id)
+        .unwrap()
+        .headers
+        .iter()
+        .all(|(k, _)| *k != "authorization"));
+    // A 503 with Retry-After waits at least that long, whatever the jitter.
+    w.finish_call_with(
+        id,
+        Outcome::Status(503),
+        delivery::read_answer(Some(b"9"), b""),
+        0,
+    );
+    assert_eq!(w.next_call(8_999), None);
+    assert!(w.next_call(9_000).is_some());
 }

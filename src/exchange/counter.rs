@@ -68,11 +68,12 @@ pub enum Counter {
     DiscoveryAttemptsFailed,
     DiscoveryBatchesDropped,
     DiscoveryBatchesRejected,
+    DiscoveryRecordsRejected,
 }
 
 impl Counter {
     /// Every counter, in declaration order (`ALL[c as usize] == c`).
-    pub const ALL: [Counter; 60] = [
+    pub const ALL: [Counter; 61] = [
         Counter::Requests,
         Counter::UnreadableRequest,
         Counter::LogSuppressed,
@@ -133,6 +134,7 @@ impl Counter {
         Counter::DiscoveryAttemptsFailed,
         Counter::DiscoveryBatchesDropped,
         Counter::DiscoveryBatchesRejected,
+        Counter::DiscoveryRecordsRejected,
     ];
 
     /// The metric name after the `<name>_` prefix.
@@ -198,6 +200,7 @@ impl Counter {
             Counter::DiscoveryAttemptsFailed => "discovery_attempts_failed",
             Counter::DiscoveryBatchesDropped => "discovery_batches_dropped",
             Counter::DiscoveryBatchesRejected => "discovery_batches_rejected",
+            Counter::DiscoveryRecordsRejected => "discovery_records_rejected",
         }
     }
 

@@ -28,6 +28,7 @@ pub use worker::{Admit, LogLimiter, Worker};
 use crate::config::{Mode, Policy};
 use crate::discovery::observe::{Observation, Side};
 use crate::pipeline::{decide, original_uri, Event, HeaderChange, WorkerEnv};
+use crate::ratelimit::service::{ServiceCall, ServiceResult};
 use crate::redact::{BodyDecision, HeaderScan, Redaction};
 use crate::refusal::{self, Denial};
 use crate::reply::Reply;
@@ -75,6 +76,34 @@ pub trait StreamHost {
     /// Adds to a counter whose name depends on the configuration (after the policy's prefix, e.g.
     /// `redaction_pii_email`); looked up by name, so only for what [`Counter`] cannot name.
     fn count_named(&mut self, name: &str, n: u64);
+    /// Starts the call to the rate limit service (`ShouldRateLimit` with `message`, a serialized
+    /// `RateLimitRequest`) on `cluster`, ended by the host after `timeout_ms`. Its result comes back
+    /// through [`Exchange::on_service_response`]; `Err`: it could not start (no such cluster).
+    fn call_service(
+        &mut self,
+        cluster: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<(), HostFault>;
+    /// A monotonic-enough clock in microseconds, for the latency of service calls.
+    fn now_us(&mut self) -> u64;
+    /// Records the latency of a service call for a policy (a histogram per policy).
+    fn service_latency(&mut self, policy: usize, micros: u64);
+}
+
+/// A call to the rate limit service in flight, and what the head stage does once it is answered.
+struct Pending {
+    call: ServiceCall,
+    started_us: u64,
+    rest: Rest,
+}
+
+/// What the request-head stage still has to do when the request goes on.
+struct Rest {
+    headers: Vec<HeaderChange>,
+    body_check: Option<(usize, crate::schema::BodyCheck)>,
+    rule: Option<usize>,
+    end_of_stream: bool,
 }
 
 /// One request.
@@ -99,6 +128,10 @@ pub struct Exchange {
     response_blocked: bool,
     /// What discovery learns of this request (sampled requests only), recorded in `on_log`.
     observation: Option<Observation>,
+    /// The rate limit service call the request waits for.
+    pending: Option<Pending>,
+    /// The rate limit service's `response_headers_to_add`, for the upstream's response.
+    service_response_headers: Vec<(String, String)>,
 }
 
 impl Exchange {
@@ -170,7 +203,6 @@ impl Exchange {
                 worker.jwks.note_unknown_kid(*provider);
             }
         }
-        let rule = verdict.rule.and_then(|i| policy.rules.get(i));
         self.request = Some(request);
         if let Some(denial) = &verdict.denial {
             if self.enforced {
@@ -183,13 +215,124 @@ impl Exchange {
                 &format!("report mode, would refuse: {}", detail(denial)),
             );
         }
-        for change in &verdict.headers {
+        self.response_headers = verdict.response_headers;
+        let rest = Rest {
+            headers: verdict.headers,
+            // A body to check only matters when the headers did not refuse the request already.
+            body_check: verdict.body_check.filter(|_| verdict.denial.is_none()),
+            rule: verdict.rule,
+            end_of_stream,
+        };
+        if let Some(call) = verdict.service_call.filter(|_| verdict.denial.is_none()) {
+            // The request waits for the rate limit service (Envoy ends the call at its timeout).
+            let started_us = host.now_us();
+            return match host.call_service(&call.cluster, &call.message, call.timeout_ms) {
+                Ok(()) => {
+                    self.pending = Some(Pending {
+                        call,
+                        started_us,
+                        rest,
+                    });
+                    Flow::Pause
+                }
+                Err(_) => {
+                    self.pending = Some(Pending {
+                        call,
+                        started_us,
+                        rest,
+                    });
+                    match self.on_service_response(worker, host, ServiceResult::NotSent) {
+                        // Nothing was paused yet: go on in this callback.
+                        Flow::Continue => Flow::Continue,
+                        Flow::Pause => Flow::Pause,
+                    }
+                }
+            };
+        }
+        self.proceed(worker, host, rest)
+    }
+
+    /// The rate limit service answered (or the call failed or timed out): decides the request.
+    /// `Continue`: the request goes on (the host resumes it); `Pause`: it was refused, or it is
+    /// held for its body, or nothing was waiting.
+    pub fn on_service_response(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        result: ServiceResult,
+    ) -> Flow {
+        let Some(Pending {
+            call,
+            started_us,
+            rest,
+        }) = self.pending.take()
+        else {
+            return Flow::Pause;
+        };
+        let policy = Rc::clone(&worker.policy);
+        let micros = host.now_us().saturating_sub(started_us);
+        for &p in &call.policies {
+            host.service_latency(p, micros);
+        }
+        let result = result.timed(micros, call.timeout_ms);
+        let decision = policy.rate_limits.service_outcome(&call, &result);
+        for (p, e) in &decision.events {
+            host.event(&Event::RateLimit(*p, *e));
+        }
+        if let Some(reason) = decision.failure {
+            self.log(
+                worker,
+                host,
+                &format!(
+                    "rate limit service on cluster {:?}: {reason} ({})",
+                    call.cluster,
+                    result.describe()
+                ),
+            );
+        }
+        if let Some(refusal) = decision.refusal {
+            let denial = Denial::RateLimited(refusal);
+            if self.enforced {
+                host.count(Counter::Denied, 1);
+                return self.send_refusal(
+                    worker,
+                    host,
+                    &denial,
+                    &decision.headers,
+                    decision.response_headers,
+                );
+            }
+            host.count(Counter::ReportOnlyDenied, 1);
+            self.log(
+                worker,
+                host,
+                &format!("report mode, would refuse: {}", detail(&denial)),
+            );
+        } else {
+            self.response_headers.extend(decision.headers);
+        }
+        for (name, value) in &decision.request_headers {
+            self.apply(
+                worker,
+                host,
+                Side::Request,
+                &HeaderChange::Set(name.clone(), value.clone()),
+            );
+        }
+        self.service_response_headers = decision.response_headers;
+        self.proceed(worker, host, rest)
+    }
+
+    /// The rest of the request-head stage once nothing refused the request: header changes, the
+    /// plan for each body.
+    fn proceed(&mut self, worker: &mut Worker, host: &mut dyn StreamHost, rest: Rest) -> Flow {
+        let policy = Rc::clone(&worker.policy);
+        let end_of_stream = rest.end_of_stream;
+        let rule = rest.rule.and_then(|i| policy.rules.get(i));
+        for change in &rest.headers {
             self.apply(worker, host, Side::Request, change);
         }
-        self.response_headers = verdict.response_headers;
-        // A body to check only matters when the headers did not refuse the request already.
-        let body_check = verdict.body_check.filter(|_| verdict.denial.is_none());
-        self.request_body = BodyGate::for_schema(&policy, body_check);
+        self.request_body = BodyGate::for_schema(&policy, rest.body_check);
 
         if let Some(redaction) = rule.and_then(|r| r.redaction.as_ref()) {
             if redaction.response {
@@ -255,6 +398,10 @@ impl Exchange {
         size: usize,
         end_of_stream: bool,
     ) -> Flow {
+        if self.pending.is_some() {
+            // Held until the rate limit service has decided (Envoy buffers what arrives).
+            return Flow::Pause;
+        }
         self.on_body(
             worker,
             host,
@@ -267,6 +414,9 @@ impl Exchange {
     }
 
     pub fn on_request_trailers(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) -> Flow {
+        if self.pending.is_some() {
+            return Flow::Pause;
+        }
         self.on_body(worker, host, Side::Request, body::Chunk::Trailers)
     }
 
@@ -300,6 +450,14 @@ impl Exchange {
         for (name, value) in std::mem::take(&mut self.response_headers) {
             if host
                 .add_header(Side::Response, name, value.as_bytes())
+                .is_err()
+            {
+                self.log(worker, host, "cannot add a response header");
+            }
+        }
+        for (name, value) in std::mem::take(&mut self.service_response_headers) {
+            if host
+                .add_header(Side::Response, &name, value.as_bytes())
                 .is_err()
             {
                 self.log(worker, host, "cannot add a response header");
@@ -475,6 +633,18 @@ impl Exchange {
         rate_headers: &[(&'static str, String)],
     ) -> Flow {
         host.count(Counter::Denied, 1);
+        self.send_refusal(worker, host, denial, rate_headers, Vec::new())
+    }
+
+    /// Sends the reply for `denial` (plus headers named by a rate limit service).
+    fn send_refusal(
+        &mut self,
+        worker: &mut Worker,
+        host: &mut dyn StreamHost,
+        denial: &Denial,
+        rate_headers: &[(&'static str, String)],
+        extra_headers: Vec<(String, String)>,
+    ) -> Flow {
         if log::Level::Debug <= log::max_level() {
             let line = format!("refused: {}", detail(denial));
             self.log_at(log::Level::Debug, worker, host, &line);
@@ -484,7 +654,8 @@ impl Exchange {
             .as_ref()
             .map(|r| original_uri(r))
             .unwrap_or_default();
-        let reply = refusal::for_denial(denial, &worker.policy, &uri, rate_headers);
+        let mut reply = refusal::for_denial(denial, &worker.policy, &uri, rate_headers);
+        reply.extra_headers = extra_headers;
         self.responded = true;
         if let Err(fault) = host.send_reply(&reply) {
             self.log(
@@ -570,5 +741,7 @@ fn detail(denial: &Denial) -> String {
     }
 }
 
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;

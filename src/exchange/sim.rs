@@ -39,6 +39,12 @@ pub struct SimHost {
     pub headers_added: Vec<(Side, String, Vec<u8>)>,
     pub store: MemoryStore,
     pub now: u64,
+    /// Rate limit service calls started: (cluster, message, timeout in ms).
+    pub service_calls: Vec<(String, Vec<u8>, u64)>,
+    /// When set, a service call cannot start (as with an unknown cluster).
+    pub service_unreachable: bool,
+    /// Latencies recorded: (policy, microseconds).
+    pub latencies: Vec<(usize, u64)>,
 }
 
 fn ix(side: Side) -> usize {
@@ -156,6 +162,29 @@ impl StreamHost for SimHost {
     fn count_named(&mut self, name: &str, n: u64) {
         *self.counters.entry(name.to_string()).or_default() += n;
     }
+
+    fn call_service(
+        &mut self,
+        cluster: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<(), HostFault> {
+        self.calls.push("call_service".into());
+        if self.service_unreachable {
+            return Err(HostFault(1));
+        }
+        self.service_calls
+            .push((cluster.to_string(), message.to_vec(), timeout_ms));
+        Ok(())
+    }
+
+    fn now_us(&mut self) -> u64 {
+        self.now.saturating_mul(1000)
+    }
+
+    fn service_latency(&mut self, policy: usize, micros: u64) {
+        self.latencies.push((policy, micros));
+    }
 }
 
 /// One request driven the way Envoy drives a filter.
@@ -188,6 +217,12 @@ impl Sim {
         self.host.request = headers;
         self.exchange
             .on_request_headers(&mut self.worker, &mut self.host, end_of_stream)
+    }
+
+    /// The rate limit service's answer to the call in flight.
+    pub fn service(&mut self, result: crate::ratelimit::service::ServiceResult) -> Flow {
+        self.exchange
+            .on_service_response(&mut self.worker, &mut self.host, result)
     }
 
     pub fn response(&mut self, headers: Headers, end_of_stream: bool) -> Flow {

@@ -74,6 +74,8 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -239,4 +241,17 @@ pub fn now_nanos() -> Result<u64, HostError> {
 pub fn reset_stream() -> Result<(), HostError> {
     // SAFETY: no pointers. Stream type 0 is the HTTP request stream; Envoy resets the whole stream.
     status(unsafe { proxy_close_stream(0) })
+}
+
+/// Resumes a request paused in its headers callback (the SDK's `resume_http_request` panics on
+/// any status but Ok).
+pub fn resume_request() -> Result<(), HostError> {
+    // SAFETY: no pointers. 0 is `StreamType::HttpRequest`.
+    status(unsafe { proxy_continue_stream(0) })
+}
+
+/// Records a value in a histogram metric (the SDK's `record_metric` panics on unexpected statuses).
+pub fn record_metric(metric_id: u32, value: u64) -> Result<(), HostError> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_record_metric(metric_id, value) })
 }

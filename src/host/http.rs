@@ -14,17 +14,23 @@ use super::store::HostStore;
 use crate::discovery::observe::Side;
 use crate::exchange::{Counter, Exchange, Flow, HostFault, StreamHost};
 use crate::pipeline::Event;
+use crate::ratelimit::service::proto::MAX_RESPONSE_BYTES;
+use crate::ratelimit::service::{ServiceResult, METHOD_NAME, SERVICE_NAME};
 use crate::reply::Reply;
 use crate::request::Headers;
 use crate::store::SharedStore;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 pub(super) struct ApiGuard {
     vm: Rc<RefCell<Vm>>,
     exchange: Exchange,
+    /// The token of the rate limit service call this request waits for.
+    service_call: Option<u32>,
 }
 
 impl ApiGuard {
@@ -32,6 +38,7 @@ impl ApiGuard {
         ApiGuard {
             vm,
             exchange: Exchange::new(),
+            service_call: None,
         }
     }
 
@@ -45,15 +52,45 @@ impl ApiGuard {
         let vm = &mut *vm;
         let mut host = HostStream {
             metrics: &vm.metrics,
+            service_call: None,
         };
-        match f(&mut self.exchange, &mut vm.worker, &mut host) {
+        let flow = f(&mut self.exchange, &mut vm.worker, &mut host);
+        if let Some(token) = host.service_call {
+            self.service_call = Some(token);
+        }
+        match flow {
             Flow::Continue => Action::Continue,
             Flow::Pause => Action::Pause,
         }
     }
 }
 
-impl Context for ApiGuard {}
+impl Context for ApiGuard {
+    /// The rate limit service answered (status 0, `response_size` bytes in the gRPC receive
+    /// buffer) or the call ended with gRPC status `status_code` (4 at the timeout; 14 when the
+    /// service is unreachable or the cluster does not speak HTTP/2).
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if self.service_call != Some(token_id) {
+            return;
+        }
+        self.service_call = None;
+        let result = if status_code == 0 {
+            // One byte over the decoder's limit is enough for it to refuse the message.
+            let max = response_size.min(MAX_RESPONSE_BYTES + 1);
+            match abi::buffer(BufferType::GrpcReceiveBuffer, max) {
+                Ok(bytes) => ServiceResult::Reply(bytes),
+                Err(e) => ServiceResult::Failed(e.0),
+            }
+        } else {
+            ServiceResult::Failed(status_code)
+        };
+        if self.step(|x, w, h| x.on_service_response(w, h, result)) == Action::Continue {
+            if let Err(e) = abi::resume_request() {
+                log::warn!("cannot resume the request after the rate limit service: {e:?}");
+            }
+        }
+    }
+}
 
 impl HttpContext for ApiGuard {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -91,6 +128,8 @@ impl HttpContext for ApiGuard {
 /// The host calls of one request, over [`abi`].
 struct HostStream<'a> {
     metrics: &'a Metrics,
+    /// A rate limit service call started in this callback.
+    service_call: Option<u32>,
 }
 
 fn fault(e: HostError) -> HostFault {
@@ -157,6 +196,12 @@ impl StreamHost for HostStream<'_> {
             .headers
             .iter()
             .map(|(k, v)| (*k, v.as_bytes()))
+            .chain(
+                reply
+                    .extra_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_bytes())),
+            )
             .collect();
         abi::send_response(reply.status, &headers, reply.body.as_bytes()).map_err(fault)
     }
@@ -185,5 +230,39 @@ impl StreamHost for HostStream<'_> {
 
     fn count_named(&mut self, name: &str, n: u64) {
         self.metrics.add_named(name, n);
+    }
+
+    fn call_service(
+        &mut self,
+        cluster: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<(), HostFault> {
+        // The SDK's own call: only it can register the token with the SDK's dispatcher, which
+        // routes the answer to this context. Envoy returns Ok, or ParseFailure (no such cluster)
+        // or InternalFailure, all three handled by the SDK without a panic; its panic arm is for
+        // statuses Envoy returns only on invalid memory, which these live slices are not.
+        match hostcalls::dispatch_grpc_call(
+            cluster,
+            SERVICE_NAME,
+            METHOD_NAME,
+            vec![],
+            Some(message),
+            Duration::from_millis(timeout_ms),
+        ) {
+            Ok(token) => {
+                self.service_call = Some(token);
+                Ok(())
+            }
+            Err(status) => Err(HostFault(status as u32)),
+        }
+    }
+
+    fn now_us(&mut self) -> u64 {
+        abi::now_nanos().map_or(0, |nanos| nanos / 1000)
+    }
+
+    fn service_latency(&mut self, policy: usize, micros: u64) {
+        self.metrics.service_latency(policy, micros);
     }
 }

@@ -21,6 +21,8 @@ pub struct Metrics {
     named: HashMap<String, u32>,
     /// Rate-limit counter ids by policy index, then by `LimitEvent::ALL` position.
     rate_limits: Vec<Vec<Option<u32>>>,
+    /// `<name>_rl_<policy>_service_latency_us` histogram ids by policy index (service-backed only).
+    service_latency: Vec<Option<u32>>,
 }
 
 impl Metrics {
@@ -60,8 +62,25 @@ impl Metrics {
             .map(|p| {
                 LimitEvent::ALL
                     .iter()
-                    .map(|e| define(&format!("{prefix}_rl_{}_{}", p.name, e.metric_name())))
+                    .map(|e| {
+                        // Service counters only for the policies that call the service.
+                        if e.is_service() && p.service.is_none() {
+                            return None;
+                        }
+                        define(&format!("{prefix}_rl_{}_{}", p.name, e.metric_name()))
+                    })
                     .collect()
+            })
+            .collect();
+        let service_latency = policy
+            .rate_limits
+            .policies
+            .iter()
+            .map(|p| {
+                p.service.as_ref().and_then(|_| {
+                    let name = format!("{prefix}_rl_{}_service_latency_us", p.name);
+                    hostcalls::define_metric(MetricType::Histogram, &name).ok()
+                })
             })
             .collect();
         let endpoints_gauge = policy.discovery.as_ref().and_then(|_| {
@@ -76,6 +95,15 @@ impl Metrics {
             ids,
             named,
             rate_limits,
+            service_latency,
+        }
+    }
+
+    /// The latency of one rate limit service call, for a policy in it.
+    pub fn service_latency(&self, policy: usize, micros: u64) {
+        if let Some(id) = self.service_latency.get(policy).copied().flatten() {
+            // A lost sample is all a failure costs.
+            let _ = super::abi::record_metric(id, micros);
         }
     }
 
@@ -133,6 +161,10 @@ impl Metrics {
         self.add(
             Counter::DiscoveryBatchesRejected,
             delta(b.batches_rejected, n.batches_rejected),
+        );
+        self.add(
+            Counter::DiscoveryRecordsRejected,
+            delta(b.records_rejected, n.records_rejected),
         );
         if let Some(id) = self.endpoints_gauge {
             let change = i128::from(now.endpoints_tracked) - i128::from(before.endpoints_tracked);

@@ -7,7 +7,7 @@ use super::http::ApiGuard;
 use super::metrics::Metrics;
 use super::store::HostStore;
 use crate::config::Policy;
-use crate::discovery::delivery::Outcome;
+use crate::discovery::delivery::{self, Outcome};
 use crate::discovery::event::Source;
 use crate::discovery::{DiscoveryWorker, WorkerStats};
 use crate::exchange::{Counter, Worker};
@@ -46,6 +46,9 @@ enum Call {
     /// A discovery batch with this outbox id.
     Discovery(u64),
 }
+
+/// Largest collector answer read (for an OTLP `partial_success`); a larger one is not read.
+const MAX_COLLECTOR_ANSWER_BYTES: usize = 4096;
 
 impl Context for ApiGuardRoot {
     fn on_http_call_response(
@@ -87,9 +90,20 @@ impl Context for ApiGuardRoot {
             }
             Call::Discovery(id) => {
                 let outcome = status.map_or(Outcome::NoResponse, Outcome::Status);
+                // Retry-After and an OTLP partial success; a larger body is not read.
+                let retry_after =
+                    abi::header_value(MapType::HttpCallResponseHeaders, "retry-after")
+                        .ok()
+                        .flatten();
+                let body = if body_size <= MAX_COLLECTOR_ANSWER_BYTES {
+                    abi::buffer(BufferType::HttpCallResponseBody, body_size).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let answer = delivery::read_answer(retry_after.as_deref(), &body);
                 let now = super::now_ms();
                 let next = worker.borrow_mut().worker.discovery.as_mut().and_then(|d| {
-                    d.finish_call(id, outcome, now);
+                    d.finish_call_with(id, outcome, answer, now);
                     d.next_call(now)
                 });
                 if let Some(next) = next {
@@ -133,14 +147,14 @@ impl ApiGuardRoot {
 impl RootContext for ApiGuardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = match abi::buffer(BufferType::PluginConfiguration, usize::MAX) {
-            Ok(bytes) if !bytes.is_empty() => bytes,
-            Ok(_) => Vec::from(&b"{}"[..]),
+            Ok(bytes) => bytes,
             Err(e) => {
                 log::error!("apiguard: cannot read the plugin configuration: {e:?}");
                 return false;
             }
         };
-        let policy = match Policy::from_json(&bytes) {
+        // The same function `apiguard check` calls (cli/src/check.rs).
+        let policy = match Policy::from_plugin_configuration(&bytes) {
             Ok(policy) => Rc::new(policy),
             Err(e) => {
                 // Envoy refuses the filter when on_configure returns false; this line says why.
@@ -148,6 +162,10 @@ impl RootContext for ApiGuardRoot {
                 return false;
             }
         };
+        if let Err(e) = probe_service_clusters(&policy) {
+            log::error!("apiguard: {e}");
+            return false;
+        }
         let jwks = policy.jwks_coordinator(worker_id());
         if let Err(e) = jwks.ensure_shared_records(&HostStore) {
             log::warn!(
@@ -317,4 +335,46 @@ fn worker_id() -> u64 {
         // Without randomness, the clock still differs between VMs started at different instants.
         Err(_) => super::now_ms(),
     }
+}
+
+/// Refuses a configuration whose rate limit service cluster Envoy does not know: a gRPC call to an
+/// unknown cluster fails at once (`ParseFailure`), a call to a known one starts and is cancelled
+/// at once. The error names the JSON path of the `cluster` member.
+fn probe_service_clusters(policy: &crate::config::Policy) -> Result<(), String> {
+    use crate::ratelimit::service::{METHOD_NAME, SERVICE_NAME};
+    let mut probed: Vec<&str> = Vec::new();
+    for limit in &policy.rate_limits.policies {
+        let Some(service) = limit.service.as_ref() else {
+            continue;
+        };
+        if probed.contains(&service.cluster.as_str()) {
+            continue;
+        }
+        probed.push(&service.cluster);
+        match hostcalls::dispatch_grpc_call(
+            &service.cluster,
+            SERVICE_NAME,
+            METHOD_NAME,
+            vec![],
+            Some(&[]),
+            Duration::from_millis(1),
+        ) {
+            Ok(token) => {
+                // Nothing is waiting for this answer; Envoy answers Ok or NotFound here.
+                let _ = hostcalls::cancel_grpc_call(token);
+            }
+            Err(proxy_wasm::types::Status::ParseFailure) => {
+                return Err(format!(
+                    "rate_limits.{}.service.cluster: Envoy has no cluster named {:?} (it must exist and speak HTTP/2)",
+                    limit.name, service.cluster
+                ));
+            }
+            Err(e) => log::warn!(
+                "{}: cannot check the rate limit service cluster {:?}: {e:?}",
+                policy.name,
+                service.cluster
+            ),
+        }
+    }
+    Ok(())
 }

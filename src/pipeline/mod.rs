@@ -12,7 +12,8 @@ use crate::jwt::cache::{TokenCache, VerifiedToken};
 use crate::jwt::extract::{extract, strip_params, FoundToken, TokenLocation};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{jws, verify, Status};
-use crate::ratelimit::{LimitEvent, RequestFacts, Seed};
+use crate::ratelimit::service::{DescribeFailure, ServiceCall};
+use crate::ratelimit::{LimitEvent, RequestFacts, Seed, Tier};
 use crate::refusal::Denial;
 pub use crate::request::RequestView;
 use crate::route::path_only;
@@ -100,6 +101,8 @@ pub struct Verdict {
     /// The body must be buffered and checked with [`check_body`] (schema index, what to check).
     pub body_check: Option<(usize, BodyCheck)>,
     pub events: Vec<Event>,
+    /// The call to the rate limit service the request waits for (when nothing refused it first).
+    pub service_call: Option<ServiceCall>,
 }
 
 impl Verdict {
@@ -119,6 +122,7 @@ pub fn decide(policy: &Policy, request: &dyn RequestView, env: &mut WorkerEnv<'_
         response_headers: Vec::new(),
         body_check: None,
         events: Vec::new(),
+        service_call: None,
     };
     if let Err(denial) = run_stages(policy, request, env, &mut verdict) {
         verdict.denial = Some(denial);
@@ -308,9 +312,9 @@ fn rate_limit(
     caller: &Caller<'_>,
     verdict: &mut Verdict,
 ) -> Result<(), Denial> {
-    let (false, Some(seed)) = (rule.rate_limits.is_empty(), env.seed) else {
+    if rule.rate_limits.is_empty() {
         return Ok(());
-    };
+    }
     let method = at.request.method();
     let facts = Facts {
         request: at.request,
@@ -324,14 +328,18 @@ fn rate_limit(
         claims: caller.claims,
         api_key: caller.api_key,
     };
-    let decision = at.policy.rate_limits.check(
-        &rule.rate_limits,
-        &rule.name,
-        &facts,
-        env.store,
-        seed,
-        env.now_ms,
-    );
+    // Local decisions need the shared slot seed (set in every worker's `on_configure`).
+    let decision = match env.seed {
+        Some(seed) => at.policy.rate_limits.check(
+            &rule.rate_limits,
+            &rule.name,
+            &facts,
+            env.store,
+            seed,
+            env.now_ms,
+        ),
+        None => crate::ratelimit::Decision::default(),
+    };
     verdict.events.extend(
         decision
             .events
@@ -340,11 +348,49 @@ fn rate_limit(
     );
     verdict.response_headers = decision.headers;
     match decision.refusal {
-        None => Ok(()),
+        None => {}
         Some(crate::ratelimit::Refusal::AmbiguousKey { .. }) => {
+            return Err(Denial::BadRequest("ambiguous_rate_limit_key"))
+        }
+        Some(other) => return Err(Denial::RateLimited(other)),
+    }
+    // One call for every service-backed policy of the rule (and the local shares that are spent).
+    let limits = &at.policy.rate_limits;
+    let to_service: Vec<usize> = rule
+        .rate_limits
+        .iter()
+        .copied()
+        .filter(|&p| {
+            decision.escalated.contains(&p)
+                || limits
+                    .policies
+                    .get(p)
+                    .is_some_and(|x| x.tier == Tier::Service)
+        })
+        .collect();
+    if to_service.is_empty() {
+        return Ok(());
+    }
+    match limits.service_call(&to_service, &facts) {
+        Ok(call) => {
+            verdict.service_call = call;
+            Ok(())
+        }
+        Err(DescribeFailure::Ambiguous { policy, .. }) => {
+            verdict
+                .events
+                .push(Event::RateLimit(policy, LimitEvent::AmbiguousKey));
             Err(Denial::BadRequest("ambiguous_rate_limit_key"))
         }
-        Some(other) => Err(Denial::RateLimited(other)),
+        Err(DescribeFailure::Missing { policy, part }) => {
+            verdict
+                .events
+                .push(Event::RateLimit(policy, LimitEvent::MissingKey));
+            Err(Denial::RateLimited(crate::ratelimit::Refusal::MissingKey {
+                policy,
+                part,
+            }))
+        }
     }
 }
 

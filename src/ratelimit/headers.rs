@@ -35,7 +35,12 @@ pub(crate) fn for_states(
         let Some(policy) = limits.policies.get(state.policy) else {
             continue;
         };
-        let (quota, window) = policy.quota_window();
+        let (quota, window) = match (state.quota, policy.tier) {
+            (Some(q), _) => q,
+            // A service-only policy has no local quota to show: the service did not say.
+            (None, super::Tier::Service) => continue,
+            (None, _) => policy.quota_window(),
+        };
         match policy.headers {
             HeaderStyle::Draft => {
                 policy_items.push(format!("\"{}\";q={quota};w={window}", policy.name));
@@ -87,6 +92,10 @@ pub fn reply(
             )
         }
         Refusal::AmbiguousKey { .. } => (400, "Bad request: ambiguous_rate_limit_key".to_string()),
+        Refusal::ServiceUnavailable { .. } => (
+            503,
+            "Service Unavailable: the rate limit service gave no decision".to_string(),
+        ),
     };
     let mut all = Vec::with_capacity(headers.len() + 1);
     if !strip_details {
@@ -94,6 +103,7 @@ pub fn reply(
     }
     all.extend(headers.iter().cloned());
     Reply {
+        extra_headers: Vec::new(),
         status,
         body: if strip_details { String::new() } else { body },
         headers: all,

@@ -72,7 +72,7 @@ impl KeyPart {
         }
     }
 
-    fn value<'f>(&self, facts: &'f dyn RequestFacts) -> Option<Cow<'f, str>> {
+    pub(crate) fn value<'f>(&self, facts: &'f dyn RequestFacts) -> Option<Cow<'f, str>> {
         match self {
             KeyPart::JwtClaim(path) => claim_text(facts.claims()?, path),
             KeyPart::ApiKey => facts.api_key_name().map(Cow::Borrowed),

@@ -30,12 +30,14 @@
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod service;
 pub mod store;
 
 use crate::reader::{Node, Result};
 use crate::store::{SharedStore, StoreError};
 use gcra::{ceil_secs, Rate, NS_PER_MS};
 pub use key::{KeyPart, RequestFacts, Seed};
+pub use service::{ServiceBackend, Tier};
 use store::{SlotEvent, SlotTable, TableError, CREATE_TOKEN};
 
 /// Default size of a policy's slot table.
@@ -94,6 +96,10 @@ pub struct LimitPolicy {
     pub headers_on_allowed: bool,
     pub max_keys: u32,
     pub cas_attempts: u32,
+    /// Where the decision is made ([`service`]).
+    pub tier: Tier,
+    /// The rate limit service, for tiers `service` and `local_then_service`.
+    pub service: Option<ServiceBackend>,
     table: SlotTable,
 }
 
@@ -127,6 +133,20 @@ pub enum LimitEvent {
     Overflow,
     /// A write lost a CAS race and was retried.
     CasRetry,
+    /// The policy was in a call to the rate limit service.
+    ServiceCall,
+    /// The service answered `OVER_LIMIT` for the policy.
+    ServiceOverLimit,
+    /// The call failed, or its answer was `UNKNOWN` or unreadable.
+    ServiceError,
+    /// The call timed out (`timeout`).
+    ServiceTimeout,
+    /// The call gave no decision and `failure_mode: allow` let the request pass.
+    ServiceFailureAllowed,
+    /// The call gave no decision and `failure_mode: deny` refused the request (503).
+    ServiceFailureDenied,
+    /// `local_then_service`: the local share was spent, so the service decides.
+    LocalShareSpent,
 }
 
 impl LimitEvent {
@@ -144,11 +164,18 @@ impl LimitEvent {
             LimitEvent::KeyReclaimed => "keys_reclaimed",
             LimitEvent::Overflow => "overflow",
             LimitEvent::CasRetry => "cas_retries",
+            LimitEvent::ServiceCall => "service_calls",
+            LimitEvent::ServiceOverLimit => "service_over_limit",
+            LimitEvent::ServiceError => "service_errors",
+            LimitEvent::ServiceTimeout => "service_timeouts",
+            LimitEvent::ServiceFailureAllowed => "service_failure_allowed",
+            LimitEvent::ServiceFailureDenied => "service_failure_denied",
+            LimitEvent::LocalShareSpent => "local_share_spent",
         }
     }
 
     /// Every event, to define the counters once.
-    pub const ALL: [LimitEvent; 11] = [
+    pub const ALL: [LimitEvent; 18] = [
         LimitEvent::Allowed,
         LimitEvent::Limited,
         LimitEvent::MissingKey,
@@ -160,7 +187,29 @@ impl LimitEvent {
         LimitEvent::KeyReclaimed,
         LimitEvent::Overflow,
         LimitEvent::CasRetry,
+        LimitEvent::ServiceCall,
+        LimitEvent::ServiceOverLimit,
+        LimitEvent::ServiceError,
+        LimitEvent::ServiceTimeout,
+        LimitEvent::ServiceFailureAllowed,
+        LimitEvent::ServiceFailureDenied,
+        LimitEvent::LocalShareSpent,
     ];
+
+    /// Whether the event is counted only for service-backed policies (their counters are defined
+    /// only for those).
+    pub fn is_service(self) -> bool {
+        matches!(
+            self,
+            LimitEvent::ServiceCall
+                | LimitEvent::ServiceOverLimit
+                | LimitEvent::ServiceError
+                | LimitEvent::ServiceTimeout
+                | LimitEvent::ServiceFailureAllowed
+                | LimitEvent::ServiceFailureDenied
+                | LimitEvent::LocalShareSpent
+        )
+    }
 }
 
 /// Why the limiter refuses a request.
@@ -176,6 +225,8 @@ pub enum Refusal {
     /// The request gives a key part two ways (a key header sent twice or not UTF-8): 400, whatever
     /// `on_missing_key` says (the pipeline answers `Denial::BadRequest("ambiguous_rate_limit_key")`).
     AmbiguousKey { policy: usize, part: &'static str },
+    /// The rate limit service gave no decision and the policy's `failure_mode` is `deny`: 503.
+    ServiceUnavailable { policy: usize },
 }
 
 /// Why no key could be built for a request.
@@ -194,6 +245,8 @@ pub struct Decision {
     pub headers: Vec<(&'static str, String)>,
     /// (policy index, event) pairs to count.
     pub events: Vec<(usize, LimitEvent)>,
+    /// `local_then_service` policies whose local share is spent: the service decides them.
+    pub escalated: Vec<usize>,
 }
 
 /// A policy's state after a decision, for headers.
@@ -204,6 +257,8 @@ pub(crate) struct PolicyState {
     pub remaining: u64,
     pub reset_secs: u64,
     pub retry_after_secs: u64,
+    /// The (quota, window in seconds) the rate limit service reported, instead of the policy's own.
+    pub quota: Option<(u64, u64)>,
 }
 
 impl RateLimits {
@@ -234,6 +289,9 @@ impl RateLimits {
             let Some(policy) = self.policies.get(index) else {
                 continue;
             };
+            if policy.tier == Tier::Service {
+                continue;
+            }
             match policy.key_for(rule, facts) {
                 Ok((key, fallback)) => {
                     if fallback {
@@ -275,7 +333,9 @@ impl RateLimits {
                             None => continue,
                         },
                     };
-                if state.limited {
+                if state.limited && policy.tier == Tier::LocalThenService {
+                    decision.escalated.push(*index);
+                } else if state.limited {
                     states.push(state);
                 }
             }
@@ -288,6 +348,10 @@ impl RateLimits {
         }
 
         for (index, policy, key) in &keyed {
+            if decision.escalated.contains(index) {
+                decision.events.push((*index, LimitEvent::LocalShareSpent));
+                continue;
+            }
             let state = match policy.table.decide(
                 store,
                 seed,
@@ -311,6 +375,11 @@ impl RateLimits {
                     }
                 },
             };
+            if state.limited && policy.tier == Tier::LocalThenService {
+                decision.escalated.push(*index);
+                decision.events.push((*index, LimitEvent::LocalShareSpent));
+                continue;
+            }
             let event = if state.limited {
                 LimitEvent::Limited
             } else {
@@ -402,6 +471,7 @@ fn state_of(policy: usize, step: &gcra::Step) -> PolicyState {
         remaining: step.remaining,
         reset_secs: ceil_secs(step.reset_ns),
         retry_after_secs: ceil_secs(step.retry_after_ns).max(u64::from(!step.allowed)),
+        quota: None,
     }
 }
 
@@ -424,6 +494,7 @@ fn failure(
         remaining: 0,
         reset_secs: 1,
         retry_after_secs: 1,
+        quota: None,
     })
 }
 
@@ -517,6 +588,17 @@ pub fn compile_rule_refs(node: &Node<'_>, limits: &RateLimits) -> Result<Vec<usi
         }
         indexes.push(index);
     }
+    // One call per request: every service-backed policy of a rule asks the same service.
+    let mut backends = indexes
+        .iter()
+        .filter_map(|&i| limits.policies.get(i)?.service.as_ref());
+    if let Some(first) = backends.next() {
+        if backends.any(|b| b.cluster != first.cluster || b.domain != first.domain) {
+            return Err(node.error(
+                "the service-backed policies of one rule share one call: give them the same service cluster and domain",
+            ));
+        }
+    }
     Ok(indexes)
 }
 
@@ -534,14 +616,36 @@ fn compile_policy(name: &str, node: &Node<'_>, namespace: &str) -> Result<LimitP
         "headers_on_allowed",
         "max_keys",
         "cas_attempts",
+        "tier",
+        "service",
     ])?;
-    let requests = obj.require("requests")?.u64()?;
-    let period_node = obj.require("period")?;
-    let period_ms = u64::try_from(period_node.duration()?.as_millis())
-        .map_err(|_| period_node.error("period is too long"))?;
-    if period_ms == 0 {
-        return Err(period_node.error("period must be at least 1ms"));
-    }
+    let key = match obj.get("key") {
+        None => Vec::new(),
+        Some(n) => compile_key(&n)?,
+    };
+    let (tier, service) = service::compile(
+        obj.get("tier"),
+        obj.get("service"),
+        name,
+        &key,
+        compile_key_part,
+    )?;
+    // A service-only policy needs no local rate: the service holds the limit.
+    let (requests, period_ms) = if tier == Tier::Service && obj.get("requests").is_none() {
+        if let Some(n) = obj.get("period") {
+            return Err(n.error("period goes with requests"));
+        }
+        (0, 1000)
+    } else {
+        let requests = obj.require("requests")?.u64()?;
+        let period_node = obj.require("period")?;
+        let period_ms = u64::try_from(period_node.duration()?.as_millis())
+            .map_err(|_| period_node.error("period is too long"))?;
+        if period_ms == 0 {
+            return Err(period_node.error("period must be at least 1ms"));
+        }
+        (requests, period_ms)
+    };
     let burst = match obj.get("burst") {
         None => requests,
         Some(n) => {
@@ -553,10 +657,6 @@ fn compile_policy(name: &str, node: &Node<'_>, namespace: &str) -> Result<LimitP
             }
             burst
         }
-    };
-    let key = match obj.get("key") {
-        None => Vec::new(),
-        Some(n) => compile_key(&n)?,
     };
     let fallback_key = obj
         .get("fallback_key")
@@ -631,6 +731,8 @@ fn compile_policy(name: &str, node: &Node<'_>, namespace: &str) -> Result<LimitP
         headers_on_allowed,
         max_keys,
         cas_attempts,
+        tier,
+        service,
         table: SlotTable::new(namespace, name, max_keys),
     })
 }

@@ -17,7 +17,8 @@
 //!   `unevaluatedItems`: refused at configure time.
 //! - Patterns use regex-lite: ECMA-262 syntax it lacks (`\p{..}`, look-around, back-references)
 //!   is refused at configure time.
-//! - OpenAPI documents in YAML are not read (convert them to JSON); response validation is not done.
+//! - OpenAPI documents in YAML are not read (`apiguard openapi import` converts them); response
+//!   validation is not done.
 //!
 //! # Input limits (per policy)
 //! `max_body_bytes` (default 64 KiB, at most 16 MiB) caps the buffered body (413 beyond it);
@@ -387,7 +388,7 @@ fn openapi_document<'v>(doc_node: &Node<'v>) -> Result<Cow<'v, Value>> {
             .map(Cow::Owned)
             .map_err(|e| {
                 doc_node.error(format!(
-                    "not a JSON document (YAML is not supported): line {}, column {}",
+                    "not a JSON document (YAML is not read: `apiguard openapi import` converts it): line {}, column {}",
                     e.line(),
                     e.column()
                 ))

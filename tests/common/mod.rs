@@ -1101,6 +1101,8 @@ pub struct EnvoyOpts {
     pub proto: Proto,
     /// The `upstream` cluster speaks HTTP/2 (h2c, an [`H2Echo`]) instead of HTTP/1.1.
     pub upstream_h2: bool,
+    /// More clusters, as Envoy JSON (e.g. a rate limit service's, `tests/e2e_rls.rs`).
+    pub extra_clusters: Vec<Value>,
 }
 
 impl EnvoyOpts {
@@ -1128,6 +1130,7 @@ impl EnvoyOpts {
             normalise_paths: true,
             proto: Proto::current(),
             upstream_h2: false,
+            extra_clusters: Vec::new(),
         }
     }
 
@@ -1164,7 +1167,7 @@ impl EnvoyOpts {
     }
 }
 
-fn static_cluster(name: &str, port: u16) -> Value {
+pub fn static_cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
         "type": "STATIC",
@@ -1231,6 +1234,7 @@ pub fn bootstrap(wasm: &Path, plugin_config: &str, opts: &EnvoyOpts) -> Value {
     if let Some(port) = opts.collector_port {
         clusters.push(static_cluster("collector", port));
     }
+    clusters.extend(opts.extra_clusters.iter().cloned());
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",

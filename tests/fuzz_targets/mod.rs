@@ -67,6 +67,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("pipeline", pipeline),
     ("canonical_path", canonical_path),
     ("body_flow", body_flow),
+    ("rls_proto", rls_proto),
 ];
 
 /// Every public key of `jwks.json` and the HMAC secret of `hs.jwks.json`, as one JWKS document.
@@ -1145,5 +1146,231 @@ pub fn redact_encodings(data: &[u8]) {
         let expected: &[u8] = if p.rewrites() { &one.body } else { body };
         assert_eq!(out, expected, "streamed output differs (cuts {cuts:?})");
         assert_eq!(stream.findings(), &one.findings, "streamed findings differ");
+    }
+}
+
+/// `rls_proto`: the rate limit service's messages (`src/ratelimit/service/proto.rs`).
+/// - The whole input is a `RateLimitResponse` from the network: decoding never panics, respects its
+///   bounds, and whatever it decodes to, `service_outcome` turns into a decision without panicking
+///   (a refusal only for `OVER_LIMIT`, or for no answer under `failure_mode: deny`).
+/// - The input also spells a request (domain, descriptors, hits): `encode_request` of it reads back,
+///   with an independent protobuf wire reader, as the same fields.
+pub fn rls_proto(data: &[u8]) {
+    use apiguard::ratelimit::service::proto::{self, Code, Descriptor};
+    use apiguard::ratelimit::service::ServiceResult;
+    use std::borrow::Cow;
+
+    match proto::decode_response(data) {
+        Ok(r) => {
+            assert!(r.statuses.len() <= proto::MAX_STATUSES);
+            assert!(r.response_headers.len() <= proto::MAX_HEADERS);
+            assert!(r.request_headers.len() <= proto::MAX_HEADERS);
+            let limits = rls_limits();
+            let call = limits
+                .service_call(&[0, 1], &NoFacts)
+                .expect("describable")
+                .expect("a call");
+            let d = limits.service_outcome(&call, &ServiceResult::Reply(data.to_vec()));
+            // Policy b has failure_mode deny: an UNKNOWN answer refuses too.
+            assert_eq!(
+                d.refusal.is_some(),
+                r.overall_code != Code::Ok,
+                "refused exactly when over the limit or undecided"
+            );
+            for (name, value) in d.response_headers.iter().chain(&d.request_headers) {
+                assert!(
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                );
+                assert!(!value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0));
+            }
+        }
+        Err(_) => {
+            assert!(
+                !data.is_empty(),
+                "an empty message is a valid (UNKNOWN) response"
+            );
+            let call = rls_limits()
+                .service_call(&[0, 1], &NoFacts)
+                .expect("describable")
+                .expect("a call");
+            let d = rls_limits().service_outcome(&call, &ServiceResult::Reply(data.to_vec()));
+            assert!(
+                d.refusal.is_some(),
+                "an unreadable answer is a failure; b denies"
+            );
+        }
+    }
+
+    // A request spelled by the input: fields split at 0xff, entries at 0xfe.
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\u{ff}');
+    let domain = parts.next().unwrap_or_default().to_string();
+    let hits = u32::from(data.first().copied().unwrap_or(0));
+    let descriptors: Vec<Vec<(String, String)>> = parts
+        .map(|d| {
+            d.split('\u{fe}')
+                .map(|e| {
+                    let mid = (0..=e.len() / 2)
+                        .rev()
+                        .find(|&i| e.is_char_boundary(i))
+                        .unwrap_or(0);
+                    let (k, v) = e.split_at(mid);
+                    (k.to_string(), v.to_string())
+                })
+                .collect()
+        })
+        .collect();
+    let encoded: Vec<Descriptor<'_>> = descriptors
+        .iter()
+        .enumerate()
+        .map(|(i, entries)| Descriptor {
+            entries: entries
+                .iter()
+                .map(|(k, v)| (k.as_str(), Cow::Borrowed(v.as_str())))
+                .collect(),
+            hits_addend: (i % 2 == 1).then_some(i as u64 * 1_000_003),
+        })
+        .collect();
+    let bytes = proto::encode_request(&domain, &encoded, hits);
+    let decoded = wire::request(&bytes);
+    assert_eq!(decoded.domain, domain);
+    assert_eq!(decoded.hits, u64::from(hits));
+    assert_eq!(decoded.descriptors.len(), descriptors.len());
+    for (i, (got, want)) in decoded.descriptors.iter().zip(&descriptors).enumerate() {
+        assert_eq!(&got.0, want, "descriptor {i}");
+        assert_eq!(got.1, (i % 2 == 1).then_some(i as u64 * 1_000_003));
+    }
+}
+
+struct NoFacts;
+
+impl apiguard::ratelimit::RequestFacts for NoFacts {
+    fn claims(&self) -> Option<&serde_json::Map<String, Value>> {
+        None
+    }
+    fn api_key_name(&self) -> Option<&str> {
+        None
+    }
+    fn header(&self, _: &str) -> Option<&str> {
+        Some("u")
+    }
+    fn source_address(&self) -> Option<&str> {
+        None
+    }
+    fn path_template(&self) -> &str {
+        "/"
+    }
+    fn method(&self) -> &str {
+        "GET"
+    }
+}
+
+fn rls_limits() -> &'static apiguard::ratelimit::RateLimits {
+    static LIMITS: OnceLock<apiguard::ratelimit::RateLimits> = OnceLock::new();
+    LIMITS.get_or_init(|| {
+        let json = json!({"rate_limits": {
+            "a": {"key": [{"header": "x-user"}], "headers_on_allowed": true,
+                  "service": {"cluster": "rls", "domain": "d"}},
+            "b": {"requests": 1, "period": "1s", "tier": "local_then_service", "headers": "x-ratelimit",
+                  "service": {"cluster": "rls", "domain": "d", "failure_mode": "deny"}}
+        }});
+        Policy::from_json(json.to_string().as_bytes())
+            .expect("fixture config")
+            .rate_limits
+    })
+}
+
+/// An independent reader of the protobuf wire format, for the request the encoder writes.
+mod wire {
+    /// A descriptor's entries and its own `hits_addend`.
+    pub type Descriptor = (Vec<(String, String)>, Option<u64>);
+
+    pub struct Request {
+        pub domain: String,
+        pub hits: u64,
+        /// Entries, and the descriptor's own hits_addend.
+        pub descriptors: Vec<Descriptor>,
+    }
+
+    fn varint(b: &[u8], i: &mut usize) -> u64 {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = b[*i];
+            *i += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+
+    /// Every (field, varint or bytes) of a message; the encoder writes only wire types 0 and 2.
+    fn fields(b: &[u8]) -> Vec<(u64, Result<u64, &[u8]>)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let tag = varint(b, &mut i);
+            match tag & 7 {
+                0 => out.push((tag >> 3, Ok(varint(b, &mut i)))),
+                2 => {
+                    let len = varint(b, &mut i) as usize;
+                    out.push((tag >> 3, Err(&b[i..i + len])));
+                    i += len;
+                }
+                other => panic!("wire type {other} in an encoded request"),
+            }
+        }
+        out
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8(b.to_vec()).expect("UTF-8 strings")
+    }
+
+    pub fn request(b: &[u8]) -> Request {
+        let mut r = Request {
+            domain: String::new(),
+            hits: 0,
+            descriptors: Vec::new(),
+        };
+        for (field, value) in fields(b) {
+            match (field, value) {
+                (1, Err(s)) => r.domain = text(s),
+                (3, Ok(v)) => r.hits = v,
+                (2, Err(d)) => {
+                    let mut entries = Vec::new();
+                    let mut hits = None;
+                    for (f, v) in fields(d) {
+                        match (f, v) {
+                            (1, Err(e)) => {
+                                let (mut k, mut val) = (String::new(), String::new());
+                                for (ef, ev) in fields(e) {
+                                    match (ef, ev) {
+                                        (1, Err(s)) => k = text(s),
+                                        (2, Err(s)) => val = text(s),
+                                        other => panic!("entry field {other:?}"),
+                                    }
+                                }
+                                entries.push((k, val));
+                            }
+                            (3, Err(w)) => {
+                                hits = Some(
+                                    fields(w)
+                                        .into_iter()
+                                        .find_map(|(f, v)| (f == 1).then(|| v.ok()).flatten())
+                                        .unwrap_or(0),
+                                )
+                            }
+                            other => panic!("descriptor field {other:?}"),
+                        }
+                    }
+                    r.descriptors.push((entries, hits));
+                }
+                other => panic!("request field {other:?}"),
+            }
+        }
+        r
     }
 }

@@ -1,0 +1,354 @@
+//! Merging endpoint entries into the inventory: one record per (service, method, template key,
+//! API type, operation), whatever proxy or window reported it.
+//!
+//! - counts and status classes are summed, `first_seen_ms` is the minimum, `last_seen_ms` the
+//!   maximum, byte sizes the maximum;
+//! - lists (query parameters, media types, auth kinds, issuers, data classes, findings, proxies)
+//!   are unions, sorted, bounded ([`MAX_LIST`], [`MAX_PROXIES`]);
+//! - body shapes are merged by the filter's own [`Shape::merge`], bounded by [`SHAPE_LIMITS`].
+//!
+//! **Templates two proxies spell differently.** The key of a template replaces every
+//! `{placeholder}` by `{}`: `/pet/{petId}` (a proxy with the declared document) and `/pet/{id}`
+//! (a proxy that inferred it) are one endpoint. The template shown is the best source seen:
+//! `declared` over `inferred` over `literal`; between equals, the first one stays.
+
+use apiguard::discovery::shape::{Shape, ShapeLimits};
+use serde_json::{Map, Value};
+
+pub const MAX_LIST: usize = 64;
+pub const MAX_PROXIES: usize = 256;
+/// Shapes merged across proxies keep at most this much (the filter's own default is 4 / 32).
+pub const SHAPE_LIMITS: ShapeLimits = ShapeLimits {
+    max_depth: 8,
+    max_members: 256,
+};
+
+const LISTS: &[&str] = &[
+    "query_params",
+    "request_content_types",
+    "response_content_types",
+    "auth",
+    "jwt_issuers",
+    "findings",
+];
+
+/// The merge key of a template: placeholders are `{}`.
+pub fn template_key(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut depth = false;
+    for c in template.chars() {
+        match c {
+            '{' if !depth => {
+                depth = true;
+                out.push_str("{}");
+            }
+            '}' if depth => depth = false,
+            _ if depth => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The key of an endpoint entry: (service, method, template key, API type, operation).
+pub fn key(e: &Value) -> (String, String, String, String, String) {
+    let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let operation = match e.get("operation") {
+        None | Some(Value::Null) => String::new(),
+        Some(op) => op.to_string(),
+    };
+    (
+        s("host"),
+        s("method"),
+        template_key(&s("path_template")),
+        s("api_type"),
+        operation,
+    )
+}
+
+fn rank(source: Option<&str>) -> u8 {
+    match source {
+        Some("declared") => 3,
+        Some("inferred") => 2,
+        _ => 1,
+    }
+}
+
+fn u(v: Option<&Value>) -> u64 {
+    v.and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Members copied from the first entry (the key and how it is spelled).
+const HEAD: &[&str] = &[
+    "host",
+    "method",
+    "path_template",
+    "template_source",
+    "api_type",
+    "carried_api_type",
+    "operation",
+];
+
+/// A merged endpoint record, typed: what the writer keeps in memory between batches, so that a
+/// merge touches counters and sets instead of JSON values, and shapes stay parsed. Its JSON form
+/// ([`Record::to_json`]) is what the store keeps and the API shows.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    head: Map<String, Value>,
+    count: u64,
+    first_seen_ms: u64,
+    last_seen_ms: u64,
+    request_bytes_max: u64,
+    response_bytes_max: u64,
+    status: std::collections::BTreeMap<String, u64>,
+    lists: [std::collections::BTreeSet<String>; 6],
+    request_classes: std::collections::BTreeSet<String>,
+    response_classes: std::collections::BTreeSet<String>,
+    reported_declarations: std::collections::BTreeSet<String>,
+    proxies: std::collections::BTreeSet<String>,
+    request_shape: Option<Shape>,
+    response_shape: Option<Shape>,
+}
+
+fn add_all<'a>(
+    set: &mut std::collections::BTreeSet<String>,
+    items: impl Iterator<Item = &'a str>,
+    max: usize,
+) {
+    for item in items {
+        if set.len() < max && !set.contains(item) {
+            set.insert(item.to_string());
+        }
+    }
+}
+
+fn strs(v: Option<&Value>) -> impl Iterator<Item = &str> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+fn merge_shape_into(slot: &mut Option<Shape>, from: Option<&Value>) {
+    let Some(new) = from
+        .filter(|v| !v.is_null())
+        .and_then(|v| Shape::from_json(v, SHAPE_LIMITS))
+    else {
+        return;
+    };
+    match slot {
+        Some(old) => old.merge(&new, SHAPE_LIMITS),
+        None => *slot = Some(new),
+    }
+}
+
+fn set_json(set: &std::collections::BTreeSet<String>) -> Value {
+    Value::Array(set.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+impl Record {
+    /// A new record from a batch entry, seen by `proxy`.
+    pub fn new(e: &Value, proxy: &str) -> Record {
+        let mut r = Record::default();
+        for name in HEAD {
+            if let Some(v) = e.get(*name) {
+                r.head.insert((*name).to_string(), v.clone());
+            }
+        }
+        r.first_seen_ms = u(e.get("first_seen_ms"));
+        r.merge(e, proxy);
+        r
+    }
+
+    /// Reads a stored record back.
+    pub fn from_json(m: &Map<String, Value>) -> Record {
+        let mut r = Record::default();
+        for name in HEAD {
+            if let Some(v) = m.get(*name) {
+                r.head.insert((*name).to_string(), v.clone());
+            }
+        }
+        r.count = u(m.get("count"));
+        r.first_seen_ms = u(m.get("first_seen_ms"));
+        r.last_seen_ms = u(m.get("last_seen_ms"));
+        r.request_bytes_max = u(m.get("request_bytes_max"));
+        r.response_bytes_max = u(m.get("response_bytes_max"));
+        for (class, n) in m
+            .get("status")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            r.status.insert(class.clone(), n.as_u64().unwrap_or(0));
+        }
+        for (set, name) in r.lists.iter_mut().zip(LISTS) {
+            add_all(set, strs(m.get(*name)), usize::MAX);
+        }
+        add_all(
+            &mut r.response_classes,
+            strs(m.get("data_classes").and_then(|d| d.get("response"))),
+            usize::MAX,
+        );
+        add_all(
+            &mut r.request_classes,
+            strs(m.get("data_classes").and_then(|d| d.get("request"))),
+            usize::MAX,
+        );
+        add_all(
+            &mut r.reported_declarations,
+            strs(m.get("reported_declarations")),
+            usize::MAX,
+        );
+        add_all(&mut r.proxies, strs(m.get("proxies")), usize::MAX);
+        r.request_shape = m
+            .get("request_shape")
+            .and_then(|v| Shape::from_json(v, SHAPE_LIMITS));
+        r.response_shape = m
+            .get("response_shape")
+            .and_then(|v| Shape::from_json(v, SHAPE_LIMITS));
+        r
+    }
+
+    /// Folds one batch entry into the record.
+    pub fn merge(&mut self, e: &Value, proxy: &str) {
+        if rank(e.get("template_source").and_then(Value::as_str))
+            > rank(self.head.get("template_source").and_then(Value::as_str))
+        {
+            for name in ["path_template", "template_source"] {
+                if let Some(v) = e.get(name) {
+                    self.head.insert(name.to_string(), v.clone());
+                }
+            }
+        }
+        self.count = self.count.saturating_add(u(e.get("count")));
+        self.first_seen_ms = self.first_seen_ms.min(u(e.get("first_seen_ms")));
+        self.last_seen_ms = self.last_seen_ms.max(u(e.get("last_seen_ms")));
+        self.request_bytes_max = self.request_bytes_max.max(u(e.get("request_bytes_max")));
+        self.response_bytes_max = self.response_bytes_max.max(u(e.get("response_bytes_max")));
+        for (class, n) in e
+            .get("status")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let slot = self.status.entry(class.clone()).or_insert(0);
+            *slot = slot.saturating_add(n.as_u64().unwrap_or(0));
+        }
+        for (set, name) in self.lists.iter_mut().zip(LISTS) {
+            add_all(set, strs(e.get(*name)), MAX_LIST);
+        }
+        let classes = e.get("data_classes");
+        add_all(
+            &mut self.request_classes,
+            strs(classes.and_then(|c| c.get("request"))),
+            MAX_LIST,
+        );
+        add_all(
+            &mut self.response_classes,
+            strs(classes.and_then(|c| c.get("response"))),
+            MAX_LIST,
+        );
+        if let Some(d) = e.get("declaration").and_then(Value::as_str) {
+            add_all(&mut self.reported_declarations, std::iter::once(d), 8);
+        }
+        add_all(&mut self.proxies, std::iter::once(proxy), MAX_PROXIES);
+        merge_shape_into(&mut self.request_shape, e.get("request_shape"));
+        merge_shape_into(&mut self.response_shape, e.get("response_shape"));
+    }
+
+    pub fn first_seen_ms(&self) -> u64 {
+        self.first_seen_ms
+    }
+
+    pub fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms
+    }
+
+    /// The JSON form: the entry's members, merged, plus `proxies` and `reported_declarations`.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut m = self.head.clone();
+        m.insert("count".into(), self.count.into());
+        m.insert("first_seen_ms".into(), self.first_seen_ms.into());
+        m.insert("last_seen_ms".into(), self.last_seen_ms.into());
+        m.insert("request_bytes_max".into(), self.request_bytes_max.into());
+        m.insert("response_bytes_max".into(), self.response_bytes_max.into());
+        m.insert(
+            "status".into(),
+            Value::Object(
+                self.status
+                    .iter()
+                    .map(|(k, n)| (k.clone(), Value::from(*n)))
+                    .collect(),
+            ),
+        );
+        for (set, name) in self.lists.iter().zip(LISTS) {
+            m.insert((*name).to_string(), set_json(set));
+        }
+        let mut classes = Map::new();
+        classes.insert("request".into(), set_json(&self.request_classes));
+        classes.insert("response".into(), set_json(&self.response_classes));
+        m.insert("data_classes".into(), Value::Object(classes));
+        m.insert(
+            "reported_declarations".into(),
+            set_json(&self.reported_declarations),
+        );
+        m.insert("proxies".into(), set_json(&self.proxies));
+        for (name, shape) in [
+            ("request_shape", &self.request_shape),
+            ("response_shape", &self.response_shape),
+        ] {
+            m.insert(
+                name.into(),
+                shape.as_ref().map_or(Value::Null, Shape::to_json),
+            );
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn templates_spelled_differently_merge_and_the_declared_spelling_wins() {
+        assert_eq!(template_key("/api/v3/pet/{petId}"), "/api/v3/pet/{}");
+        assert_eq!(template_key("/pet/{id}"), template_key("/pet/{petId}"));
+        assert_eq!(template_key("/f/{name}.{ext}"), "/f/{}.{}");
+        let a = json!({"host": "h", "method": "GET", "path_template": "/pet/{id}",
+            "template_source": "inferred", "api_type": "rest", "operation": null, "count": 2,
+            "first_seen_ms": 50, "last_seen_ms": 60, "status": {"2xx": 2, "4xx": 0},
+            "request_bytes_max": 0, "response_bytes_max": 7, "auth": ["none"],
+            "query_params": ["q"], "findings": ["no_authentication"], "declaration": "unknown",
+            "data_classes": {"request": [], "response": ["email"]},
+            "request_shape": null, "response_shape": {"type": ["object"], "properties": {"id": {"type": ["integer"]}}}});
+        let b = json!({"host": "h", "method": "GET", "path_template": "/pet/{petId}",
+            "template_source": "declared", "api_type": "rest", "operation": null, "count": 3,
+            "first_seen_ms": 40, "last_seen_ms": 55, "status": {"2xx": 1, "4xx": 2},
+            "request_bytes_max": 0, "response_bytes_max": 9, "auth": ["bearer_jwt"],
+            "query_params": [], "findings": [], "declaration": "declared",
+            "data_classes": {"request": [], "response": []},
+            "request_shape": null, "response_shape": {"type": ["object"], "properties": {"name": {"type": ["string"]}}}});
+        assert_eq!(key(&a), key(&b));
+        let mut rec = Record::new(&a, "p1");
+        rec.merge(&b, "p2");
+        // Through its stored form and back: nothing is lost.
+        let rec = Record::from_json(&rec.to_json());
+        let r = Value::Object(rec.to_json());
+        assert_eq!(r["path_template"], "/pet/{petId}");
+        assert_eq!(r["count"], 5);
+        assert_eq!(r["first_seen_ms"], 40);
+        assert_eq!(r["last_seen_ms"], 60);
+        assert_eq!(r["status"], json!({"2xx": 3, "4xx": 2}));
+        assert_eq!(r["response_bytes_max"], 9);
+        assert_eq!(r["auth"], json!(["bearer_jwt", "none"]));
+        assert_eq!(r["proxies"], json!(["p1", "p2"]));
+        assert_eq!(r["reported_declarations"], json!(["declared", "unknown"]));
+        assert_eq!(r["data_classes"]["response"], json!(["email"]));
+        assert_eq!(
+            r["response_shape"]["properties"],
+            json!({"id": {"type": ["integer"]}, "name": {"type": ["string"]}})
+        );
+    }
+}
