@@ -123,7 +123,7 @@ mod tests {
         let mut ours = input.clone();
         stable_sort_by(&mut ours, |a, b| a.0.cmp(&b.0));
         let mut std_sorted = input;
-        std_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        std_sorted.sort_by_key(|a| a.0);
         assert_eq!(ours, std_sorted);
         let mut strings = vec![
             "b".to_string(),
@@ -136,7 +136,7 @@ mod tests {
         let mut small = input_small();
         let mut std_small = small.clone();
         small_sort_by(&mut small, |a, b| a.0.cmp(&b.0));
-        std_small.sort_by(|a, b| a.0.cmp(&b.0));
+        std_small.sort_by_key(|a| a.0);
         assert_eq!(small, std_small);
         let mut names: Vec<String> = ["q", "a", "m", "a", "z", ""].map(String::from).to_vec();
         let mut std_names = names.clone();
