@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """`make bench`: apiguard against Envoy alone and Envoy's native filters, on loopback, with wrk.
 
-Suites (BENCH_SUITES, default all, in this order): micro, jwt, limit, schema, redact, discovery, pipeline, rls. Each
-writes its own section of docs/benchmarks.md. `micro` runs the native `cargo bench` targets and copies their tables.
+Suites (BENCH_SUITES, default all, in this order): micro, ready, jwt, limit, schema, redact, discovery, pipeline,
+rls. Each writes its own section of docs/benchmarks.md. `micro` runs the native `cargo bench` targets and copies their
+tables. `ready` starts fresh Envoys (none, noop, apiguard with the jwt suite's RS256 policy) in BENCH_READY_ROUNDS (8)
+interleaved rounds and reports the time to /ready and Envoy's CPU time until then (V8 compiles the module first).
 
 Every Envoy suite has two reference rows: its baseline (Envoy alone, no filter) and `noop`, a proxy-wasm filter that
 does nothing (bench/noop/, APIGUARD_NOOP_WASM): the floor F any Rust proxy-wasm filter pays in V8. Each row is also
@@ -47,7 +49,8 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,EdDSA").split(",")
-SUITES = os.environ.get("BENCH_SUITES", "micro,jwt,limit,schema,redact,discovery,pipeline,rls").split(",")
+SUITES = os.environ.get("BENCH_SUITES", "micro,ready,jwt,limit,schema,redact,discovery,pipeline,rls").split(",")
+READY_ROUNDS = int(os.environ.get("BENCH_READY_ROUNDS", "8"))
 OUT = os.environ.get("BENCH_OUT")
 # Compare builds of the filter in the same run: "label=path,label=path" (e.g. opt-levels).
 VARIANTS = [v.split("=", 1) for v in os.environ["BENCH_VARIANTS"].split(",")] if os.environ.get("BENCH_VARIANTS") \
@@ -739,6 +742,37 @@ def run_suite(name, cases, extra):
     return "\n".join(lines)
 
 
+def suite_ready(jwks):
+    """Time to /ready and Envoy's CPU until then, per module, over fresh processes in interleaved rounds."""
+    started = time.monotonic()
+    rows = [("none", []), ("noop", [noop_filter()])] if NOOP_WASM else [("none", [])]
+    rows += [(f"apiguard{label}", [apiguard_filter(jwks, 1024, wasm)]) for label, wasm in VARIANTS]
+    ready, cpu = {n: [] for n, _ in rows}, {n: [] for n, _ in rows}
+    for r in range(READY_ROUNDS):
+        for name, filters in rows:
+            envoy = Envoy(filters, WORKDIR, f"ready-{name}-{r}")
+            try:
+                cpu[name].append(envoy.cpu_seconds() * 1000)
+                ready[name].append(envoy.ready_ms)
+            finally:
+                envoy.stop()
+            print(f"ready round {r} {name:24s} {ready[name][-1]:6.0f} ms  cpu {cpu[name][-1]:6.0f} ms", flush=True)
+    wasm = {"none": None, "noop": NOOP_WASM}
+    wasm.update({f"apiguard{label}": w for label, w in VARIANTS})
+    lines = [f"Suite `ready`. Command: `make bench` (scripts/bench.py, BENCH_SUITES=ready), {READY_ROUNDS} interleaved "
+             f"rounds of fresh Envoys (--concurrency {CONCURRENCY}), apiguard with the jwt suite's RS256 policy.",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; suite took "
+             f"{time.monotonic() - started:.0f} s; load average at the end {os.getloadavg()[0]:.1f} (2 cores: above ~2 "
+             f"means other work shared the machine).", "",
+             "| configuration | module bytes | ready ms (median) | ready ms (min) | ready ms (max) | "
+             "Envoy CPU ms until ready (median) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, _ in rows:
+        size = f"{os.path.getsize(wasm[name]):,}" if wasm[name] else ""
+        lines.append(f"| {name} | {size} | {statistics.median(ready[name]):.0f} | {min(ready[name]):.0f} | "
+                     f"{max(ready[name]):.0f} | {statistics.median(cpu[name]):.0f} |")
+    return "\n".join(lines)
+
+
 def write_section(name, table):
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
     text = open(OUT).read() if os.path.exists(OUT) else "# Benchmarks\n\n"
@@ -761,6 +795,8 @@ def main():
     for name in SUITES:
         if name == "micro":
             table = suite_micro()
+        elif name == "ready":
+            table = suite_ready(jwks)
         else:
             cases, extra = SUITE_BUILDERS[name](jwks, WORKDIR)
             if name != "jwt":

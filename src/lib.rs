@@ -44,6 +44,7 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod schema;
+mod sorting;
 pub mod store;
 pub mod time;
 

@@ -593,7 +593,7 @@ fn owned_headers(providers: &[Provider]) -> Vec<String> {
                 .chain(p.forward_payload_header.iter().cloned())
         })
         .collect();
-    owned.sort();
+    crate::sorting::sort_strings(&mut owned);
     owned.dedup();
     owned
 }

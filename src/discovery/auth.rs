@@ -140,9 +140,9 @@ impl AuthNames {
             .map(|s| s.to_string())
             .chain(extra())
             .collect();
-        api_key_headers.sort();
+        crate::sorting::sort_strings(&mut api_key_headers);
         api_key_headers.dedup();
-        api_key_params.sort();
+        crate::sorting::sort_strings(&mut api_key_params);
         api_key_params.dedup();
         AuthNames {
             api_key_headers,

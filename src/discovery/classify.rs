@@ -378,7 +378,8 @@ fn json_rpc(value: &Value) -> Option<(Operation, u32)> {
             if methods.is_empty() {
                 return None;
             }
-            methods.sort_unstable();
+            // A batch body only (rare): the shared index sort rather than a copy of the standard one.
+            crate::sorting::stable_sort_by(&mut methods, |a, b| a.cmp(b));
             methods.dedup();
             let mut name = methods
                 .iter()

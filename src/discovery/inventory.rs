@@ -112,7 +112,8 @@ pub struct Drained {
 fn add_bounded(list: &mut Vec<String>, item: &str, max: usize) {
     if list.len() < max && !list.iter().any(|x| x == item) {
         list.push(item.to_string());
-        list.sort();
+        // `max` is one of the MAX_* bounds above (a few dozen at most).
+        crate::sorting::small_sort_strings(list);
     }
 }
 
@@ -276,7 +277,7 @@ impl Inventory {
     /// Empties the table (and the overflow entry), returning the window's aggregates sorted by key.
     pub fn drain(&mut self) -> Drained {
         let mut endpoints: Vec<(EndpointKey, EndpointStats)> = self.entries.drain().collect();
-        endpoints.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sorting::stable_sort_by(&mut endpoints, |a, b| a.0.cmp(&b.0));
         let overflow = (self.overflow.count > 0).then_some(self.overflow);
         self.overflow = OverflowStats::default();
         // Give back the table's memory after a flood instead of holding the high-water mark.

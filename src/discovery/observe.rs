@@ -168,7 +168,8 @@ fn param_names(query: &str) -> Vec<String> {
             names.push(name);
         }
     }
-    names.sort();
+    // At most MAX_QUERY_PARAMS names.
+    crate::sorting::small_sort_strings(&mut names);
     names
 }
 
@@ -335,7 +336,8 @@ impl Observation {
             }
             list.push((*class).to_string());
         }
-        list.sort();
+        // At most MAX_DATA_CLASSES names.
+        crate::sorting::small_sort_strings(list);
     }
 
     /// Exact sizes, when the host knows them (e.g. from `request.total_size` at the end of the stream).

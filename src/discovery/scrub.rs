@@ -259,7 +259,8 @@ pub fn observation(obs: &mut Observation, cache: &mut ScrubCache) {
     for q in &mut obs.query_params {
         *q = name(q, &mut classes, cache);
     }
-    obs.query_params.sort();
+    // At most MAX_QUERY_PARAMS names (discovery::observe).
+    crate::sorting::small_sort_strings(&mut obs.query_params);
     obs.query_params.dedup();
     if let Some(op) = obs.classification.operation.as_mut() {
         if let Some(n) = op.name.as_mut() {

@@ -312,7 +312,7 @@ fn node_from_json(value: &Value, depth: usize, budget: &mut Budget) -> Option<No
             }
             node.members.push((member_name(name).to_string(), child));
         }
-        node.members.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sorting::stable_sort_by(&mut node.members, |a, b| a.0.cmp(&b.0));
         node.members.dedup_by(|a, b| a.0 == b.0);
     }
     if let Some(items) = value.get("items") {
@@ -333,11 +333,12 @@ fn node_json(node: &Node) -> Value {
         .collect();
     map.insert("type".into(), Value::Array(types));
     if !node.members.is_empty() {
-        let props: Map<String, Value> = node
-            .members
-            .iter()
-            .map(|(name, n)| (name.clone(), node_json(n)))
-            .collect();
+        // Inserts rather than `collect()`: a map collected from an iterator is sorted first, and every such
+        // collect is its own copy of the standard library's sort in the .wasm (crate::sorting).
+        let mut props = Map::new();
+        for (name, n) in &node.members {
+            props.insert(name.clone(), node_json(n));
+        }
         map.insert("properties".into(), Value::Object(props));
     }
     if let Some(items) = &node.items {

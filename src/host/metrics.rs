@@ -43,7 +43,7 @@ impl Metrics {
                 }
             }
         }
-        names.sort();
+        crate::sorting::sort_strings(&mut names);
         names.dedup();
         for name in names {
             // A class name that collides with a fixed counter shares its id (as before).

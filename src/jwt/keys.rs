@@ -27,20 +27,16 @@ use std::borrow::Cow;
 use std::fmt;
 
 use base64ct::{Base64, Encoding};
-use jwt_compact::alg::{
-    Es256, Hs256, Hs256Key, Hs256Signature, Hs384, Hs384Key, Hs384Signature, Hs512, Hs512Key,
-    Hs512Signature,
-};
-use jwt_compact::{Algorithm, AlgorithmSignature};
+use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
+use sha2::{Sha256, Sha384, Sha512};
 
 use super::alg::{Alg, Family};
 use super::jws::decode_base64url_lenient as decode_base64url;
 use super::rsa_verify::{self, Hash, Padding, RsaKey};
 use crate::json_text;
 
-type P256Key = <Es256 as Algorithm>::VerifyingKey;
-type P256Signature = <Es256 as Algorithm>::Signature;
+type P256Key = p256::ecdsa::VerifyingKey;
 /// An Ed25519 public key: the point decoded at parse time, or None for 32 bytes that are not a point
 /// (accepted as a key, as before, but never verifying anything).
 type Ed25519Key = Option<ed25519_dalek::VerifyingKey>;
@@ -272,13 +268,13 @@ impl Key {
     pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
         match (&self.material, alg) {
             (Material::Oct(secret), Alg::HS256) => {
-                hmac_verify::<Hs256>(Hs256, Hs256Key::new(secret), message, signature)
+                hmac_verify::<Hmac<Sha256>>(secret, message, signature)
             }
             (Material::Oct(secret), Alg::HS384) => {
-                hmac_verify::<Hs384>(Hs384, Hs384Key::new(secret), message, signature)
+                hmac_verify::<Hmac<Sha384>>(secret, message, signature)
             }
             (Material::Oct(secret), Alg::HS512) => {
-                hmac_verify::<Hs512>(Hs512, Hs512Key::new(secret), message, signature)
+                hmac_verify::<Hmac<Sha512>>(secret, message, signature)
             }
             (Material::Rsa(key), _) => {
                 let (hash, padding) = match alg {
@@ -293,11 +289,12 @@ impl Key {
                 key.verify(hash, padding, message, signature)
             }
             (Material::P256(key), Alg::ES256) => {
+                use p256::ecdsa::signature::Verifier;
                 if signature.len() != 64 {
                     return false;
                 }
-                match P256Signature::try_from_slice(signature) {
-                    Ok(sig) => Es256.verify_signature(&sig, key, message),
+                match p256::ecdsa::Signature::from_slice(signature) {
+                    Ok(sig) => key.verify(message, &sig).is_ok(),
                     Err(_) => false,
                 }
             }
@@ -326,28 +323,24 @@ impl Key {
     }
 }
 
-/// HMAC verification; the signature length is checked first (jwt-compact's HMAC signature constructor requires
-/// the exact digest length) and the comparison is constant-time (`CtOutput`).
-fn hmac_verify<A>(alg: A, key: A::VerifyingKey, message: &[u8], signature: &[u8]) -> bool
-where
-    A: Algorithm,
-{
-    match A::Signature::LENGTH {
-        Some(len) if len.get() == signature.len() => {}
-        _ => return false,
+/// HMAC verification: the signature must be exactly the digest length (no truncated MACs), and the comparison
+/// is constant-time (`Mac::verify_slice`).
+fn hmac_verify<M: Mac + hmac::digest::KeyInit>(
+    secret: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    if signature.len() != <M as hmac::digest::OutputSizeUser>::output_size() {
+        return false;
     }
-    match A::Signature::try_from_slice(signature) {
-        Ok(sig) => alg.verify_signature(&sig, &key, message),
+    match <M as Mac>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(message);
+            mac.verify_slice(signature).is_ok()
+        }
         Err(_) => false,
     }
 }
-
-// Keep the HMAC signature types referenced so a jwt-compact change of their lengths is a compile error here.
-const _: () = {
-    let _ = <Hs256Signature as AlgorithmSignature>::LENGTH;
-    let _ = <Hs384Signature as AlgorithmSignature>::LENGTH;
-    let _ = <Hs512Signature as AlgorithmSignature>::LENGTH;
-};
 
 /// What a JSON member lookup found (jwt_verify_lib's `StructUtils` results).
 enum Member<'a> {
@@ -505,7 +498,7 @@ fn left_pad(value: &[u8], size: usize) -> Option<Vec<u8>> {
 
 fn ec_from_sec1(curve: Curve, sec1: &[u8]) -> Option<Material> {
     match curve {
-        Curve::P256 => <P256Key as jwt_compact::alg::VerifyingKey<Es256>>::from_slice(sec1)
+        Curve::P256 => P256Key::from_sec1_bytes(sec1)
             .ok()
             .map(|k| Material::P256(Box::new(k))),
         Curve::P384 => p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1)

@@ -18,15 +18,16 @@ pub(crate) fn for_states(
     refused: bool,
 ) -> Vec<(&'static str, String)> {
     let mut ordered: Vec<&PolicyState> = states.iter().collect();
-    if refused {
-        ordered.sort_by_key(|s| std::cmp::Reverse(s.retry_after_secs));
-    } else {
-        ordered.sort_by(|a, b| {
+    // One state per policy that applied (a handful): an insertion sort, no copy of the standard sort.
+    crate::sorting::small_sort_by(&mut ordered, |a, b| {
+        if refused {
+            b.retry_after_secs.cmp(&a.retry_after_secs)
+        } else {
             a.remaining
                 .cmp(&b.remaining)
                 .then(b.reset_secs.cmp(&a.reset_secs))
-        });
-    }
+        }
+    });
     let mut policy_items = Vec::new();
     let mut limit_items = Vec::new();
     let mut headers = Vec::new();

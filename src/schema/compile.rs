@@ -717,7 +717,7 @@ impl<'a> Compiler<'a> {
                 self.node_for(doc, child(&here, name))?,
             ));
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sorting::stable_sort_by(&mut out, |a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -773,7 +773,7 @@ impl<'a> Compiler<'a> {
         } = out;
         gathered.into_checks(&site, self.opts.draft, &mut checks)?;
         // Cheap checks first: a wrong type fails before any subschema is walked.
-        checks.sort_by_key(check_cost);
+        crate::sorting::stable_sort_by(&mut checks, |a, b| check_cost(a).cmp(&check_cost(b)));
         Ok(checks)
     }
 
@@ -842,7 +842,7 @@ impl<'a> Compiler<'a> {
                         .iter()
                         .filter_map(|s| s.as_str().map(Into::into))
                         .collect();
-                    v.sort();
+                    crate::sorting::stable_sort_by(&mut v, |a, b| a.cmp(b));
                     checks.push(Check::EnumStr(v));
                 } else {
                     checks.push(Check::Enum(items.clone()));
