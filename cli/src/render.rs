@@ -21,7 +21,8 @@ use crate::yaml_out::to_yaml;
 use serde_json::{json, Value};
 
 pub const HELP: &str = "usage: apiguard render envoy [--wasm PATH] [--listen HOST:PORT] [--upstream HOST:PORT]
-                              [--admin HOST:PORT] [--ca-file PATH] [-o OUT] POLICY
+                              [--admin HOST:PORT] [--ca-file PATH] [--rate-limit-service HOST:PORT]
+                              [-o OUT] POLICY
        apiguard render istio [--url URL] [--namespace NS] [--selector KEY=VALUE] [-o OUT] POLICY
 
 envoy: an Envoy bootstrap with the apiguard filter and the clusters the policy calls (remote JWKS,
@@ -32,6 +33,8 @@ discovery collector), with docs/deployment.md's connection-manager settings.
   --admin HOST:PORT  Envoy's admin interface (default 127.0.0.1:9901)
   --ca-file PATH     CA bundle for https JWKS and collector clusters
                      (default /etc/ssl/certs/ca-certificates.crt)
+  --rate-limit-service HOST:PORT  where the clusters named by `rate_limits.*.service.cluster` point
+                     (default 127.0.0.1:8081); rendered with HTTP/2, which gRPC from wasm requires
 
 istio: a WasmPlugin with the policy as pluginConfig, a ServiceEntry (and DestinationRule for
 TLS) per external host, and the EnvoyFilter with the connection-manager settings.
@@ -53,6 +56,7 @@ pub fn run(argv: &[String]) -> u8 {
             "--upstream",
             "--admin",
             "--ca-file",
+            "--rate-limit-service",
             "--url",
             "--namespace",
             "--selector",
@@ -179,9 +183,34 @@ fn called_clusters(policy: &Value) -> Vec<(String, String, String)> {
             u.to_string(),
         ));
     }
-    // Issue 14 adds a rate-limit service backend to `rate_limits`: its cluster belongs here, read
-    // from the policy the same way, once the configuration has it.
     out
+}
+
+/// The rate limit service clusters the policy's `rate_limits.<name>.service.cluster` members name, each once.
+fn service_clusters(policy: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(Value::Object(limits)) = policy.get("rate_limits") {
+        for p in limits.values() {
+            if let Some(c) = p.pointer("/service/cluster").and_then(Value::as_str) {
+                if !out.iter().any(|o| o == c) {
+                    out.push(c.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// gRPC from wasm reaches only clusters that speak HTTP/2 (every call fails with status 14 otherwise).
+fn http2_cluster(name: &str, host: &str, port: u16) -> Value {
+    let mut c = cluster(name, host, port, false, "");
+    c["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        },
+    });
+    c
 }
 
 fn host_port(s: &str, flag: &str) -> Result<(String, u16), String> {
@@ -284,6 +313,23 @@ fn envoy(policy: &Value, args: &Args) -> Result<(String, Vec<String>), String> {
             continue;
         };
         clusters.push(cluster(&cluster_name, &host, port, tls, ca));
+    }
+    let service = service_clusters(policy);
+    if !service.is_empty() {
+        let (rls_host, rls_port) = host_port(
+            args.value("--rate-limit-service")
+                .unwrap_or("127.0.0.1:8081"),
+            "--rate-limit-service",
+        )?;
+        for name in service {
+            if clusters.iter().any(|c| c["name"] == name.as_str()) {
+                continue;
+            }
+            notes.push(format!(
+                "cluster `{name}`: the rate limit service at {rls_host}:{rls_port} (HTTP/2)"
+            ));
+            clusters.push(http2_cluster(&name, &rls_host, rls_port));
+        }
     }
     let bootstrap = json!({
         "admin": {"address": socket(&admin_host, admin_port)},

@@ -236,3 +236,92 @@ fn a_policy_the_filter_refuses_is_not_rendered() {
     );
     assert_eq!(apiguard(&["render", "envoy"]).code, 2);
 }
+
+/// A policy with a rate limit service backend: the rendered cluster speaks HTTP/2 and points at
+/// `--rate-limit-service`. `envoy --mode validate` cannot judge this one: its cluster manager starts no
+/// gRPC call, so the filter's configure-time probe of the cluster fails there. The bootstrap is run by
+/// a real Envoy instead (ports 0), until the filter says it is configured.
+#[test]
+fn a_rate_limit_service_cluster_is_rendered_with_http2_and_a_real_envoy_configures_the_filter() {
+    let (envoy, wasm) = envoy_and_wasm();
+    let dir = scratch("render-service");
+    let policy = dir.join("service.json");
+    std::fs::write(
+        &policy,
+        json!({
+            "rate_limits": {"global": {"tier": "service", "key": [{"header": "x-tenant"}],
+                "service": {"cluster": "ratelimit", "domain": "apiguard"}}},
+            "rules": [{"match": {"prefix": "/"}, "rate_limits": "global"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = dir.join("bootstrap.json");
+    let r = apiguard(&[
+        "render",
+        "envoy",
+        "--json",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--rate-limit-service",
+        "127.0.0.1:18081",
+        "-o",
+        out.to_str().unwrap(),
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bootstrap: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let clusters = bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap();
+    let rls = clusters
+        .iter()
+        .find(|c| c["name"] == "ratelimit")
+        .expect("the ratelimit cluster");
+    assert_eq!(
+        rls["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
+            ["http2_protocol_options"],
+        json!({}),
+        "{rls:#}"
+    );
+    assert_eq!(
+        rls["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"],
+        json!({"address": "127.0.0.1", "port_value": 18081})
+    );
+    let log_path = dir.join("envoy.log");
+    let mut child = std::process::Command::new(&envoy)
+        .args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "info",
+            "-c",
+        ])
+        .arg(&out)
+        .arg("--log-path")
+        .arg(&log_path)
+        .spawn()
+        .expect("start envoy");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let done = log.contains("configured:") || log.contains("Failed to configure");
+        if done || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        log.contains("configured:") && !log.contains("Failed to configure"),
+        "the filter did not configure with the rendered cluster:\n{log}"
+    );
+}
