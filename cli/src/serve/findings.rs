@@ -2,6 +2,7 @@
 //! endpoint's findings as a set), with a severity and the OWASP API Security Top 10 2023 category.
 //! The table is documented in `docs/inventory.md`.
 
+use super::merge::strs;
 use super::spec::{drift, Catalogue, Judged};
 use serde_json::{json, Map, Value};
 
@@ -192,12 +193,7 @@ fn finding(
 
 /// Findings of one endpoint record: those the proxies reported, its verdict and its drift.
 pub fn of_endpoint(cat: &Catalogue, id: i64, r: &Map<String, Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = r
-        .get("findings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+    let mut out: Vec<Value> = strs(r.get("findings"))
         .map(|code| finding(code, Some((id, r)), None))
         .collect();
     let judged: Judged<'_> = cat.judge(r);

@@ -122,7 +122,8 @@ fn add_all<'a>(
     }
 }
 
-fn strs(v: Option<&Value>) -> impl Iterator<Item = &str> {
+/// The strings of an array member (none when it is missing or not an array).
+pub(super) fn strs(v: Option<&Value>) -> impl Iterator<Item = &str> {
     v.and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -3,6 +3,7 @@
 //! [`DeclaredApi`] (the same matching as in the proxy: canonical paths, case-sensitive templates,
 //! most literal segments first, HEAD declared by GET).
 
+use super::merge::strs;
 use super::merge::template_key;
 use apiguard::discovery::declared::{verdict, DeclaredApi, DeclaredOperation, RetiredPrefixes};
 use apiguard::discovery::template::normalise;
@@ -63,13 +64,7 @@ impl Catalogue {
         let s = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
         let path = normalise(s("path_template"));
         let Some(d) = self.for_service(s("host")) else {
-            let reported: Vec<&str> = record
-                .get("reported_declarations")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let reported: Vec<&str> = strs(record.get("reported_declarations")).collect();
             let v = if self.retired.matches(&path) {
                 "zombie"
             } else {
@@ -207,13 +202,7 @@ pub fn drift(
         }
     }
     let mut out = Vec::new();
-    for q in record
-        .get("query_params")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for q in strs(record.get("query_params")) {
         if !declared_query.contains(q) {
             out.push(("query_parameter", q.to_string()));
         }
@@ -325,12 +314,7 @@ fn is_json(media: &str) -> bool {
 
 fn content(types: Option<&Value>, shape: Option<&Value>) -> Map<String, Value> {
     let mut c = Map::new();
-    for t in types
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for t in strs(types) {
         let media = if t == "other" {
             "application/octet-stream"
         } else {
@@ -358,13 +342,7 @@ fn operation(record: &Map<String, Value>, params: &[String], op_id: String) -> V
         .iter()
         .map(|n| json!({"name": n, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    for q in record
-        .get("query_params")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for q in strs(record.get("query_params")) {
         parameters.push(json!({"name": q, "in": "query", "required": false, "schema": {}}));
     }
     let mut op = Map::new();
@@ -426,13 +404,7 @@ fn operation(record: &Map<String, Value>, params: &[String], op_id: String) -> V
         );
     }
     op.insert("responses".into(), Value::Object(responses));
-    let auth: Vec<&str> = record
-        .get("auth")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let auth: Vec<&str> = strs(record.get("auth")).collect();
     op.insert("x-apiguard-api-type".into(), api_type.into());
     op.insert("x-apiguard-auth".into(), json!(auth));
     if let Some(o) = record.get("operation").filter(|o| !o.is_null()) {
