@@ -396,7 +396,12 @@ fn otlp_logs_in_json_and_protobuf_reach_the_same_inventory() {
         ("authorization", "Bearer token-proxy-1"),
         ("content-type", "application/x-protobuf"),
     ];
-    let third = pb::logs(&otlp_of(&batch("node-o", "2", 1_700_000_020_000, vec![e])));
+    let third = pb::logs(&otlp_of(&batch(
+        "node-o",
+        "2",
+        1_700_000_020_000,
+        vec![e.clone()],
+    )));
     let r = s.request("POST", "/v1/logs", &pb_auth, &third);
     assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.text());
     assert_eq!(
@@ -413,6 +418,76 @@ fn otlp_logs_in_json_and_protobuf_reach_the_same_inventory() {
     // Garbage protobuf: 400.
     let r = s.request("POST", "/v1/logs", &pb_auth, &[0x0a, 0xff, 0xff, 0x01]);
     assert_eq!(r.status, 400, "{}", r.text());
+
+    // gzip, as an OpenTelemetry Collector's otlphttp exporter sends by default: protobuf and JSON
+    // of two more windows, and a gzip retry of the first one (not counted).
+    let gz_pb = [
+        ("authorization", "Bearer token-proxy-1"),
+        ("content-type", "application/x-protobuf"),
+        ("content-encoding", "gzip"),
+    ];
+    let gz_json = [
+        ("authorization", "Bearer token-proxy-1"),
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    let fourth = otlp_of(&batch("node-o", "2", 1_700_000_030_000, vec![e.clone()]));
+    let r = s.request("POST", "/v1/logs", &gz_pb, &gzip(&pb::logs(&fourth)));
+    assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.text());
+    let fifth = otlp_of(&batch("node-o", "2", 1_700_000_040_000, vec![e.clone()]));
+    let r = s.request(
+        "POST",
+        "/v1/logs",
+        &gz_json,
+        &gzip(fifth.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.request(
+        "POST",
+        "/v1/logs",
+        &gz_json,
+        &gzip(doc.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        find(&s.get_json("/api/v1/endpoints", READ), "POST", "/orders")["count"],
+        15
+    );
+    // A zip bomb (64 MiB of spaces in about 64 KB; the cap is 4 MiB): 413. Another coding: 415.
+    // Corrupt gzip: 400. Nothing of them stored.
+    let r = s.request("POST", "/v1/logs", &gz_json, &gzip(&vec![b' '; 64 << 20]));
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("decompressed"));
+    let br = [
+        ("authorization", "Bearer token-proxy-1"),
+        ("content-type", "application/json"),
+        ("content-encoding", "br"),
+    ];
+    let r = s.request("POST", "/v1/logs", &br, fifth.to_string().as_bytes());
+    assert_eq!(r.status, 415, "{}", r.text());
+    let r = s.request("POST", "/v1/logs", &gz_json, fifth.to_string().as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("gzip"));
+    // The apiguard format takes gzip too.
+    let sixth = batch("node-o", "2", 1_700_000_050_000, vec![e]);
+    let r = s.request(
+        "POST",
+        "/v1/apiguard",
+        &gz_json,
+        &gzip(sixth.to_string().as_bytes()),
+    );
+    assert_eq!(r.json(), json!({"endpoints": 1, "duplicate": false}));
+    assert_eq!(
+        find(&s.get_json("/api/v1/endpoints", READ), "POST", "/orders")["count"],
+        18
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }
 
 fn petstore_traffic(s: &Server) {

@@ -76,6 +76,7 @@ pub struct State {
 }
 
 /// A response, before it becomes a `tiny_http` one.
+#[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub content_type: &'static str,
@@ -335,27 +336,62 @@ pub fn may_read(state: &State, req: &tiny_http::Request) -> bool {
 }
 
 /// Reads the body, at most `max` bytes (413 past it, before reading when Content-Length says so).
+///
+/// `Content-Encoding: gzip` (what an OpenTelemetry Collector's `otlphttp` exporter sends by
+/// default) is decompressed here: the compressed body is capped at `max` like any other, and the
+/// decompressed one too (a zip bomb is a 413 once `max + 1` bytes came out, nothing more is
+/// inflated). A corrupt gzip stream is a 400; any other coding a 415.
 pub fn read_body(req: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, Answer> {
     if req.body_length().is_some_and(|n| n > max) {
         return Err(Answer::error(413, &format!("body larger than {max} bytes")));
     }
-    if let Some(enc) = header(req, "content-encoding") {
-        if !enc.eq_ignore_ascii_case("identity") {
-            return Err(Answer::error(
-                415,
-                &format!("content-encoding {enc} is not supported: send identity"),
-            ));
-        }
+    let gzip = gzip_coding(header(req, "content-encoding"))?;
+    let body = match read_capped(req.as_reader(), max) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(Answer::error(413, &format!("body larger than {max} bytes"))),
+        Err(e) => return Err(Answer::error(400, &format!("could not read the body: {e}"))),
+    };
+    if gzip {
+        gunzip(&body, max)
+    } else {
+        Ok(body)
     }
+}
+
+/// Is the body gzip (true) or as is (false)? Another coding is a 415.
+fn gzip_coding(content_encoding: Option<&str>) -> Result<bool, Answer> {
+    match content_encoding.map(str::trim) {
+        None => Ok(false),
+        Some(enc) if enc.is_empty() || enc.eq_ignore_ascii_case("identity") => Ok(false),
+        Some(enc) if enc.eq_ignore_ascii_case("gzip") || enc.eq_ignore_ascii_case("x-gzip") => {
+            Ok(true)
+        }
+        Some(enc) => Err(Answer::error(
+            415,
+            &format!("content-encoding {enc} is not supported: send gzip or identity"),
+        )),
+    }
+}
+
+/// Decompresses a gzip body (concatenated members too), at most `max` bytes out: 413 past it
+/// (after inflating `max + 1` bytes, never more), 400 for a corrupt stream.
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Answer> {
+    match read_capped(flate2::read::MultiGzDecoder::new(body), max) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(Answer::error(
+            413,
+            &format!("gzip body larger than {max} bytes once decompressed"),
+        )),
+        Err(e) => Err(Answer::error(400, &format!("not a valid gzip body: {e}"))),
+    }
+}
+
+/// Reads at most `max` bytes from `from`; None when there are more (only `max + 1` are read).
+fn read_capped(from: impl Read, max: usize) -> std::io::Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    if let Err(e) = req.as_reader().take(limit).read_to_end(&mut body) {
-        return Err(Answer::error(400, &format!("could not read the body: {e}")));
-    }
-    if body.len() > max {
-        return Err(Answer::error(413, &format!("body larger than {max} bytes")));
-    }
-    Ok(body)
+    from.take(limit).read_to_end(&mut body)?;
+    Ok((body.len() <= max).then_some(body))
 }
 
 enum Format {
@@ -477,10 +513,10 @@ fn ingest(state: &State, req: &mut tiny_http::Request, path: &str) -> Answer {
     let body = match read_body(req, state.opts.max_body_bytes) {
         Ok(b) => b,
         Err(a) => {
-            state.metrics.reject(if a.status == 413 {
-                "too_large"
-            } else {
-                "invalid"
+            state.metrics.reject(match a.status {
+                413 => "too_large",
+                415 => "unsupported_media_type",
+                _ => "invalid",
             });
             return a;
         }
@@ -648,4 +684,47 @@ fn run(opts: Options) -> Result<(), String> {
         let _ = h.join();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bodies_are_inflated_within_the_cap_and_other_codings_refused() {
+        assert!(!gzip_coding(None).unwrap());
+        assert!(!gzip_coding(Some("identity")).unwrap());
+        assert!(gzip_coding(Some(" GZIP ")).unwrap());
+        assert!(gzip_coding(Some("x-gzip")).unwrap());
+        for other in ["br", "deflate", "zstd", "gzip, br"] {
+            assert_eq!(gzip_coding(Some(other)).unwrap_err().status, 415, "{other}");
+        }
+        let text = br#"{"schema_version": 1}"#;
+        assert_eq!(gunzip(&gz(text), 64).unwrap(), text);
+        // Two members, as `cat a.gz b.gz` makes: one body.
+        let mut two = gz(b"ab");
+        two.extend(gz(b"cd"));
+        assert_eq!(gunzip(&two, 64).unwrap(), b"abcd");
+        // A bomb: 64 MiB of zeros in ~64 KB; refused after max + 1 bytes came out.
+        let bomb = gz(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 100_000, "{}", bomb.len());
+        let r = gunzip(&bomb, 1 << 20).unwrap_err();
+        assert_eq!(r.status, 413);
+        // Exactly at the cap is fine.
+        assert_eq!(gunzip(&gz(&[b' '; 1024]), 1024).unwrap().len(), 1024);
+        // Not gzip, or cut short: 400.
+        assert_eq!(gunzip(text, 64).unwrap_err().status, 400);
+        let whole = gz(text);
+        assert_eq!(
+            gunzip(&whole[..whole.len() - 6], 64).unwrap_err().status,
+            400
+        );
+    }
 }
