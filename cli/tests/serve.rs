@@ -1215,3 +1215,68 @@ fn postgres_down_then_up_answers_503_and_loses_nothing_acknowledged() {
         .text();
     assert!(!m.contains("apiguard_serve_store_errors_total 0"), "{m}");
 }
+
+#[test]
+fn list_endpoints_page_with_limit_and_a_next_link() {
+    let s = server("pages", &[]);
+    let paths = ["/a", "/b/{id}", "/c", "/d", "/e"];
+    let b = batch(
+        "node-p",
+        "1",
+        1_700_000_000_000,
+        paths
+            .iter()
+            .map(|p| endpoint("shop", "GET", p, "inferred"))
+            .collect(),
+    );
+    assert_eq!(s.post_batch(P1, &b).status, 200);
+    let auth = [("authorization", "Bearer read-token")];
+    let mut url = "/api/v1/endpoints?service=shop&limit=2".to_string();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let r = s.request("GET", &url, &auth, b"");
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        pages += 1;
+        for e in r.json().as_array().unwrap() {
+            seen.push(e["path_template"].as_str().unwrap().to_string());
+        }
+        let Some(link) = r.header("link") else { break };
+        let next = link
+            .strip_prefix('<')
+            .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("{link}"));
+        assert!(
+            next.starts_with("/api/v1/endpoints?service=shop&limit=2&cursor="),
+            "{next}"
+        );
+        url = next.to_string();
+        if pages == 2 {
+            // A new endpoint sorting after the cursor arrives between pages: it is on a later page.
+            let late = batch(
+                "node-p",
+                "1",
+                1_700_000_005_000,
+                vec![endpoint("shop", "GET", "/f", "inferred")],
+            );
+            assert_eq!(s.post_batch(P1, &late).status, 200);
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(seen, ["/a", "/b/{id}", "/c", "/d", "/e", "/f"]);
+    assert_eq!(pages, 3);
+    // Findings page the same way; a bad limit or cursor is a 400.
+    let all = s
+        .get_json("/api/v1/findings", READ)
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(all >= 6, "{all}");
+    let r = s.request("GET", "/api/v1/findings?limit=5", &auth, b"");
+    assert_eq!(r.json().as_array().unwrap().len(), 5);
+    assert!(r.header("link").unwrap().contains("cursor="));
+    for bad in ["limit=0", "limit=5000", "cursor=nothex"] {
+        let r = s.request("GET", &format!("/api/v1/endpoints?{bad}"), &auth, b"");
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+}

@@ -229,6 +229,146 @@ pub fn findings_list(state: &State, cat: &Catalogue, records: &Records, query: &
         .collect()
 }
 
+/// Items of a list endpoint returned when `limit` is not given, and at most.
+pub const PAGE_DEFAULT: usize = 500;
+pub const PAGE_MAX: usize = 1000;
+
+/// Where a list resumes: after the item whose order key is this (hex of the key's JSON, opaque to
+/// clients).
+fn cursor_token(key: &Value) -> String {
+    key.to_string()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn cursor_key(token: &str) -> Option<Value> {
+    let b = token.as_bytes();
+    if b.len() % 2 != 0 || b.len() > 8192 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = b
+        .chunks(2)
+        .map(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+        .collect();
+    serde_json::from_slice(&bytes?).ok()
+}
+
+/// Orders two keys as the lists are sorted: arrays member by member, numbers as numbers.
+fn key_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                let o = key_cmp(p, q);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Value::Number(x), Value::Number(y)) => x
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            .cmp(&y.as_u64().unwrap_or(u64::MAX)),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    }
+}
+
+/// One page of a list, from the `limit` and `cursor` of the query: keyset pagination over
+/// `order_key` (the list is sorted by it here), so a page never repeats or skips an item that
+/// stayed in the list while the client paged, whatever was added or swept in between. The answer
+/// is the page (a JSON array) with a `Link: <...>; rel="next"` header when more items follow.
+pub fn paged(
+    path: &str,
+    query: &str,
+    mut items: Vec<Value>,
+    order_key: fn(&Value) -> Value,
+) -> Answer {
+    let mut limit = PAGE_DEFAULT;
+    let mut after: Option<Value> = None;
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=PAGE_MAX).contains(&n) => limit = n,
+                _ => {
+                    return Answer::error(
+                        400,
+                        &format!("limit must be a number from 1 to {PAGE_MAX}"),
+                    )
+                }
+            },
+            "cursor" => match cursor_key(&v) {
+                Some(key) => after = Some(key),
+                None => {
+                    return Answer::error(
+                        400,
+                        "cursor is not one this service gave (take it from the Link header)",
+                    )
+                }
+            },
+            _ => {}
+        }
+    }
+    let mut keyed: Vec<(Value, Value)> = items.drain(..).map(|v| (order_key(&v), v)).collect();
+    keyed.sort_by(|a, b| key_cmp(&a.0, &b.0));
+    let start = after.map_or(0, |after| {
+        keyed.partition_point(|(k, _)| key_cmp(k, &after) != std::cmp::Ordering::Greater)
+    });
+    let rest = keyed.len().saturating_sub(start);
+    let mut page: Vec<(Value, Value)> = keyed.into_iter().skip(start).take(limit).collect();
+    let next = (rest > limit)
+        .then(|| page.last().map(|(k, _)| cursor_token(k)))
+        .flatten();
+    let mut a = Answer::json(200, &Value::Array(page.drain(..).map(|(_, v)| v).collect()));
+    if let Some(token) = next {
+        // The query again, without its own limit and cursor, then the next page's.
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("limit=") && !p.starts_with("cursor="))
+            .take(32)
+            .collect();
+        let mut q = kept.join("&");
+        if !q.is_empty() {
+            q.push('&');
+        }
+        a.headers.push((
+            "Link",
+            format!("<{path}?{q}limit={limit}&cursor={token}>; rel=\"next\""),
+        ));
+    }
+    a
+}
+
+/// The order of `GET /api/v1/endpoints`: service, template key, method, id.
+fn endpoint_order(v: &Value) -> Value {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+    json!([
+        s("service"),
+        super::merge::template_key(s("path_template")),
+        s("method"),
+        v.get("id").cloned().unwrap_or(Value::Null)
+    ])
+}
+
+/// The order of `GET /api/v1/findings`: severity (most severe first), endpoint id (unused
+/// operations, which have none, last), id.
+fn finding_order(v: &Value) -> Value {
+    let severity = v.get("severity").and_then(Value::as_str).unwrap_or("info");
+    let rank = findings::SEVERITIES
+        .iter()
+        .position(|x| *x == severity)
+        .unwrap_or(findings::SEVERITIES.len());
+    json!([
+        rank,
+        v.get("endpoint_id")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX),
+        v.get("id").and_then(Value::as_str).unwrap_or("")
+    ])
+}
+
 fn unauthorized() -> Answer {
     let mut a = Answer::error(401, "a read token is required (Authorization: Bearer)");
     a.headers.push(("WWW-Authenticate", "Bearer".into()));
@@ -267,8 +407,8 @@ pub fn route(
     match rest {
         "summary" => Answer::json(200, &summary(state, &cat, &records)),
         "services" => Answer::json(200, &services(&cat, &records)),
-        "endpoints" => Answer::json(200, &Value::Array(endpoints(&cat, &records, &Filter::from_query(query)))),
-        "findings" => Answer::json(200, &Value::Array(findings_list(state, &cat, &records, query))),
+        "endpoints" => paged(path, query, endpoints(&cat, &records, &Filter::from_query(query)), endpoint_order),
+        "findings" => paged(path, query, findings_list(state, &cat, &records, query), finding_order),
         "report" => Answer::json(200, &report(state, &cat, &records)),
         "finding-codes" => Answer::json(
             200,
@@ -358,4 +498,122 @@ fn put_spec(state: &State, req: &mut tiny_http::Request, service: &str) -> Answe
         200,
         &json!({"service": service, "operations": compiled.operations.len()}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(id: i64, service: &str, path: &str) -> Value {
+        json!({"id": id, "service": service, "method": "GET", "path_template": path})
+    }
+
+    /// Follows the Link headers from `query`; the ids of every page.
+    fn walk(items: &dyn Fn() -> Vec<Value>, query: &str) -> Vec<Vec<i64>> {
+        let mut pages = Vec::new();
+        let mut q = query.to_string();
+        loop {
+            let a = paged("/api/v1/endpoints", &q, items(), endpoint_order);
+            assert_eq!(a.status, 200);
+            let body: Value = serde_json::from_slice(&a.body).unwrap();
+            pages.push(
+                body.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v["id"].as_i64().unwrap())
+                    .collect(),
+            );
+            let Some((_, link)) = a.headers.iter().find(|(k, _)| *k == "Link") else {
+                return pages;
+            };
+            let url = link
+                .strip_prefix("</api/v1/endpoints?")
+                .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                .unwrap();
+            q = url.to_string();
+            assert!(pages.len() < 10);
+        }
+    }
+
+    #[test]
+    fn pages_follow_the_cursor_in_order_without_repeats_or_gaps() {
+        let all = || {
+            vec![
+                ep(3, "b", "/z"),
+                ep(1, "a", "/x/{id}"),
+                ep(5, "a", "/x/{petId}"),
+                ep(2, "a", "/y"),
+                ep(4, "c", "/w"),
+            ]
+        };
+        // Sorted by service, template key, method, id; the filters in the query are kept.
+        assert_eq!(
+            walk(&all, "service=&limit=2"),
+            vec![vec![1, 5], vec![2, 3], vec![4]]
+        );
+        assert_eq!(walk(&all, ""), vec![vec![1, 5, 2, 3, 4]]);
+        let a = paged("/api/v1/endpoints", "limit=2", all(), endpoint_order);
+        let link = &a.headers[0].1;
+        assert!(
+            link.starts_with("</api/v1/endpoints?limit=2&cursor="),
+            "{link}"
+        );
+        // An item added before the cursor and the cursor's own item swept: the next page is
+        // still what follows.
+        let token = link
+            .split("cursor=")
+            .nth(1)
+            .unwrap()
+            .split('>')
+            .next()
+            .unwrap();
+        let changed = vec![
+            ep(9, "a", "/a"),
+            ep(2, "a", "/y"),
+            ep(3, "b", "/z"),
+            ep(4, "c", "/w"),
+        ];
+        let a = paged(
+            "/api/v1/endpoints",
+            &format!("limit=2&cursor={token}"),
+            changed,
+            endpoint_order,
+        );
+        let body: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(body, json!([ep(2, "a", "/y"), ep(3, "b", "/z")]));
+        // Bounded and checked.
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "cursor=zz",
+            "cursor=abc",
+        ] {
+            assert_eq!(paged("/p", bad, all(), endpoint_order).status, 400, "{bad}");
+        }
+        let many: Vec<Value> = (0..1500).map(|i| ep(i, "s", "/p")).collect();
+        let a = paged("/p", "", many, endpoint_order);
+        let body: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(body.as_array().unwrap().len(), PAGE_DEFAULT);
+    }
+
+    #[test]
+    fn findings_order_by_severity_then_endpoint() {
+        let f = |id: &str, sev: &str, ep: Option<i64>| json!({"id": id, "severity": sev, "endpoint_id": ep});
+        let items = vec![
+            f("unused:s:GET /a", "info", None),
+            f("10:x", "high", Some(10)),
+            f("2:y", "low", Some(2)),
+            f("2:x", "high", Some(2)),
+        ];
+        let a = paged("/api/v1/findings", "", items, finding_order);
+        let body: Value = serde_json::from_slice(&a.body).unwrap();
+        let ids: Vec<&str> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["2:x", "10:x", "2:y", "unused:s:GET /a"]);
+    }
 }
