@@ -1280,3 +1280,92 @@ fn list_endpoints_page_with_limit_and_a_next_link() {
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
 }
+
+/// The retention sweep through the running service: endpoints unseen for `--retention` and batch
+/// ids older than `--dedup-window` go, the rest stays. On a store given (None: SQLite).
+fn sweep_checks(store: Option<String>) {
+    let s = server_on(
+        store,
+        "sweep",
+        &[
+            "--retention",
+            "1h",
+            "--dedup-window",
+            "5s",
+            "--sweep-every",
+            "1s",
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Seen two hours ago (older than the retention), and seen now.
+    let old = batch(
+        "node-s",
+        "1",
+        now - 7_200_000,
+        vec![endpoint("shop", "GET", "/old", "inferred")],
+    );
+    let mut recent = batch(
+        "node-s",
+        "1",
+        now - 5_000,
+        vec![endpoint("shop", "GET", "/recent", "inferred")],
+    );
+    recent["endpoints"][0]["first_seen_ms"] = json!(now - 4_000);
+    recent["endpoints"][0]["last_seen_ms"] = json!(now - 3_000);
+    let mut old = old;
+    old["endpoints"][0]["first_seen_ms"] = json!(now - 7_200_000);
+    old["endpoints"][0]["last_seen_ms"] = json!(now - 7_100_000);
+    assert_eq!(s.post_batch(P1, &old).status, 200);
+    assert_eq!(s.post_batch(P1, &recent).status, 200);
+    assert_eq!(s.post_batch(P1, &recent).json()["duplicate"], true);
+    // Within 20 s (a sweep every second; batch ids go 5 s after they came): /old gone, /recent kept, the
+    // batch ids forgotten.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let e = s.get_json("/api/v1/endpoints", READ);
+        let paths: Vec<&str> = e
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["path_template"].as_str().unwrap())
+            .collect();
+        let ids = s.get_json("/api/v1/summary", READ)["batch_ids_remembered"].clone();
+        if paths == ["/recent"] && ids == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not swept: {paths:?}, {ids} batch ids"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let m = s
+        .request(
+            "GET",
+            "/metrics",
+            &[("authorization", "Bearer read-token")],
+            b"",
+        )
+        .text();
+    assert!(m.contains("apiguard_serve_endpoints_swept_total 1"), "{m}");
+    // Its id forgotten, the same batch counts again.
+    assert_eq!(s.post_batch(P1, &recent).json()["duplicate"], false);
+    assert_eq!(
+        find(&s.get_json("/api/v1/endpoints", READ), "GET", "/recent")["count"],
+        6
+    );
+}
+
+#[test]
+fn retention_sweeps_sqlite() {
+    sweep_checks(None);
+}
+
+#[test]
+fn retention_sweeps_postgres() {
+    let pg = Postgres::start("sweep");
+    sweep_checks(Some(pg.database("sweep")));
+}

@@ -45,8 +45,6 @@ use store::{Item, Store, Stored, Sync};
 
 /// Batches committed in one transaction at most.
 pub const GROUP: usize = 64;
-/// How often the retention sweep runs.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The path the filter's `"encoding": "apiguard"` batches are posted to.
 pub const BATCH_PATH: &str = "/v1/apiguard";
 pub const OTLP_LOGS_PATH: &str = "/v1/logs";
@@ -215,7 +213,7 @@ fn writer(mut store: Store, rx: Receiver<Job>, state: Arc<State>) {
             );
             commit(&mut store, jobs, &state);
         }
-        if last_sweep.elapsed() >= SWEEP_EVERY {
+        if last_sweep.elapsed() >= Duration::from_millis(state.opts.sweep_every_ms) {
             last_sweep = Instant::now();
             let now = now_ms();
             match store.sweep(

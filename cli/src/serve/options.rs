@@ -23,6 +23,7 @@ options:
   --retired-prefix PREFIX  paths under PREFIX are zombies (repeatable)
   --retention DUR          forget endpoints unseen for DUR (default 720h)
   --dedup-window DUR       remember batch ids for DUR (default 1h)
+  --sweep-every DUR        how often the retention sweep runs (default 60s, at least 1s)
   --unused-after DUR       a declared operation unseen for DUR is unused (default 168h)
   --max-body-bytes N       largest accepted body (default 4194304)
   --max-endpoints N        endpoints kept in all (default 100000)
@@ -44,6 +45,7 @@ pub struct Options {
     pub retired_prefixes: Vec<String>,
     pub retention_ms: u64,
     pub dedup_window_ms: u64,
+    pub sweep_every_ms: u64,
     pub unused_after_ms: u64,
     pub max_body_bytes: usize,
     pub max_endpoints: usize,
@@ -90,6 +92,7 @@ impl Options {
             retired_prefixes: Vec::new(),
             retention_ms: 720 * 3_600_000,
             dedup_window_ms: 3_600_000,
+            sweep_every_ms: 60_000,
             unused_after_ms: 168 * 3_600_000,
             max_body_bytes: 4 << 20,
             max_endpoints: 100_000,
@@ -132,6 +135,7 @@ impl Options {
                 "--retired-prefix" => o.retired_prefixes.push(value()?),
                 "--retention" => o.retention_ms = millis(&value()?)?,
                 "--dedup-window" => o.dedup_window_ms = millis(&value()?)?,
+                "--sweep-every" => o.sweep_every_ms = millis(&value()?)?.max(1000),
                 "--unused-after" => o.unused_after_ms = millis(&value()?)?,
                 "--max-body-bytes" => {
                     o.max_body_bytes = number(flag, &value()?, 1024, 256 << 20)?;
