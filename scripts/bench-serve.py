@@ -3,7 +3,8 @@
 proxies flushing every few seconds sends them, POSTed by CONCURRENCY keep-alive clients for SECONDS.
 
 Prints batches/s, the latency percentiles of the answers (body sent to answer read, the store commit
-included), the service's peak RSS (VmHWM) and the inventory size. Environment:
+included), the service's CPU time per batch (all threads, and the writer thread alone: the one
+serial stage), its peak RSS (VmHWM) and the inventory size. Environment:
 
   APIGUARD_BIN      the binary (make bench-serve: target/release/apiguard)
   BENCH_SECONDS     measured run length (default 20), after a 3 s warm-up
@@ -98,6 +99,19 @@ def cpu_seconds(pid):
         return 0.0
 
 
+def writer_cpu_seconds(pid):
+    """utime + stime of the service's writer thread (named apiguard-writer), seconds: the one
+    serial stage, so batches/s on idle cores is at most 1 / (its CPU per batch)."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            if open(f"/proc/{pid}/task/{tid}/comm").read().strip() == "apiguard-writer":
+                fields = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
 def main():
     shutil.rmtree(RUN, ignore_errors=True)
     os.makedirs(RUN)
@@ -146,10 +160,12 @@ def main():
                         statuses[r.status] = statuses.get(r.status, 0) + 1
 
         cpu_start = [None]
+        writer_start = [None]
 
         def mark_cpu():
             time.sleep(max(0.0, warm - time.monotonic()))
             cpu_start[0] = cpu_seconds(serve.pid)
+            writer_start[0] = writer_cpu_seconds(serve.pid)
 
         marker = threading.Thread(target=mark_cpu)
         marker.start()
@@ -160,6 +176,8 @@ def main():
             t.join()
         marker.join()
         cpu_used = cpu_seconds(serve.pid) - (cpu_start[0] or 0.0)
+        writer_now = writer_cpu_seconds(serve.pid)
+        writer_used = None if writer_now is None or writer_start[0] is None else writer_now - writer_start[0]
         measured = min(time.monotonic(), end) - warm
         latencies.sort()
         pct = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0
@@ -175,6 +193,7 @@ def main():
             "latency_ms": {"p50": round(pct(0.50), 2), "p90": round(pct(0.90), 2), "p99": round(pct(0.99), 2),
                            "max": round(latencies[-1] * 1000, 2) if latencies else 0},
             "service_cpu_ms_per_batch": round(1000 * cpu_used / ok, 2) if ok else None,
+            "writer_cpu_ms_per_batch": round(1000 * writer_used / ok, 2) if ok and writer_used is not None else None,
             "rss_peak_mib": round(rss_kib(serve.pid, "VmHWM") / 1024, 1),
             "rss_now_mib": round(rss_kib(serve.pid, "VmRSS") / 1024, 1),
             "inventory_endpoints": summary.get("endpoints"),

@@ -50,8 +50,11 @@ pub fn template_key(template: &str) -> String {
     out
 }
 
+/// What identifies an endpoint record: (service, method, template key, API type, operation).
+pub type Key = (String, String, String, String, String);
+
 /// The key of an endpoint entry: (service, method, template key, API type, operation).
-pub fn key(e: &Value) -> (String, String, String, String, String) {
+pub fn key(e: &Value) -> Key {
     let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let operation = match e.get("operation") {
         None | Some(Value::Null) => String::new(),
@@ -119,6 +122,20 @@ fn add_all<'a>(
         if set.len() < max && !set.contains(item) {
             set.insert(item.to_string());
         }
+    }
+}
+
+/// `from` added to `set`, while `set` has fewer than `max` (strings moved, not copied).
+fn union(
+    set: &mut std::collections::BTreeSet<String>,
+    from: std::collections::BTreeSet<String>,
+    max: usize,
+) {
+    for item in from {
+        if set.len() >= max {
+            return;
+        }
+        set.insert(item);
     }
 }
 
@@ -257,6 +274,52 @@ impl Record {
         merge_shape_into(&mut self.response_shape, e.get("response_shape"));
     }
 
+    /// Folds another record of the same key into this one: the same as merging, one by one, the
+    /// entries `other` was made of (with [`Record::new`] and [`Record::merge`]). The HTTP workers
+    /// turn each batch entry into a record ([`Record::new`]), so the single writer merges typed
+    /// records and never parses an entry or a shape, nor drops a JSON tree.
+    pub fn merge_record(&mut self, other: Record) {
+        if rank(other.head.get("template_source").and_then(Value::as_str))
+            > rank(self.head.get("template_source").and_then(Value::as_str))
+        {
+            for name in ["path_template", "template_source"] {
+                if let Some(v) = other.head.get(name) {
+                    self.head.insert(name.to_string(), v.clone());
+                }
+            }
+        }
+        self.count = self.count.saturating_add(other.count);
+        self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        self.request_bytes_max = self.request_bytes_max.max(other.request_bytes_max);
+        self.response_bytes_max = self.response_bytes_max.max(other.response_bytes_max);
+        for (class, n) in other.status {
+            let slot = self.status.entry(class).or_insert(0);
+            *slot = slot.saturating_add(n);
+        }
+        for (set, from) in self.lists.iter_mut().zip(other.lists) {
+            union(set, from, MAX_LIST);
+        }
+        union(&mut self.request_classes, other.request_classes, MAX_LIST);
+        union(&mut self.response_classes, other.response_classes, MAX_LIST);
+        union(
+            &mut self.reported_declarations,
+            other.reported_declarations,
+            8,
+        );
+        union(&mut self.proxies, other.proxies, MAX_PROXIES);
+        for (slot, new) in [
+            (&mut self.request_shape, other.request_shape),
+            (&mut self.response_shape, other.response_shape),
+        ] {
+            match (slot.as_mut(), new) {
+                (Some(old), Some(new)) => old.merge(&new, SHAPE_LIMITS),
+                (None, Some(new)) => *slot = Some(new),
+                (_, None) => {}
+            }
+        }
+    }
+
     pub fn first_seen_ms(&self) -> u64 {
         self.first_seen_ms
     }
@@ -334,6 +397,14 @@ mod tests {
         assert_eq!(key(&a), key(&b));
         let mut rec = Record::new(&a, "p1");
         rec.merge(&b, "p2");
+        // Records made from each entry and merged (what the writer does) are the same.
+        for (x, px, y, py) in [(&a, "p1", &b, "p2"), (&b, "p2", &a, "p1")] {
+            let mut one = Record::new(x, px);
+            one.merge(y, py);
+            let mut two = Record::new(x, px);
+            two.merge_record(Record::new(y, py));
+            assert_eq!(one.to_json(), two.to_json());
+        }
         // Through its stored form and back: nothing is lost.
         let rec = Record::from_json(&rec.to_json());
         let r = Value::Object(rec.to_json());

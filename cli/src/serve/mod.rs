@@ -58,8 +58,7 @@ pub fn now_ms() -> u64 {
 type Reply = Result<Vec<Stored>, String>;
 
 struct Job {
-    token_name: String,
-    batches: Vec<Batch>,
+    items: Vec<Item>,
     reply: SyncSender<Reply>,
 }
 
@@ -197,18 +196,18 @@ fn writer(mut store: Store, rx: Receiver<Job>, state: Arc<State>) {
         };
         if let Some(first) = first {
             let mut jobs = vec![first];
-            let mut batches = jobs.first().map_or(0, |j| j.batches.len());
+            let mut batches = jobs.first().map_or(0, |j| j.items.len());
             while batches < GROUP {
                 match rx.try_recv() {
                     Ok(j) => {
-                        batches += j.batches.len();
+                        batches += j.items.len();
                         jobs.push(j);
                     }
                     Err(_) => break,
                 }
             }
             state.metrics.queue_depth.fetch_sub(
-                (jobs.iter().map(|j| j.batches.len()).sum::<usize>()) as u64,
+                (jobs.iter().map(|j| j.items.len()).sum::<usize>()) as u64,
                 Relaxed,
             );
             commit(&mut store, jobs, &state);
@@ -242,15 +241,10 @@ fn commit(store: &mut Store, jobs: Vec<Job>, state: &State) {
     let mut items = Vec::new();
     let mut shapes = Vec::new();
     for job in jobs {
-        shapes.push((job.batches.len(), job.reply));
-        for batch in job.batches {
-            items.push(Item {
-                token_name: job.token_name.clone(),
-                batch,
-            });
-        }
+        shapes.push((job.items.len(), job.reply));
+        items.extend(job.items);
     }
-    match store.ingest(&items, now_ms(), state.opts.max_endpoints) {
+    match store.ingest(&mut items, now_ms(), state.opts.max_endpoints) {
         Ok((outcomes, refused)) => {
             state.metrics.endpoints_refused.fetch_add(refused, Relaxed);
             for (o, item) in outcomes.iter().zip(&items) {
@@ -259,7 +253,7 @@ fn commit(store: &mut Store, jobs: Vec<Job>, state: &State) {
                     state
                         .metrics
                         .endpoints_received
-                        .fetch_add(item.batch.endpoints.len() as u64, Relaxed);
+                        .fetch_add(item.endpoints as u64, Relaxed);
                 } else {
                     state.metrics.batches_duplicate.fetch_add(1, Relaxed);
                 }
@@ -417,9 +411,13 @@ fn submit(state: &State, token_name: &str, batches: Vec<Batch>) -> Result<Vec<St
         *mine += n;
     }
     let (tx, rx) = mpsc::sync_channel(1);
+    // Entries become typed records here, on the HTTP worker, in parallel: the writer only merges
+    // them (and this thread, not the writer, frees the batch's JSON).
     let job = Job {
-        token_name: token_name.to_string(),
-        batches,
+        items: batches
+            .into_iter()
+            .map(|b| Item::new(token_name, b))
+            .collect(),
         reply: tx,
     };
     state.metrics.queue_depth.fetch_add(n as u64, Relaxed);
@@ -663,7 +661,11 @@ fn run(opts: Options) -> Result<(), String> {
         state.metrics.endpoints_stored.store(n, Relaxed);
     }
     let w = Arc::clone(&state);
-    std::thread::spawn(move || writer(writer_store, rx, w));
+    // Named, so that its CPU time can be told apart (/proc/PID/task/*/comm; scripts/bench-serve.py).
+    std::thread::Builder::new()
+        .name("apiguard-writer".into())
+        .spawn(move || writer(writer_store, rx, w))
+        .map_err(|e| format!("cannot start the writer thread: {e}"))?;
     let server = Arc::new(server);
     eprintln!(
         "apiguard serve: listening on http://{listen} (batches {BATCH_PATH}, OTLP {OTLP_LOGS_PATH}, page /, API /api/v1)"

@@ -111,10 +111,34 @@ pub enum Stored {
     Duplicate,
 }
 
-/// One batch to write, with the proxy that sent it (the token's name).
+/// One batch to write, prepared by the HTTP worker that received it: its id for idempotence and
+/// its entries as typed records (keyed), so that the single writer thread neither reads JSON
+/// entries nor parses shapes, nor drops the batch's JSON tree.
 pub struct Item {
+    /// The proxy that sent it (the token's name).
     pub token_name: String,
-    pub batch: Batch,
+    /// [`Batch::key`].
+    pub batch_key: String,
+    /// Entries in the batch.
+    pub endpoints: usize,
+    /// One record per entry, in the batch's order (taken by the writer).
+    pub entries: Vec<(Key, merge::Record)>,
+}
+
+impl Item {
+    pub fn new(token_name: &str, batch: Batch) -> Item {
+        let proxy = batch.proxy_name(token_name);
+        Item {
+            token_name: token_name.to_string(),
+            batch_key: batch.key(),
+            endpoints: batch.endpoints.len(),
+            entries: batch
+                .endpoints
+                .iter()
+                .map(|e| (merge::key(e), merge::Record::new(e, &proxy)))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +147,7 @@ pub enum Sync {
     Full,
 }
 
-type Key = (String, String, String, String, String);
+use merge::Key;
 
 /// Endpoint records with their ids.
 pub type Records = Vec<(i64, Map<String, Value>)>;
@@ -639,7 +663,7 @@ impl Store {
     /// group that fall on the same endpoint are merged in memory first and written once.
     pub fn ingest(
         &mut self,
-        items: &[Item],
+        items: &mut [Item],
         now_ms: u64,
         max_endpoints: usize,
     ) -> Result<(Vec<Stored>, u64), String> {
@@ -775,7 +799,7 @@ fn ingest_in(
     db: &mut dyn Exec,
     cache: &mut HashMap<Key, (i64, merge::Record)>,
     known_count: Option<usize>,
-    items: &[Item],
+    items: &mut [Item],
     now_ms: u64,
     max_endpoints: usize,
 ) -> Result<Ingested, String> {
@@ -792,28 +816,24 @@ fn ingest_in(
             .unwrap_or(0),
     };
     let mut total = stored;
-    for item in items {
-        let b = &item.batch;
-        let key = b.key();
+    for item in items.iter_mut() {
         let fresh = db.exec(
             "INSERT INTO batches (proxy, batch_key, received_ms, endpoints)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
             &[
                 Arg::Text(&item.token_name),
-                Arg::Text(&key),
+                Arg::Text(&item.batch_key),
                 Arg::Int(now_ms as i64),
-                Arg::Int(b.endpoints.len() as i64),
+                Arg::Int(item.endpoints as i64),
             ],
         )?;
         if fresh == 0 {
             outcomes.push(Stored::Duplicate);
             continue;
         }
-        let proxy = b.proxy_name(&item.token_name);
-        for e in &b.endpoints {
-            let k = merge::key(e);
+        for (k, rec) in std::mem::take(&mut item.entries) {
             if let Some((_, r)) = touched.get_mut(&k) {
-                r.merge(e, &proxy);
+                r.merge_record(rec);
                 continue;
             }
             // Taken out of the cache (no copy); put back after the commit. A failed group
@@ -844,14 +864,14 @@ fn ingest_in(
             };
             match known {
                 Some((id, mut r)) => {
-                    r.merge(e, &proxy);
+                    r.merge_record(rec);
                     order.push(k.clone());
                     touched.insert(k, (Some(id), r));
                 }
                 None if total >= max_endpoints => refused += 1,
                 None => {
                     order.push(k.clone());
-                    touched.insert(k, (None, merge::Record::new(e, &proxy)));
+                    touched.insert(k, (None, rec));
                     total += 1;
                 }
             }
@@ -929,13 +949,10 @@ mod tests {
         let url = format!("sqlite:{}", dir.display());
         let mut s = Store::open(&url, Sync::Normal).unwrap().with_cache(100);
         assert_eq!(s.schema_version().unwrap(), 2);
-        let item = |w: &str, t: u64, p: &[&str]| Item {
-            token_name: "p1".into(),
-            batch: batch(w, t, p),
-        };
+        let item = |w: &str, t: u64, p: &[&str]| Item::new("p1", batch(w, t, p));
         let (o, _) = s
             .ingest(
-                &[
+                &mut [
                     item("1", 1000, &["/a", "/b/{id}"]),
                     item("1", 1000, &["/a"]),
                 ],
@@ -944,7 +961,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(o, vec![Stored::New, Stored::Duplicate]);
-        let (o, refused) = s.ingest(&[item("2", 1000, &["/a", "/c"])], 20, 2).unwrap();
+        let (o, refused) = s
+            .ingest(&mut [item("2", 1000, &["/a", "/c"])], 20, 2)
+            .unwrap();
         assert_eq!((o, refused), (vec![Stored::New], 1));
         let all = s.endpoints().unwrap();
         assert_eq!(all.len(), 2);
@@ -971,7 +990,7 @@ mod tests {
         drop(c);
         let mut s = Store::open(&url, Sync::Normal).unwrap().with_cache(10);
         assert_eq!(s.schema_version().unwrap(), 2);
-        let (o, _) = s.ingest(&[item("3", 9000, &["/z"])], 30, 100).unwrap();
+        let (o, _) = s.ingest(&mut [item("3", 9000, &["/z"])], 30, 100).unwrap();
         assert_eq!(o, vec![Stored::New]);
         assert!(sqlite_path("postgres://x").is_err());
         assert!(pg_config("postgres://u@127.0.0.1:5/").is_err());
