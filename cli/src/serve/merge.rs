@@ -160,8 +160,49 @@ fn merge_shape_into(slot: &mut Option<Shape>, from: Option<&Value>) {
     }
 }
 
-fn set_json(set: &std::collections::BTreeSet<String>) -> Value {
-    Value::Array(set.iter().map(|s| Value::from(s.as_str())).collect())
+/// Writes one JSON object into a buffer, member by member.
+struct ObjWriter {
+    out: Vec<u8>,
+    first: bool,
+}
+
+impl ObjWriter {
+    fn open(mut out: Vec<u8>) -> ObjWriter {
+        out.push(b'{');
+        ObjWriter { out, first: true }
+    }
+    fn close(mut self) -> Vec<u8> {
+        self.out.push(b'}');
+        self.out
+    }
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        let _ = serde_json::to_writer(&mut self.out, k);
+        self.out.push(b':');
+    }
+    fn value(&mut self, k: &str, v: &Value) {
+        self.key(k);
+        let _ = serde_json::to_writer(&mut self.out, v);
+    }
+    fn num(&mut self, k: &str, n: u64) {
+        use std::io::Write;
+        self.key(k);
+        let _ = write!(self.out, "{n}");
+    }
+    fn set(&mut self, k: &str, set: &std::collections::BTreeSet<String>) {
+        self.key(k);
+        self.out.push(b'[');
+        for (i, item) in set.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut self.out, item);
+        }
+        self.out.push(b']');
+    }
 }
 
 impl Record {
@@ -328,45 +369,46 @@ impl Record {
         self.last_seen_ms
     }
 
-    /// The JSON form: the entry's members, merged, plus `proxies` and `reported_declarations`.
-    pub fn to_json(&self) -> Map<String, Value> {
-        let mut m = self.head.clone();
-        m.insert("count".into(), self.count.into());
-        m.insert("first_seen_ms".into(), self.first_seen_ms.into());
-        m.insert("last_seen_ms".into(), self.last_seen_ms.into());
-        m.insert("request_bytes_max".into(), self.request_bytes_max.into());
-        m.insert("response_bytes_max".into(), self.response_bytes_max.into());
-        m.insert(
-            "status".into(),
-            Value::Object(
-                self.status
-                    .iter()
-                    .map(|(k, n)| (k.clone(), Value::from(*n)))
-                    .collect(),
-            ),
-        );
-        for (set, name) in self.lists.iter().zip(LISTS) {
-            m.insert((*name).to_string(), set_json(set));
+    /// The JSON form, as text: the entry's members, merged, plus `proxies` and
+    /// `reported_declarations`. Written directly (no map is built): what the writer stores for
+    /// every record a commit touched, and what the API shows.
+    pub fn to_json_text(&self) -> String {
+        let mut w = ObjWriter::open(Vec::with_capacity(2048));
+        for (k, v) in &self.head {
+            w.value(k, v);
         }
-        let mut classes = Map::new();
-        classes.insert("request".into(), set_json(&self.request_classes));
-        classes.insert("response".into(), set_json(&self.response_classes));
-        m.insert("data_classes".into(), Value::Object(classes));
-        m.insert(
-            "reported_declarations".into(),
-            set_json(&self.reported_declarations),
-        );
-        m.insert("proxies".into(), set_json(&self.proxies));
+        w.num("count", self.count);
+        w.num("first_seen_ms", self.first_seen_ms);
+        w.num("last_seen_ms", self.last_seen_ms);
+        w.num("request_bytes_max", self.request_bytes_max);
+        w.num("response_bytes_max", self.response_bytes_max);
+        w.key("status");
+        let mut status = ObjWriter::open(w.out);
+        for (class, n) in &self.status {
+            status.num(class, *n);
+        }
+        w.out = status.close();
+        for (set, name) in self.lists.iter().zip(LISTS) {
+            w.set(name, set);
+        }
+        w.key("data_classes");
+        let mut classes = ObjWriter::open(w.out);
+        classes.set("request", &self.request_classes);
+        classes.set("response", &self.response_classes);
+        w.out = classes.close();
+        w.set("reported_declarations", &self.reported_declarations);
+        w.set("proxies", &self.proxies);
         for (name, shape) in [
             ("request_shape", &self.request_shape),
             ("response_shape", &self.response_shape),
         ] {
-            m.insert(
-                name.into(),
-                shape.as_ref().map_or(Value::Null, Shape::to_json),
-            );
+            match shape {
+                Some(shape) => w.value(name, &shape.to_json()),
+                None => w.value(name, &Value::Null),
+            }
         }
-        m
+        // Only valid UTF-8 was written (every string through serde_json).
+        String::from_utf8(w.close()).unwrap_or_default()
     }
 }
 
@@ -403,11 +445,24 @@ mod tests {
             one.merge(y, py);
             let mut two = Record::new(x, px);
             two.merge_record(Record::new(y, py));
-            assert_eq!(one.to_json(), two.to_json());
+            assert_eq!(one.to_json_text(), two.to_json_text());
         }
+        let json =
+            |r: &Record| -> Map<String, Value> { serde_json::from_str(&r.to_json_text()).unwrap() };
+        let empty = Value::Object(json(&Record::default()));
+        assert_eq!(empty["count"], 0);
+        assert_eq!(
+            empty["data_classes"],
+            json!({"request": [], "response": []})
+        );
+        assert_eq!(empty["response_shape"], Value::Null);
         // Through its stored form and back: nothing is lost.
-        let rec = Record::from_json(&rec.to_json());
-        let r = Value::Object(rec.to_json());
+        let rec = Record::from_json(&json(&rec));
+        assert_eq!(
+            rec.to_json_text(),
+            Record::from_json(&json(&rec)).to_json_text()
+        );
+        let r = Value::Object(json(&rec));
         assert_eq!(r["path_template"], "/pet/{petId}");
         assert_eq!(r["count"], 5);
         assert_eq!(r["first_seen_ms"], 40);

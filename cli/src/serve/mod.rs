@@ -641,6 +641,7 @@ fn run(opts: Options) -> Result<(), String> {
     };
     let mut writer_store = Store::open(&opts.store, sync)?.with_cache(opts.cache_endpoints);
     let mut reader = Store::open(&opts.store, sync)?;
+    store::spawn_checkpointer(&opts.store)?;
     let cat = catalogue(&opts, &reader.specs()?)?;
     let validator = Validator::new(opts.max_body_bytes)?;
     let server = tiny_http::Server::http(opts.listen)
