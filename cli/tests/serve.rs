@@ -1147,9 +1147,22 @@ fn postgres_down_then_up_answers_503_and_loses_nothing_acknowledged() {
         .collect();
     let acked = std::sync::atomic::AtomicU64::new(0);
     let unavailable = std::sync::atomic::AtomicU64::new(0);
+    // The sender holds its 11th batch until PostgreSQL is stopped: however fast ingestion is,
+    // the rest is sent during the outage.
+    let stopped = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            for b in &batches {
+            for (i, b) in batches.iter().enumerate() {
+                if i == 10 {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                    while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "PostgreSQL not stopped"
+                        );
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
                 loop {
                     let r = s.post_batch(P1, b);
@@ -1177,6 +1190,7 @@ fn postgres_down_then_up_answers_503_and_loses_nothing_acknowledged() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         pg.down("fast");
+        stopped.store(true, std::sync::atomic::Ordering::SeqCst);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while unavailable.load(std::sync::atomic::Ordering::SeqCst) < 3 {
             assert!(std::time::Instant::now() < deadline, "no 503 while down");
