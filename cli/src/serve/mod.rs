@@ -12,8 +12,11 @@
 //! - [`api`] answers the JSON API, [`page`] the server-rendered web page, [`metrics`] `/metrics`.
 //!
 //! # Threads and bounds
-//! `--workers` HTTP threads read, authenticate and validate requests; one writer thread owns the
-//! write connection and commits queued batches in groups (at most [`GROUP`] per transaction).
+//! `--workers` HTTP threads read, authenticate and validate requests and turn each batch entry
+//! into a typed record ([`store::Item::new`]); one writer thread (the only serial stage) owns the
+//! write connection, merges those records and commits queued batches in groups (at most [`GROUP`]
+//! per transaction). On SQLite a checkpoint thread keeps WAL checkpoints off the writer
+//! ([`store::spawn_checkpointer`]).
 //! The queue holds at most `--queue` batches: past it ingest answers 503 with `Retry-After`, and
 //! one proxy with more than `--per-proxy-queue` waiting gets 429. Bodies are capped by
 //! `--max-body-bytes` before they are read; the inventory by `--max-endpoints` and `--retention`.
