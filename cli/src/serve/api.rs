@@ -244,7 +244,7 @@ fn cursor_token(key: &Value) -> String {
 
 fn cursor_key(token: &str) -> Option<Value> {
     let b = token.as_bytes();
-    if b.len() % 2 != 0 || b.len() > 8192 {
+    if !b.len().is_multiple_of(2) || b.len() > 8192 {
         return None;
     }
     let bytes: Option<Vec<u8>> = b
