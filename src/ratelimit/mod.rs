@@ -438,7 +438,7 @@ impl RateLimits {
     }
 
     fn finish(&self, mut decision: Decision, states: &[PolicyState]) -> Decision {
-        let limited: Vec<PolicyState> = states.iter().copied().filter(|s| s.limited).collect();
+        let limited = limited_states(states);
         if let Some(strictest) = limited.iter().max_by_key(|s| s.retry_after_secs) {
             decision.refusal = Some(Refusal::Limited {
                 policy: strictest.policy,
@@ -504,6 +504,11 @@ impl LimitPolicy {
             (u64::try_from(per_second).unwrap_or(u64::MAX), 1)
         }
     }
+}
+
+/// The refused states among `states`.
+fn limited_states(states: &[PolicyState]) -> Vec<PolicyState> {
+    states.iter().copied().filter(|s| s.limited).collect()
 }
 
 fn state_of(policy: usize, step: &gcra::Step) -> PolicyState {

@@ -230,8 +230,8 @@ impl SlotTable {
 
     /// Stores `marks` (the service's `OVER_LIMIT`) in `key`'s own slot, keeping its TAT. A key
     /// without a slot of its own (in the shared overflow slot, or taken over) is not remembered:
-    /// its next request asks the service again. Best effort: after `attempts` lost races or a host
-    /// error the marks stay as they were (`false`).
+    /// its next request asks the service again. Best effort: after a lost race or a host error the
+    /// marks stay as they were (`false`), and the next request asks again.
     pub fn remember(
         &self,
         store: &dyn SharedStore,
@@ -239,20 +239,15 @@ impl SlotTable {
         key: &str,
         marks: &Marks,
         now_ns: u128,
-        attempts: u32,
     ) -> bool {
-        let home = self.home(seed, key);
-        for _ in 0..attempts.max(1) {
-            let Ok(Some(Found::Own { slot, cas, tat, .. })) = self.probe(store, home, key, now_ns)
-            else {
-                return false;
-            };
-            match store.set(&slot, &encode(tat, Some(marks), key), cas) {
-                Err(StoreError::CasMismatch) => {}
-                done => return done.is_ok(),
-            }
-        }
-        false
+        let Ok(Some(Found::Own { slot, cas, tat, .. })) =
+            self.probe(store, self.home(seed, key), key, now_ns)
+        else {
+            return false;
+        };
+        store
+            .set(&slot, &encode(tat, Some(marks), key), cas)
+            .is_ok()
     }
 
     fn home(&self, seed: &Seed, key: &str) -> u32 {

@@ -173,16 +173,15 @@ impl RateLimits {
             let Some(backend) = policy.service.as_ref() else {
                 continue;
             };
-            let parts = backend.entries.iter().filter_map(|(_, v)| match v {
-                EntryValue::Part(p) => Some(p.clone()),
-                EntryValue::Static(_) => None,
-            });
-            let parts: Vec<KeyPart> = parts.collect();
-            if let Some(part) = key::ambiguous_part(&parts, facts) {
-                return Err(DescribeFailure::Ambiguous {
-                    policy: index,
-                    part,
-                });
+            for (_, value) in &backend.entries {
+                if let EntryValue::Part(part) = value {
+                    if key::is_ambiguous(part, facts) {
+                        return Err(DescribeFailure::Ambiguous {
+                            policy: index,
+                            part: part.name(),
+                        });
+                    }
+                }
             }
             let mut entries = Vec::with_capacity(backend.entries.len());
             for (name, value) in &backend.entries {
@@ -304,7 +303,7 @@ impl RateLimits {
             }
         }
         if over {
-            let limited: Vec<PolicyState> = states.iter().copied().filter(|s| s.limited).collect();
+            let limited = super::limited_states(&states);
             let (policy, retry) = limited
                 .iter()
                 .max_by_key(|s| s.retry_after_secs)
@@ -351,8 +350,7 @@ impl RateLimits {
                 over_until_ms: now_ms.saturating_add(*until_ms),
                 quota: *quota,
             };
-            p.table
-                .remember(store, seed, key, &marks, now_ns, p.cas_attempts);
+            p.table.remember(store, seed, key, &marks, now_ns);
         }
     }
 
@@ -482,12 +480,13 @@ fn compile_backend(
             entries
         }
         // By default: the policy's name, then each key part under its own name.
-        None => std::iter::once(("policy".to_string(), EntryValue::Static(policy_name.into())))
-            .chain(
-                key.iter()
-                    .map(|part| (default_entry_key(part), EntryValue::Part(part.clone()))),
-            )
-            .collect(),
+        None => {
+            let mut entries = vec![("policy".to_string(), EntryValue::Static(policy_name.into()))];
+            for part in key {
+                entries.push((default_entry_key(part), EntryValue::Part(part.clone())));
+            }
+            entries
+        }
     };
     let hits_addend = obj
         .get("hits_addend")
@@ -496,7 +495,11 @@ fn compile_backend(
         .map_or(1, |n| u32::try_from(n).unwrap_or(1));
     let timeout_ms = match obj.get("timeout") {
         None => DEFAULT_TIMEOUT_MS,
-        Some(n) => millis(&n, MAX_TIMEOUT_MS, "the request waits that long at most")?,
+        Some(n) => millis(
+            &n,
+            MAX_TIMEOUT_MS,
+            "timeout must be between 1ms and 10s (the request waits that long at most)",
+        )?,
     };
     let failure_mode = obj
         .get("failure_mode")
@@ -508,7 +511,7 @@ fn compile_backend(
         Some(n) if tier != Tier::LocalThenService => {
             return Err(n.error("refresh is used only with tier \"local_then_service\""))
         }
-        Some(n) => millis(&n, MAX_REFRESH_MS, "one hour")?,
+        Some(n) => millis(&n, MAX_REFRESH_MS, "refresh must be between 1ms and 1h")?,
     };
     Ok(ServiceBackend {
         refresh_ms,
@@ -521,11 +524,11 @@ fn compile_backend(
     })
 }
 
-/// A duration member of 1ms to `max` milliseconds.
-fn millis(node: &Node<'_>, max: u64, why: &str) -> Result<u64> {
+/// A duration member of 1ms to `max` milliseconds, else `refused`.
+fn millis(node: &Node<'_>, max: u64, refused: &'static str) -> Result<u64> {
     let ms = node.duration()?.as_millis();
     if ms < 1 || ms > u128::from(max) {
-        return Err(node.error(format!("must be between 1ms and {max}ms ({why})")));
+        return Err(node.error(refused));
     }
     Ok(u64::try_from(ms).unwrap_or(max))
 }

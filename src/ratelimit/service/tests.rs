@@ -393,7 +393,7 @@ mod local_then_service {
             (
                 r#"{"rate_limits": {"g": {"tier": "local_then_service", "requests": 1, "period": "1s",
                     "service": {"cluster": "c", "domain": "d", "refresh": "2h"}}}}"#,
-                "rate_limits.g.service.refresh: must be between 1ms and 3600000ms",
+                "rate_limits.g.service.refresh: refresh must be between 1ms and 1h",
             ),
             (
                 r#"{"rate_limits": {"g": {"tier": "local_then_service", "requests": 1, "period": "1s",

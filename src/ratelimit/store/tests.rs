@@ -405,9 +405,9 @@ fn a_remembered_over_limit_holds_until_it_ends_and_spends_nothing() {
         quota: (10, 60),
     };
     // A key without a slot of its own is not remembered.
-    assert!(!t.remember(&store, &SEED, "a", &marks, NOW, 8));
+    assert!(!t.remember(&store, &SEED, "a", &marks, NOW));
     t.decide(&store, &SEED, "a", &rate, NOW, 8, true).unwrap();
-    assert!(t.remember(&store, &SEED, "a", &marks, NOW, 8));
+    assert!(t.remember(&store, &SEED, "a", &marks, NOW));
     let before = store.get(&t.slot_name(t.home(&SEED, "a"))).unwrap();
     let held = t
         .decide(&store, &SEED, "a", &rate, NOW + 4_999_000_000, 8, true)
