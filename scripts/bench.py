@@ -499,7 +499,7 @@ class RateLimitService:
             time.sleep(0.3)
             storage = ["--redis", f"redis://127.0.0.1:{port}"]
         self.storage = "Redis" if self.redis else "memory"
-        binary = os.environ.get("APIGUARD_RLS_SERVER", os.path.join(os.path.dirname(WASM), "../../debug/rls-server"))
+        binary = os.environ.get("APIGUARD_RLS_SERVER", os.path.join(os.path.dirname(WASM), "../../release/rls-server"))
         self.proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--limits", limits] + storage,
                                      stdout=subprocess.PIPE, text=True)
         self.port = int(self.proc.stdout.readline().strip().rsplit(":", 1)[1])
@@ -553,7 +553,7 @@ def suite_rls(jwks, workdir):
     def extra_lines(med):
         native_cpu, native_p99 = med("native-ratelimit-service", "cpu_us"), med("native-ratelimit-service", "p99")
         floor = med("noop", "cpu_us") - med("none", "cpu_us") if NOOP_WASM else float("nan")
-        lines = ["", f"Service: testing/rls-server (limitador, {RLS.storage} storage), one limit that never denies; "
+        lines = ["", f"Service: testing/rls-server (release build; limitador, {RLS.storage} storage), one limit that never denies; "
                      "every service row makes one ShouldRateLimit call per request.", "",
                  "| configuration | p99 / native p99 (target <= 1.2) | CPU over native us/req | F us/req | "
                  "over native - F (target <= 0) |", "|---|---:|---:|---:|---:|"]

@@ -31,6 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::collector::Collector;
+use common::h2::{frame, hpack};
 use common::token::{good_claims, Alg, Keys, AUDIENCE, ISSUER};
 use common::{e2e_paths, Echo, Envoy, EnvoyOpts, Proto, Req};
 use serde_json::{json, Value};
@@ -284,43 +285,6 @@ fn h2_once(port: u16, rng: &mut Rng, m: &Material) -> bool {
         req = req.trailer_bytes("x-checksum", &rng.bytes(8, m.ascii_only));
     }
     common::h2::send(port, &req).is_ok()
-}
-
-/// HPACK integer with an `n`-bit prefix (RFC 7541 5.1).
-fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut value: usize) {
-    let max = (1usize << n) - 1;
-    if value < max {
-        out.push(first | value as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    value -= max;
-    while value >= 128 {
-        out.push((value % 128 + 128) as u8);
-        value /= 128;
-    }
-    out.push(value as u8);
-}
-
-/// A header block of literals without indexing, new names, no Huffman: any bytes go.
-fn hpack(headers: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (n, v) in headers {
-        out.push(0x00);
-        hpack_int(&mut out, 0, 7, n.len());
-        out.extend(n);
-        hpack_int(&mut out, 0, 7, v.len());
-        out.extend(v);
-    }
-    out
-}
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend(stream.to_be_bytes());
-    out.extend(payload);
-    out
 }
 
 /// Hand-made HTTP/2 frames the `h2` crate would refuse to send. Returns whether anything came back.

@@ -22,7 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{e2e_paths, reserve_port, static_cluster, Echo, Envoy, EnvoyOpts, Response};
+use common::h2::{frame, hpack};
+use common::{e2e_paths, reserve_port, static_cluster, Echo, Envoy, EnvoyOpts, Proto, Response};
 use serde_json::{json, Value};
 
 const P: &str = "apiguard";
@@ -40,6 +41,12 @@ const LIMITS: &str = r#"
   max_value: 4
   seconds: 3600
   conditions: ['descriptors[0].policy == "shared"']
+  variables: ['descriptors[0].user']
+- namespace: apiguard
+  name: fresh
+  max_value: 2
+  seconds: 3600
+  conditions: ['descriptors[0].policy == "fresh"']
   variables: ['descriptors[0].user']
 - namespace: apiguard
   name: strict
@@ -155,7 +162,7 @@ fn rls_binary() -> PathBuf {
 
 /// The rate limit service on Redis, adding `x-rls: limitador` to every response and
 /// `x-rls-checked: yes` to every request it allows.
-fn rls(redis_port: u16) -> (Proc, u16) {
+fn rls(redis_port: u16, extra: &[&str]) -> (Proc, u16) {
     let dir = temp_dir("rls");
     let limits = dir.join("limits.yaml");
     std::fs::write(&limits, LIMITS).unwrap();
@@ -166,6 +173,7 @@ fn rls(redis_port: u16) -> (Proc, u16) {
         .args(["--redis", &format!("redis://127.0.0.1:{redis_port}")])
         .args(["--response-header", "x-rls:limitador"])
         .args(["--request-header", "x-rls-checked:yes"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -224,7 +232,9 @@ fn config() -> Value {
         "rate_limits": {
             "per_user": {"key": [{"header": "x-user"}], "service": service("per_user", json!({}))},
             "shared": {"requests": 2, "period": "3600s", "tier": "local_then_service",
-                       "key": [{"header": "x-user"}], "service": service("shared", json!({}))},
+                       "key": [{"header": "x-user"}], "service": service("shared", json!({"refresh": "1h"}))},
+            "fresh": {"requests": 100, "period": "3600s", "tier": "local_then_service",
+                      "key": [{"header": "x-user"}], "service": service("fresh", json!({}))},
             "open": {"key": [{"header": "x-user"}], "service": service("strict", json!({"failure_mode": "allow", "timeout": "300ms"}))},
             "closed": {"key": [{"header": "x-user"}], "service": service("strict", json!({"failure_mode": "deny", "timeout": "300ms"}))},
             "slow": {"key": [{"header": "x-user"}],
@@ -235,6 +245,7 @@ fn config() -> Value {
         "rules": [
             {"name": "per_user", "match": {"prefix": "/global/"}, "rate_limits": "per_user"},
             {"name": "shared", "match": {"prefix": "/share/"}, "rate_limits": "shared"},
+            {"name": "fresh", "match": {"prefix": "/fresh/"}, "rate_limits": "fresh"},
             {"name": "open", "match": {"prefix": "/open/"}, "rate_limits": "open"},
             {"name": "closed", "match": {"prefix": "/closed/"}, "rate_limits": "closed"},
             {"name": "slow", "match": {"prefix": "/slow/"}, "rate_limits": "slow"},
@@ -261,7 +272,7 @@ struct World {
 fn world() -> World {
     let paths = e2e_paths().unwrap();
     let (redis, redis_port) = redis();
-    let (rls, rls_port) = rls(redis_port);
+    let (rls, rls_port) = rls(redis_port, &[]);
     let (hole, hole_port) = blackhole();
     let echo = Echo::start();
     let start = || {
@@ -363,28 +374,93 @@ fn one_budget_is_shared_exactly_across_two_proxies() {
 
 /// `local_then_service`: each Envoy answers from its local share (2) without a call, then the
 /// service decides (4). With E = 2 Envoys the measured total is N + E x share = 4 + 2 x 2 = 8: the
-/// overshoot `docs/config.md` states.
+/// overshoot `docs/config.md` states. Each Envoy remembers the service's `OVER_LIMIT` in shared
+/// data (both its workers see it): after one refused call per Envoy, no more calls.
 fn local_then_service_overshoots_by_at_most_the_local_shares() {
     let w = world();
     let mut allowed = 0;
+    let mut limited = Vec::new();
     for i in 0..20 {
         let r = get(&w.envoys[i % 2], "/share/x", "carol");
         assert!(matches!(r.status, 200 | 429), "{}", r.describe());
         allowed += usize::from(r.status == 200);
+        if r.status == 429 {
+            limited.push(r);
+        }
     }
     assert_eq!(
         allowed,
         4 + 2 * 2,
         "the service's N plus each Envoy's local share"
     );
+    // 4 from the shares, 4 allowed by the service, 2 refused by it (one per Envoy), then none:
+    // without the memory, each of the 12 refused requests was a call (16 in all).
     assert_eq!(
         counter(&w, "shared_service_calls"),
-        20 - 4,
-        "no call while under the share"
+        4 + 2,
+        "no call while under the share, nor after OVER_LIMIT"
     );
-    assert_eq!(counter(&w, "shared_local_share_spent"), 16);
-    assert_eq!(counter(&w, "shared_service_over_limit"), 12);
+    assert_eq!(counter(&w, "shared_local_share_spent"), 6);
+    assert_eq!(counter(&w, "shared_service_over_limit"), 2);
+    assert_eq!(counter(&w, "shared_service_over_limit_remembered"), 10);
+    assert_eq!(counter(&w, "shared_limited"), 12);
     assert_eq!(w.echo.requests(), 8);
+    // The remembered refusals look like the service's: its limit, the time left in its window.
+    for r in &limited[2..] {
+        assert!(!r.reached_upstream());
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((3000..=3600).contains(&retry), "{}", r.describe());
+        assert!(
+            r.header("ratelimit-policy")
+                .is_some_and(|v| v.contains("\"shared\";q=4;w=3600")),
+            "{}",
+            r.describe()
+        );
+        assert_eq!(
+            r.header("ratelimit"),
+            Some(format!("\"shared\";r=0;t={retry}").as_str())
+        );
+    }
+    for envoy in &w.envoys {
+        assert!(envoy.wasm_failures().is_empty());
+    }
+}
+
+/// `refresh` (default 1 s): under a local share of 100, a key whose local state is older than that
+/// asks the service although the share lasts; once the service's limit (2) is reached, the next
+/// refresh is refused and remembered.
+fn a_stale_local_share_asks_the_service_and_learns_its_limit() {
+    let w = world();
+    let e = &w.envoys[0];
+    let calls = || e.counter(&format!("{P}_rl_fresh_service_calls"));
+    let pause = || thread::sleep(Duration::from_millis(1100));
+    assert_eq!(get(e, "/fresh/x", "frank").status, 200);
+    assert_eq!(calls(), 0, "a new key's state is fresh");
+    for n in 1..=2 {
+        pause();
+        let r = get(e, "/fresh/x", "frank");
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(r.upstream().header("x-rls-checked"), Some("yes"), "asked");
+        assert_eq!(calls(), n);
+        // Fresh again: answered from the share.
+        let r = get(e, "/fresh/x", "frank");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.upstream().header("x-rls-checked"), None);
+        assert_eq!(calls(), n);
+    }
+    pause();
+    // The service has counted its 2: the refresh is refused, and remembered.
+    for _ in 0..3 {
+        let r = get(e, "/fresh/x", "frank");
+        assert_eq!(r.status, 429, "{}", r.describe());
+        assert!(!r.reached_upstream());
+    }
+    assert_eq!(calls(), 3);
+    assert_eq!(e.counter(&format!("{P}_rl_fresh_local_share_stale")), 3);
+    assert_eq!(
+        e.counter(&format!("{P}_rl_fresh_service_over_limit_remembered")),
+        2
+    );
 }
 
 fn service_failures_follow_failure_mode_and_are_counted() {
@@ -467,6 +543,106 @@ fn a_silent_service_times_out_and_a_cluster_without_http2_fails() {
     assert_eq!(e.counter(&format!("{P}_rl_http1_service_timeouts")), 0);
 }
 
+/// Sends a request for `path` and goes away while the filter waits for the service: HTTP/1.1 closes
+/// the connection; HTTP/2 resets the stream (RST_STREAM CANCEL) and keeps the connection open until
+/// `linger` has passed.
+fn abandon(port: u16, path: &str, user: &str, linger: Duration) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let wait = Duration::from_millis(300);
+    match Proto::current() {
+        Proto::H1 => {
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nhost: api.test\r\nx-user: {user}\r\n\r\n"
+            )
+            .unwrap();
+            thread::sleep(wait);
+            drop(s);
+        }
+        Proto::H2 => {
+            let b = |x: &str| x.as_bytes().to_vec();
+            let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            out.extend(frame(4, 0, 0, &[]));
+            let headers = [
+                (b(":method"), b("GET")),
+                (b(":scheme"), b("http")),
+                (b(":authority"), b("api.test")),
+                (b(":path"), b(path)),
+                (b("x-user"), b(user)),
+            ];
+            // HEADERS with END_STREAM | END_HEADERS.
+            out.extend(frame(1, 0x5, 1, &hpack(&headers)));
+            s.write_all(&out).unwrap();
+            thread::sleep(wait);
+            s.write_all(&frame(3, 0, 1, &8u32.to_be_bytes())).unwrap();
+            thread::sleep(linger);
+            s.set_nonblocking(true).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let mut at = 0;
+            while at + 9 <= n {
+                let len = usize::from(buf[at]) << 16
+                    | usize::from(buf[at + 1]) << 8
+                    | usize::from(buf[at + 2]);
+                let stream =
+                    u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]])
+                        & 0x7fff_ffff;
+                // No HEADERS (1) nor DATA (0): no answer to the stream the client reset.
+                assert!(
+                    stream == 0 || buf[at + 3] > 1,
+                    "frame type {} on stream {stream} after the client's reset",
+                    buf[at + 3]
+                );
+                at += 9 + len;
+            }
+        }
+    }
+}
+
+/// The client goes away while the filter waits for a slow service (`--delay-ms 700`): the filter
+/// does not trap, Envoy keeps serving, the abandoned request never reaches the upstream and the late
+/// answer is not acted on (neither counted nor applied).
+fn a_client_gone_while_the_call_is_in_flight_harms_nothing() {
+    let paths = e2e_paths().unwrap();
+    let (_redis, redis_port) = redis();
+    let (_rls, rls_port) = rls(redis_port, &["--delay-ms", "700"]);
+    let echo = Echo::start();
+    let mut opts = EnvoyOpts::new(&echo);
+    opts.concurrency = 2;
+    opts.extra_clusters = vec![
+        rls_cluster("rls", rls_port, true),
+        rls_cluster("rls_http1", rls_port, false),
+        rls_cluster("blackhole", rls_port, true),
+    ];
+    let envoy = Envoy::start(&paths, &config().to_string(), &opts);
+    for user in ["gina", "hal"] {
+        abandon(envoy.port, "/global/x", user, Duration::from_millis(1000));
+    }
+    // Past the service's delay: any late answer has arrived (or Envoy cancelled the call).
+    thread::sleep(Duration::from_millis(800));
+    let r = get(&envoy, "/global/x", "ida");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.upstream().header("x-rls-checked"), Some("yes"));
+    assert_eq!(
+        echo.requests(),
+        1,
+        "the abandoned requests never went upstream"
+    );
+    assert_eq!(
+        envoy.counter(&format!("{P}_rl_per_user_service_calls")),
+        1,
+        "only the answer of the request still there was acted on"
+    );
+    assert_eq!(envoy.counter(&format!("{P}_rl_per_user_allowed")), 1);
+    assert!(
+        envoy.wasm_failures().is_empty(),
+        "{:?}",
+        envoy.wasm_failures()
+    );
+    // And again, on a connection of its own: the workers' VMs are fine.
+    assert_eq!(get(&envoy, "/global/x", "ida").status, 200);
+}
+
 fn a_missing_cluster_is_refused_at_configure_time() {
     let paths = e2e_paths().unwrap();
     let echo = Echo::start();
@@ -486,6 +662,8 @@ per_protocol!(
     a_missing_cluster_is_refused_at_configure_time,
     one_budget_is_shared_exactly_across_two_proxies,
     local_then_service_overshoots_by_at_most_the_local_shares,
+    a_stale_local_share_asks_the_service_and_learns_its_limit,
     service_failures_follow_failure_mode_and_are_counted,
     a_silent_service_times_out_and_a_cluster_without_http2_fails,
+    a_client_gone_while_the_call_is_in_flight_harms_nothing,
 );

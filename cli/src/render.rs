@@ -6,8 +6,9 @@
 //!   router) and the clusters the policy calls: every remote JWKS and the discovery collector.
 //! - `istio`: the `WasmPlugin` (`phase: AUTHN`, `failStrategy: FAIL_RELOAD`) with the policy as
 //!   `pluginConfig`, cluster names rewritten to Istio's `outbound|<port>||<host>`, a `ServiceEntry`
-//!   (and a TLS `DestinationRule`) for every external host, and the `EnvoyFilter` with the
-//!   connection-manager hygiene.
+//!   (and a TLS `DestinationRule`) for every external host, one with a `grpc` port for the rate
+//!   limit service (`--rate-limit-service`), and the `EnvoyFilter` with the connection-manager
+//!   hygiene.
 //!
 //! The policy is checked first (`check`): nothing is rendered for a policy the filter refuses.
 
@@ -23,7 +24,8 @@ use serde_json::{json, Value};
 pub const HELP: &str = "usage: apiguard render envoy [--wasm PATH] [--listen HOST:PORT] [--upstream HOST:PORT]
                               [--admin HOST:PORT] [--ca-file PATH] [--rate-limit-service HOST:PORT]
                               [-o OUT] POLICY
-       apiguard render istio [--url URL] [--namespace NS] [--selector KEY=VALUE] [-o OUT] POLICY
+       apiguard render istio [--url URL] [--namespace NS] [--selector KEY=VALUE]
+                             [--rate-limit-service HOST:PORT] [-o OUT] POLICY
 
 envoy: an Envoy bootstrap with the apiguard filter and the clusters the policy calls (remote JWKS,
 discovery collector), with docs/deployment.md's connection-manager settings.
@@ -41,6 +43,10 @@ TLS) per external host, and the EnvoyFilter with the connection-manager settings
   --url URL          where Istio pulls the module (default oci://registry.example.com/apiguard:0.1.0)
   --namespace NS     default istio-system
   --selector K=V     workload selector (default istio=ingressgateway)
+  --rate-limit-service HOST:PORT  the rate limit service of `rate_limits.*.service`: its clusters
+                     become Istio's `outbound|PORT||HOST`, with a ServiceEntry whose port is named
+                     `grpc` (protocol GRPC: Istio speaks HTTP/2, which gRPC from wasm requires); a
+                     `*.svc.cluster.local` host gets no ServiceEntry (name its Service's port `grpc`)
 
   --json             JSON instead of YAML (istio: one `List` of the objects)
 
@@ -189,12 +195,22 @@ fn called_clusters(policy: &Value) -> Vec<(String, String, String)> {
 /// The rate limit service clusters the policy's `rate_limits.<name>.service.cluster` members name, each once.
 fn service_clusters(policy: &Value) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    for (_, c) in service_cluster_members(policy) {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Every `rate_limits.<name>.service.cluster` member: (its JSON pointer, the cluster name).
+fn service_cluster_members(policy: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     if let Some(Value::Object(limits)) = policy.get("rate_limits") {
-        for p in limits.values() {
+        for (name, p) in limits {
             if let Some(c) = p.pointer("/service/cluster").and_then(Value::as_str) {
-                if !out.iter().any(|o| o == c) {
-                    out.push(c.to_string());
-                }
+                let pointer = format!("/rate_limits/{}/service/cluster", escape_token(name));
+                out.push((pointer, c.to_string()));
             }
         }
     }
@@ -414,6 +430,31 @@ fn istio(policy: &Value, args: &Args) -> Result<(String, Vec<String>), String> {
             hosts.push((host, port, tls));
         }
     }
+    let members = service_cluster_members(policy);
+    let mut rls = None;
+    match args.value("--rate-limit-service") {
+        _ if members.is_empty() => {}
+        None => notes.push("rate_limits.*.service: pass --rate-limit-service HOST:PORT to name Istio's cluster for the rate limit service and render its ServiceEntry (port `grpc`)".into()),
+        Some(value) => {
+            let (host, port) = host_port(value, "--rate-limit-service")?;
+            let istio_name = format!("outbound|{port}||{host}");
+            for (pointer, cluster_name) in members {
+                if cluster_name != istio_name {
+                    notes.push(format!("{pointer}: cluster `{cluster_name}` becomes `{istio_name}` (Istio's name for the rate limit service)"));
+                    if let Some(slot) = config.pointer_mut(&pointer) {
+                        *slot = Value::String(istio_name.clone());
+                    }
+                }
+            }
+            if is_ip(&host) {
+                notes.push(format!("{host}: a ServiceEntry needs a host name; give --rate-limit-service a name"));
+            } else if host.ends_with(".svc.cluster.local") {
+                notes.push(format!("{host}: a Service of the mesh; name its port `grpc` (or appProtocol: grpc) so Istio speaks HTTP/2 to it (envoy/istio/ratelimit-service.yaml)"));
+            } else {
+                rls = Some((host, port));
+            }
+        }
+    }
     if policy.get("allow_on_headers_stop_iteration") == Some(&Value::Bool(true)) {
         notes.push("allow_on_headers_stop_iteration: WasmPlugin has no such field; set it with an EnvoyFilter patch, or apiguard lets headers go ahead while it reads bodies".into());
     }
@@ -454,6 +495,20 @@ fn istio(policy: &Value, args: &Args) -> Result<(String, Vec<String>), String> {
             }));
         }
     }
+    if let Some((host, port)) = &rls {
+        // gRPC from wasm needs HTTP/2: Istio speaks it to a port of protocol GRPC.
+        docs.push(json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": host.replace('.', "-"), "namespace": namespace},
+            "spec": {
+                "hosts": [host],
+                "ports": [{"number": port, "name": "grpc", "protocol": "GRPC"}],
+                "resolution": "DNS",
+                "location": "MESH_EXTERNAL",
+            },
+        }));
+    }
     docs.push(json!({
         "apiVersion": "networking.istio.io/v1alpha3",
         "kind": "EnvoyFilter",
@@ -475,7 +530,8 @@ fn istio(policy: &Value, args: &Args) -> Result<(String, Vec<String>), String> {
         },
     }));
     let header = "# Rendered by `apiguard render istio`: the WasmPlugin (phase AUTHN, failStrategy FAIL_RELOAD),\n\
-                  # a ServiceEntry (and DestinationRule for TLS) per host the policy calls, and the connection-\n\
+                  # a ServiceEntry (and DestinationRule for TLS) per host the policy calls (port `grpc` for the rate\n\
+                  # limit service), and the connection-\n\
                   # manager hygiene of docs/deployment.md (for sidecars: context SIDECAR_INBOUND, the workload's labels).\n";
     if args.switch("--json") {
         return Ok((

@@ -325,3 +325,86 @@ fn a_rate_limit_service_cluster_is_rendered_with_http2_and_a_real_envoy_configur
         "the filter did not configure with the rendered cluster:\n{log}"
     );
 }
+
+/// Istio: with `--rate-limit-service`, the service clusters take Istio's name for the host and a
+/// ServiceEntry gives the port the name `grpc` and protocol GRPC (HTTP/2, which gRPC from wasm
+/// needs); without the flag, a note says what to pass; a host of the mesh gets no ServiceEntry.
+#[test]
+fn istio_renders_a_grpc_service_entry_for_the_rate_limit_service() {
+    let dir = scratch("render-istio-rls");
+    let policy = dir.join("service.json");
+    std::fs::write(
+        &policy,
+        json!({
+            "rate_limits": {
+                "global": {"key": [{"header": "x-tenant"}], "service": {"cluster": "ratelimit", "domain": "apiguard"}},
+                "share": {"tier": "local_then_service", "requests": 10, "period": "1s", "key": [{"header": "x-tenant"}],
+                          "service": {"cluster": "ratelimit", "domain": "apiguard"}}
+            },
+            "rules": [{"match": {"prefix": "/"}, "rate_limits": ["global", "share"]}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    let render = |extra: &[&str]| {
+        let mut argv = vec!["render", "istio", "--json"];
+        argv.extend_from_slice(extra);
+        argv.push(p);
+        let r = apiguard(&argv);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let list: Value = serde_json::from_str(&r.stdout).unwrap();
+        (list["items"].as_array().unwrap().clone(), r.stderr)
+    };
+    let (items, notes) = render(&["--rate-limit-service", "rls.example.internal:8081"]);
+    let config = &items[0]["spec"]["pluginConfig"];
+    for name in ["global", "share"] {
+        assert_eq!(
+            config["rate_limits"][name]["service"]["cluster"],
+            "outbound|8081||rls.example.internal"
+        );
+    }
+    let entries: Vec<&Value> = items
+        .iter()
+        .filter(|d| d["kind"] == "ServiceEntry")
+        .collect();
+    assert_eq!(entries.len(), 1, "{items:#?}");
+    assert_eq!(entries[0]["spec"]["hosts"], json!(["rls.example.internal"]));
+    assert_eq!(
+        entries[0]["spec"]["ports"],
+        json!([{"number": 8081, "name": "grpc", "protocol": "GRPC"}])
+    );
+    assert!(
+        notes.contains("becomes `outbound|8081||rls.example.internal`"),
+        "{notes}"
+    );
+    // check accepts what was rendered (the plugin's configuration still compiles).
+    let listed = dir.join("list.json");
+    std::fs::write(
+        &listed,
+        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": items}))
+            .unwrap(),
+    )
+    .unwrap();
+    let (code, findings) = check_json(&listed);
+    assert_eq!(code, 0, "{findings:#?}");
+
+    let (items, notes) = render(&[]);
+    assert!(!items.iter().any(|d| d["kind"] == "ServiceEntry"));
+    assert!(notes.contains("--rate-limit-service HOST:PORT"), "{notes}");
+    assert_eq!(
+        items[0]["spec"]["pluginConfig"]["rate_limits"]["global"]["service"]["cluster"],
+        "ratelimit"
+    );
+
+    let (items, notes) = render(&[
+        "--rate-limit-service",
+        "ratelimit.ratelimit.svc.cluster.local:8081",
+    ]);
+    assert!(!items.iter().any(|d| d["kind"] == "ServiceEntry"));
+    assert!(notes.contains("name its port `grpc`"), "{notes}");
+    assert_eq!(
+        items[0]["spec"]["pluginConfig"]["rate_limits"]["share"]["service"]["cluster"],
+        "outbound|8081||ratelimit.ratelimit.svc.cluster.local"
+    );
+}

@@ -276,6 +276,16 @@ impl Exchange {
         }
         let result = result.timed(micros, call.timeout_ms);
         let decision = policy.rate_limits.service_outcome(&call, &result);
+        if let (false, Some(seed)) = (decision.over.is_empty(), worker.seed.as_ref()) {
+            let now_ms = host.now_ms();
+            policy.rate_limits.remember_over_limit(
+                &call,
+                &decision.over,
+                host.store(),
+                seed,
+                now_ms,
+            );
+        }
         for (p, e) in &decision.events {
             host.event(&Event::RateLimit(*p, *e));
         }

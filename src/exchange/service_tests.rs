@@ -166,3 +166,47 @@ fn a_body_that_arrives_while_the_call_is_in_flight_is_held() {
     );
     assert_eq!(sim.service(answer(1)), Flow::Continue);
 }
+
+/// `local_then_service` with a local share of one request: the second request asks the service,
+/// whose `OVER_LIMIT` (30 s) is then answered here, without a call, until it ends.
+#[test]
+fn an_over_limit_answer_is_remembered_across_requests_of_the_worker() {
+    let config = json!({
+        "rate_limits": {"share": {"requests": 1, "period": "3600s", "tier": "local_then_service",
+            "key": [{"header": "x-user"}],
+            "service": {"cluster": "rls", "domain": "apiguard", "refresh": "1h"}}},
+        "rules": [{"match": {"prefix": "/api/"}, "rate_limits": "share"}]
+    });
+    let mut sim = Sim::new(Rc::new(Policy::from_value(&config).unwrap()));
+    sim.worker.seed = Some(crate::ratelimit::Seed(5, 6));
+    let next = |sim: &mut Sim| {
+        sim.exchange = Exchange::new();
+        sim.host.reply = None;
+        get(sim)
+    };
+    assert_eq!(get(&mut sim), Flow::Continue, "from the local share");
+    assert_eq!(next(&mut sim), Flow::Pause);
+    assert_eq!(sim.host.service_calls.len(), 1);
+    assert_eq!(sim.service(answer(2)), Flow::Pause);
+    assert_eq!(sim.status(), Some(429));
+    sim.host.now += 10_000;
+    assert_eq!(next(&mut sim), Flow::Pause);
+    let reply = sim.host.reply.clone().unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(sim.host.service_calls.len(), 1, "no call");
+    let has = |n: &str, v: &str| reply.headers.iter().any(|(k, x)| *k == n && x == v);
+    assert!(has("retry-after", "20"), "{reply:?}");
+    assert!(has("ratelimit-policy", "\"share\";q=10;w=60"), "{reply:?}");
+    assert!(has("ratelimit", "\"share\";r=0;t=20"), "{reply:?}");
+    assert_eq!(
+        counted(
+            &sim,
+            crate::ratelimit::LimitEvent::ServiceOverLimitRemembered
+        ),
+        1
+    );
+    sim.host.now += 20_000;
+    assert_eq!(next(&mut sim), Flow::Pause);
+    assert_eq!(sim.host.service_calls.len(), 2, "asked again once it ended");
+    assert_eq!(sim.service(answer(1)), Flow::Continue);
+}

@@ -361,7 +361,7 @@ fn rate_limit(
         .iter()
         .copied()
         .filter(|&p| {
-            decision.escalated.contains(&p)
+            decision.escalated.iter().any(|(e, _)| *e == p)
                 || limits
                     .policies
                     .get(p)
@@ -373,7 +373,10 @@ fn rate_limit(
     }
     match limits.service_call(&to_service, &facts) {
         Ok(call) => {
-            verdict.service_call = call;
+            verdict.service_call = call.map(|call| ServiceCall {
+                local_keys: decision.escalated,
+                ..call
+            });
             Ok(())
         }
         Err(DescribeFailure::Ambiguous { policy, .. }) => {

@@ -92,17 +92,22 @@ impl KeyPart {
 /// twice or not UTF-8; for `client_address` with `trusted_hops`, `x-forwarded-for`): such a request
 /// is refused rather than keyed by one of its copies.
 pub fn ambiguous_part(parts: &[KeyPart], facts: &dyn RequestFacts) -> Option<&'static str> {
-    let unclear = |name: &str| facts.header_count(name) > 1 || !facts.header_is_utf8(name);
     parts
         .iter()
-        .find(|part| match part {
-            KeyPart::Header(name) => unclear(name),
-            KeyPart::ClientAddress { trusted_hops, .. } => {
-                *trusted_hops > 0 && unclear("x-forwarded-for")
-            }
-            _ => false,
-        })
+        .find(|part| is_ambiguous(part, facts))
         .map(KeyPart::name)
+}
+
+/// Whether the request gives `part` two ways (a header sent twice, or not UTF-8).
+pub fn is_ambiguous(part: &KeyPart, facts: &dyn RequestFacts) -> bool {
+    let unclear = |name: &str| facts.header_count(name) > 1 || !facts.header_is_utf8(name);
+    match part {
+        KeyPart::Header(name) => unclear(name),
+        KeyPart::ClientAddress { trusted_hops, .. } => {
+            *trusted_hops > 0 && unclear("x-forwarded-for")
+        }
+        _ => false,
+    }
 }
 
 /// Builds the key from `parts`, prefixed by `scope` (the rule name for per-rule policies, empty for

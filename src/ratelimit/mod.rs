@@ -19,7 +19,8 @@
 //! one 16-byte seed entry for the whole plugin. Entries are never deleted (shared data cannot), but
 //! stale ones are reused, so the bound holds for any number of distinct clients. One entry is:
 //! - its name, `<name>.rl.<policy>.<index>` (about 20 bytes + the two names);
-//! - its value, [`store::SLOT_OVERHEAD`] (18) bytes + the key (at most [`key::MAX_KEY_BYTES`], 128:
+//! - its value, [`store::SLOT_OVERHEAD`] (18) bytes (+ [`store::MARKS_BYTES`], 24, for tier
+//!   `local_then_service`) + the key (at most [`key::MAX_KEY_BYTES`], 128:
 //!   longer keys are stored as a 71-byte digest);
 //! - Envoy's own cost: a hash-map node of two `std::string`s and a CAS token (~72 bytes, ~100 with
 //!   the map's spare capacity) and the heap blocks of both strings.
@@ -38,7 +39,7 @@ use crate::store::{SharedStore, StoreError};
 use gcra::{ceil_secs, Rate, NS_PER_MS};
 pub use key::{KeyPart, RequestFacts, Seed};
 pub use service::{ServiceBackend, Tier};
-use store::{SlotEvent, SlotTable, TableError, CREATE_TOKEN};
+use store::{Outcome, SlotEvent, SlotTable, TableError, CREATE_TOKEN};
 
 /// Default size of a policy's slot table.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
@@ -147,6 +148,12 @@ pub enum LimitEvent {
     ServiceFailureDenied,
     /// `local_then_service`: the local share was spent, so the service decides.
     LocalShareSpent,
+    /// `local_then_service`: the local state was older than `service.refresh`, so the service
+    /// decides although the share lasts.
+    LocalShareStale,
+    /// `local_then_service`: refused because the service's `OVER_LIMIT` for the key still holds
+    /// (remembered in shared data), without a call.
+    ServiceOverLimitRemembered,
 }
 
 impl LimitEvent {
@@ -171,11 +178,13 @@ impl LimitEvent {
             LimitEvent::ServiceFailureAllowed => "service_failure_allowed",
             LimitEvent::ServiceFailureDenied => "service_failure_denied",
             LimitEvent::LocalShareSpent => "local_share_spent",
+            LimitEvent::LocalShareStale => "local_share_stale",
+            LimitEvent::ServiceOverLimitRemembered => "service_over_limit_remembered",
         }
     }
 
     /// Every event, to define the counters once.
-    pub const ALL: [LimitEvent; 18] = [
+    pub const ALL: [LimitEvent; 20] = [
         LimitEvent::Allowed,
         LimitEvent::Limited,
         LimitEvent::MissingKey,
@@ -194,6 +203,8 @@ impl LimitEvent {
         LimitEvent::ServiceFailureAllowed,
         LimitEvent::ServiceFailureDenied,
         LimitEvent::LocalShareSpent,
+        LimitEvent::LocalShareStale,
+        LimitEvent::ServiceOverLimitRemembered,
     ];
 
     /// Whether the event is counted only for service-backed policies (their counters are defined
@@ -208,6 +219,8 @@ impl LimitEvent {
                 | LimitEvent::ServiceFailureAllowed
                 | LimitEvent::ServiceFailureDenied
                 | LimitEvent::LocalShareSpent
+                | LimitEvent::LocalShareStale
+                | LimitEvent::ServiceOverLimitRemembered
         )
     }
 }
@@ -245,8 +258,9 @@ pub struct Decision {
     pub headers: Vec<(&'static str, String)>,
     /// (policy index, event) pairs to count.
     pub events: Vec<(usize, LimitEvent)>,
-    /// `local_then_service` policies whose local share is spent: the service decides them.
-    pub escalated: Vec<usize>,
+    /// `local_then_service` policies whose local share is spent or stale, with their local keys:
+    /// the service decides them.
+    pub escalated: Vec<(usize, String)>,
 }
 
 /// A policy's state after a decision, for headers.
@@ -322,21 +336,36 @@ impl RateLimits {
         if keyed.len() > 1 {
             // Peek first: a refused request spends no policy's budget.
             for (index, policy, key) in &keyed {
-                let state =
+                let local =
                     match policy
                         .table
                         .decide(store, seed, key, &policy.rate, now_ns, 1, false)
                     {
-                        Ok(outcome) => state_of(*index, &outcome.step),
+                        Ok(outcome) => local_state(*index, policy, &outcome, now_ms),
                         Err(e) => match failure(&mut decision, *index, policy, &e) {
-                            Some(state) => state,
+                            Some(state) => Local::Decided(state),
                             None => continue,
                         },
                     };
-                if state.limited && policy.tier == Tier::LocalThenService {
-                    decision.escalated.push(*index);
-                } else if state.limited {
-                    states.push(state);
+                match local {
+                    Local::Decided(state) if state.limited => {
+                        if policy.tier == Tier::LocalThenService {
+                            decision.escalated.push((*index, key.clone()));
+                        } else {
+                            states.push(state);
+                        }
+                    }
+                    Local::Remembered(state) => {
+                        decision
+                            .events
+                            .push((*index, LimitEvent::ServiceOverLimitRemembered));
+                        states.push(state);
+                    }
+                    Local::Escalate(LimitEvent::LocalShareSpent) => {
+                        decision.escalated.push((*index, key.clone()));
+                    }
+                    // Under the share: a stale state is refreshed when the request is committed.
+                    _ => {}
                 }
             }
             if !states.is_empty() {
@@ -348,11 +377,11 @@ impl RateLimits {
         }
 
         for (index, policy, key) in &keyed {
-            if decision.escalated.contains(index) {
+            if decision.escalated.iter().any(|(p, _)| p == index) {
                 decision.events.push((*index, LimitEvent::LocalShareSpent));
                 continue;
             }
-            let state = match policy.table.decide(
+            let local = match policy.table.decide(
                 store,
                 seed,
                 key,
@@ -365,21 +394,34 @@ impl RateLimits {
                     decision
                         .events
                         .extend(outcome.events.iter().map(|e| (*index, slot_event(*e))));
-                    state_of(*index, &outcome.step)
+                    local_state(*index, policy, &outcome, now_ms)
                 }
                 Err(e) => match failure(&mut decision, *index, policy, &e) {
-                    Some(state) => state,
+                    // No local state: the service decides.
+                    Some(_) if policy.tier == Tier::LocalThenService => {
+                        Local::Escalate(LimitEvent::LocalShareSpent)
+                    }
+                    Some(state) => Local::Decided(state),
                     None => {
                         decision.events.push((*index, LimitEvent::Allowed));
                         continue;
                     }
                 },
             };
-            if state.limited && policy.tier == Tier::LocalThenService {
-                decision.escalated.push(*index);
-                decision.events.push((*index, LimitEvent::LocalShareSpent));
-                continue;
-            }
+            let state = match local {
+                Local::Decided(state) => state,
+                Local::Remembered(state) => {
+                    decision
+                        .events
+                        .push((*index, LimitEvent::ServiceOverLimitRemembered));
+                    state
+                }
+                Local::Escalate(event) => {
+                    decision.escalated.push((*index, key.clone()));
+                    decision.events.push((*index, event));
+                    continue;
+                }
+            };
             let event = if state.limited {
                 LimitEvent::Limited
             } else {
@@ -396,7 +438,7 @@ impl RateLimits {
     }
 
     fn finish(&self, mut decision: Decision, states: &[PolicyState]) -> Decision {
-        let limited: Vec<PolicyState> = states.iter().copied().filter(|s| s.limited).collect();
+        let limited = limited_states(states);
         if let Some(strictest) = limited.iter().max_by_key(|s| s.retry_after_secs) {
             decision.refusal = Some(Refusal::Limited {
                 policy: strictest.policy,
@@ -464,6 +506,11 @@ impl LimitPolicy {
     }
 }
 
+/// The refused states among `states`.
+fn limited_states(states: &[PolicyState]) -> Vec<PolicyState> {
+    states.iter().copied().filter(|s| s.limited).collect()
+}
+
 fn state_of(policy: usize, step: &gcra::Step) -> PolicyState {
     PolicyState {
         policy,
@@ -472,6 +519,41 @@ fn state_of(policy: usize, step: &gcra::Step) -> PolicyState {
         reset_secs: ceil_secs(step.reset_ns),
         retry_after_secs: ceil_secs(step.retry_after_ns).max(u64::from(!step.allowed)),
         quota: None,
+    }
+}
+
+/// What a local decision means.
+enum Local {
+    /// The local state decides (allowed or refused).
+    Decided(PolicyState),
+    /// A `local_then_service` key the service said is over its limit, until a time not yet come:
+    /// refused with the service's limit, without a call.
+    Remembered(PolicyState),
+    /// `local_then_service`: the service decides, because the local share is spent
+    /// ([`LimitEvent::LocalShareSpent`]) or the local state is stale ([`LimitEvent::LocalShareStale`],
+    /// the request took its part of the share).
+    Escalate(LimitEvent),
+}
+
+fn local_state(index: usize, policy: &LimitPolicy, outcome: &Outcome, now_ms: u64) -> Local {
+    let marks = &outcome.marks;
+    if marks.over_until_ms > now_ms {
+        let reset_secs = (marks.over_until_ms - now_ms).div_ceil(1000);
+        let (requests, unit) = marks.quota;
+        return Local::Remembered(PolicyState {
+            policy: index,
+            limited: true,
+            remaining: 0,
+            reset_secs,
+            retry_after_secs: reset_secs.max(1),
+            quota: (unit > 0).then_some((u64::from(requests), u64::from(unit))),
+        });
+    }
+    let state = state_of(index, &outcome.step);
+    match policy.tier {
+        Tier::LocalThenService if state.limited => Local::Escalate(LimitEvent::LocalShareSpent),
+        Tier::LocalThenService if outcome.stale => Local::Escalate(LimitEvent::LocalShareStale),
+        _ => Local::Decided(state),
     }
 }
 
@@ -716,6 +798,10 @@ fn compile_policy(name: &str, node: &Node<'_>, namespace: &str) -> Result<LimitP
         .map_or(DEFAULT_CAS_ATTEMPTS, |n| {
             u32::try_from(n).unwrap_or(DEFAULT_CAS_ATTEMPTS)
         });
+    let refresh_ms = service
+        .as_ref()
+        .filter(|_| tier == Tier::LocalThenService)
+        .map(|s| s.refresh_ms);
     Ok(LimitPolicy {
         name: name.to_string(),
         requests,
@@ -733,7 +819,7 @@ fn compile_policy(name: &str, node: &Node<'_>, namespace: &str) -> Result<LimitP
         cas_attempts,
         tier,
         service,
-        table: SlotTable::new(namespace, name, max_keys),
+        table: SlotTable::new(namespace, name, max_keys).with_refresh(refresh_ms),
     })
 }
 

@@ -443,3 +443,43 @@ async fn send_reply(
     // What was queued goes out from the connection task, also after `stream` is dropped.
     Ok(())
 }
+
+// Hand-made frames, for what the `h2` crate would not send (or not when asked).
+
+/// HPACK integer with an `n`-bit prefix (RFC 7541 5.1).
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128 + 128) as u8);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+/// A header block of literals without indexing, new names, no Huffman: any bytes go.
+pub fn hpack(headers: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, v) in headers {
+        out.push(0x00);
+        hpack_int(&mut out, 0, 7, n.len());
+        out.extend(n);
+        hpack_int(&mut out, 0, 7, v.len());
+        out.extend(v);
+    }
+    out
+}
+
+/// One HTTP/2 frame: `kind`, `flags`, stream id, payload.
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend(stream.to_be_bytes());
+    out.extend(payload);
+    out
+}

@@ -5,11 +5,13 @@
 //! - [`Tier::Local`]: today's GCRA in this Envoy's shared data; no call.
 //! - [`Tier::Service`]: the service alone decides (one budget for every proxy).
 //! - [`Tier::LocalThenService`]: the local GCRA, with the policy's `requests`/`period`/`burst` as
-//!   this Envoy's *local share*, answers while the key is under it; once the share is spent, the
-//!   service decides. Requests admitted from the local share are never reported to the service, so
+//!   this Envoy's *local share*, answers while the key is under it; once the share is spent, or the
+//!   key's local state is older than `refresh`, the service decides. An `OVER_LIMIT` is kept in
+//!   the key's slot ([`super::store::Marks`]) until its `duration_until_reset` and answered locally
+//!   until then. Requests admitted from the local share are never reported to the service, so
 //!   with E Envoys the key can pass the service's limit N by at most E × (local burst + local refill
-//!   during the window) per window: `docs/config.md` states the bound and `tests/e2e_rls.rs`
-//!   measures it.
+//!   during the window) per window: `docs/config.md` states the bound (and how `refresh` shortens
+//!   the time the tiers disagree) and `tests/e2e_rls.rs` measures it.
 //!
 //! One request makes at most one call: [`RateLimits::service_call`] puts one descriptor per
 //! service-backed policy of the matched rule into one `RateLimitRequest` ([`proto`]), the exchange
@@ -28,6 +30,10 @@ use std::borrow::Cow;
 pub const DEFAULT_TIMEOUT_MS: u64 = 20;
 /// Longest accepted `timeout` (the request waits that long at most).
 pub const MAX_TIMEOUT_MS: u64 = 10_000;
+/// Default `refresh` of a `local_then_service` key's local state.
+pub const DEFAULT_REFRESH_MS: u64 = 1_000;
+/// Longest accepted `refresh`.
+pub const MAX_REFRESH_MS: u64 = 3_600_000;
 /// gRPC status `DEADLINE_EXCEEDED`: Envoy ended the call at its timeout.
 pub const GRPC_DEADLINE_EXCEEDED: u32 = 4;
 /// gRPC status `UNAVAILABLE`: also what every call gets when the cluster does not speak HTTP/2.
@@ -62,6 +68,9 @@ pub struct ServiceBackend {
     pub hits_addend: u32,
     pub timeout_ms: u64,
     pub failure_mode: OnFailure,
+    /// `local_then_service`: the age after which a key's local state is stale, and how long an
+    /// `OVER_LIMIT` without `duration_until_reset` is remembered.
+    pub refresh_ms: u64,
 }
 
 /// One call to make for a request.
@@ -73,6 +82,9 @@ pub struct ServiceCall {
     pub policies: Vec<usize>,
     /// The encoded `RateLimitRequest`.
     pub message: Vec<u8>,
+    /// The `local_then_service` policies of the call with their local keys (where an `OVER_LIMIT`
+    /// is remembered).
+    pub local_keys: Vec<(usize, String)>,
 }
 
 /// What came back from a call.
@@ -129,6 +141,9 @@ pub struct ServiceDecision {
     pub events: Vec<(usize, LimitEvent)>,
     /// A value-free reason for the log when the call failed.
     pub failure: Option<&'static str>,
+    /// `local_then_service` policies the service refused: (policy, milliseconds the refusal holds,
+    /// the service's limit as requests per unit and unit in seconds, 0 when not given).
+    pub over: Vec<(usize, u64, (u32, u32))>,
 }
 
 /// Why a request could not be described to the service.
@@ -158,16 +173,15 @@ impl RateLimits {
             let Some(backend) = policy.service.as_ref() else {
                 continue;
             };
-            let parts = backend.entries.iter().filter_map(|(_, v)| match v {
-                EntryValue::Part(p) => Some(p.clone()),
-                EntryValue::Static(_) => None,
-            });
-            let parts: Vec<KeyPart> = parts.collect();
-            if let Some(part) = key::ambiguous_part(&parts, facts) {
-                return Err(DescribeFailure::Ambiguous {
-                    policy: index,
-                    part,
-                });
+            for (_, value) in &backend.entries {
+                if let EntryValue::Part(part) = value {
+                    if key::is_ambiguous(part, facts) {
+                        return Err(DescribeFailure::Ambiguous {
+                            policy: index,
+                            part: part.name(),
+                        });
+                    }
+                }
             }
             let mut entries = Vec::with_capacity(backend.entries.len());
             for (name, value) in &backend.entries {
@@ -214,6 +228,7 @@ impl RateLimits {
             timeout_ms,
             policies: indexes,
             message: proto::encode_request(&first.domain, &descriptors, hits),
+            local_keys: Vec::new(),
         }))
     }
 
@@ -249,6 +264,23 @@ impl RateLimits {
             if limited && over {
                 decision.events.push((p, LimitEvent::ServiceOverLimit));
                 decision.events.push((p, LimitEvent::Limited));
+                if let Some(backend) = self
+                    .policies
+                    .get(p)
+                    .filter(|x| x.tier == super::Tier::LocalThenService)
+                    .and_then(|x| x.service.as_ref())
+                {
+                    let limit = status.and_then(|s| s.current_limit.as_ref());
+                    decision.over.push((
+                        p,
+                        status
+                            .and_then(|s| s.until_reset_ms)
+                            .unwrap_or(backend.refresh_ms),
+                        limit.map_or((0, 0), |l| {
+                            (l.requests_per_unit, u32::try_from(l.unit_secs).unwrap_or(0))
+                        }),
+                    ));
+                }
             } else {
                 decision.events.push((p, LimitEvent::Allowed));
             }
@@ -271,7 +303,7 @@ impl RateLimits {
             }
         }
         if over {
-            let limited: Vec<PolicyState> = states.iter().copied().filter(|s| s.limited).collect();
+            let limited = super::limited_states(&states);
             let (policy, retry) = limited
                 .iter()
                 .max_by_key(|s| s.retry_after_secs)
@@ -292,6 +324,34 @@ impl RateLimits {
         decision.response_headers = valid_headers(response.response_headers);
         decision.request_headers = valid_headers(response.request_headers);
         decision
+    }
+
+    /// Remembers the service's `OVER_LIMIT` for each `local_then_service` key of the call in its
+    /// slot (see [`super::store::Marks`]), so that the key's later requests are refused locally
+    /// until the refusal ends. Best effort: a key that could not be marked asks again.
+    pub fn remember_over_limit(
+        &self,
+        call: &ServiceCall,
+        over: &[(usize, u64, (u32, u32))],
+        store: &dyn crate::store::SharedStore,
+        seed: &key::Seed,
+        now_ms: u64,
+    ) {
+        let now_ns = u128::from(now_ms) * super::gcra::NS_PER_MS;
+        for (policy, until_ms, quota) in over {
+            let (Some(p), Some((_, key))) = (
+                self.policies.get(*policy),
+                call.local_keys.iter().find(|(i, _)| i == policy),
+            ) else {
+                continue;
+            };
+            let marks = super::store::Marks {
+                asked_ms: now_ms,
+                over_until_ms: now_ms.saturating_add(*until_ms),
+                quota: *quota,
+            };
+            p.table.remember(store, seed, key, &marks, now_ns);
+        }
     }
 
     /// No usable answer: each policy's `failure_mode` decides (deny wins), and is counted.
@@ -373,13 +433,14 @@ pub fn compile(
             Some(n) => return Err(n.error("this tier needs a \"service\" section")),
             None => None,
         },
-        (Some(n), _) => Some(compile_backend(n, policy_name, key, &compile_part)?),
+        (Some(n), tier) => Some(compile_backend(n, tier, policy_name, key, &compile_part)?),
     };
     Ok((tier, backend))
 }
 
 fn compile_backend(
     node: &Node<'_>,
+    tier: Tier,
     policy_name: &str,
     key: &[KeyPart],
     compile_part: &dyn Fn(&Node<'_>) -> Result<KeyPart>,
@@ -391,6 +452,7 @@ fn compile_backend(
         "hits_addend",
         "timeout",
         "failure_mode",
+        "refresh",
     ])?;
     let cluster = obj.require("cluster")?.non_empty_str()?.to_string();
     let domain = obj.require("domain")?.non_empty_str()?.to_string();
@@ -418,12 +480,13 @@ fn compile_backend(
             entries
         }
         // By default: the policy's name, then each key part under its own name.
-        None => std::iter::once(("policy".to_string(), EntryValue::Static(policy_name.into())))
-            .chain(
-                key.iter()
-                    .map(|part| (default_entry_key(part), EntryValue::Part(part.clone()))),
-            )
-            .collect(),
+        None => {
+            let mut entries = vec![("policy".to_string(), EntryValue::Static(policy_name.into()))];
+            for part in key {
+                entries.push((default_entry_key(part), EntryValue::Part(part.clone())));
+            }
+            entries
+        }
     };
     let hits_addend = obj
         .get("hits_addend")
@@ -432,22 +495,26 @@ fn compile_backend(
         .map_or(1, |n| u32::try_from(n).unwrap_or(1));
     let timeout_ms = match obj.get("timeout") {
         None => DEFAULT_TIMEOUT_MS,
-        Some(n) => {
-            let ms = n.duration()?.as_millis();
-            if ms < 1 || ms > u128::from(MAX_TIMEOUT_MS) {
-                return Err(n.error(format!(
-                    "timeout must be between 1ms and {MAX_TIMEOUT_MS}ms (the request waits that long at most)"
-                )));
-            }
-            u64::try_from(ms).unwrap_or(MAX_TIMEOUT_MS)
-        }
+        Some(n) => millis(
+            &n,
+            MAX_TIMEOUT_MS,
+            "timeout must be between 1ms and 10s (the request waits that long at most)",
+        )?,
     };
     let failure_mode = obj
         .get("failure_mode")
         .map(|n| n.one_of(&[("allow", OnFailure::Allow), ("deny", OnFailure::Deny)]))
         .transpose()?
         .unwrap_or(OnFailure::Allow);
+    let refresh_ms = match obj.get("refresh") {
+        None => DEFAULT_REFRESH_MS,
+        Some(n) if tier != Tier::LocalThenService => {
+            return Err(n.error("refresh is used only with tier \"local_then_service\""))
+        }
+        Some(n) => millis(&n, MAX_REFRESH_MS, "refresh must be between 1ms and 1h")?,
+    };
     Ok(ServiceBackend {
+        refresh_ms,
         cluster,
         domain,
         entries,
@@ -455,6 +522,15 @@ fn compile_backend(
         timeout_ms,
         failure_mode,
     })
+}
+
+/// A duration member of 1ms to `max` milliseconds, else `refused`.
+fn millis(node: &Node<'_>, max: u64, refused: &'static str) -> Result<u64> {
+    let ms = node.duration()?.as_millis();
+    if ms < 1 || ms > u128::from(max) {
+        return Err(node.error(refused));
+    }
+    Ok(u64::try_from(ms).unwrap_or(max))
 }
 
 fn default_entry_key(part: &KeyPart) -> String {

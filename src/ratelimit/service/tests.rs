@@ -344,3 +344,154 @@ fn a_body_checking_rule_cannot_call_the_service_while_headers_are_held() {
     let ok = json.replace(r#""allow_on_headers_stop_iteration": true,"#, "");
     assert!(Policy::from_json(ok.as_bytes()).is_ok());
 }
+
+/// `local_then_service` from the local decision to the remembered answer, at an explicit clock.
+mod local_then_service {
+    use super::*;
+    use crate::ratelimit::Decision;
+    use crate::store::memory::MemoryStore;
+
+    const NOW: u64 = 1_700_000_000_000;
+    const SEED: key::Seed = key::Seed(3, 4);
+
+    fn share(refresh: &str) -> RateLimits {
+        let json = format!(
+            r#"{{"rate_limits": {{"share": {{"requests": 1, "period": "3600s", "tier": "local_then_service",
+                "key": [{{"header": "x-user"}}],
+                "service": {{"cluster": "rls", "domain": "d"{refresh}}}}}}}}}"#
+        );
+        Policy::from_json(json.as_bytes()).unwrap().rate_limits
+    }
+
+    fn check(l: &RateLimits, store: &MemoryStore, u: &'static str, now: u64) -> Decision {
+        l.check(&[0], "r", &user(u), store, &SEED, now)
+    }
+
+    fn call_for(l: &RateLimits, d: &Decision) -> ServiceCall {
+        let call = l.service_call(&[0], &user("alice")).unwrap().unwrap();
+        ServiceCall {
+            local_keys: d.escalated.clone(),
+            ..call
+        }
+    }
+
+    #[test]
+    fn refresh_defaults_to_a_second_and_is_validated() {
+        assert_eq!(
+            share("").policies[0].service.as_ref().unwrap().refresh_ms,
+            DEFAULT_REFRESH_MS
+        );
+        assert_eq!(
+            share(r#", "refresh": "250ms""#).policies[0]
+                .service
+                .as_ref()
+                .unwrap()
+                .refresh_ms,
+            250
+        );
+        for (json, path) in [
+            (
+                r#"{"rate_limits": {"g": {"tier": "local_then_service", "requests": 1, "period": "1s",
+                    "service": {"cluster": "c", "domain": "d", "refresh": "2h"}}}}"#,
+                "rate_limits.g.service.refresh: refresh must be between 1ms and 1h",
+            ),
+            (
+                r#"{"rate_limits": {"g": {"tier": "local_then_service", "requests": 1, "period": "1s",
+                    "service": {"cluster": "c", "domain": "d", "refresh": 5}}}}"#,
+                "rate_limits.g.service.refresh",
+            ),
+            (
+                r#"{"rate_limits": {"g": {"service": {"cluster": "c", "domain": "d", "refresh": "1s"}}}}"#,
+                "rate_limits.g.service.refresh: refresh is used only with tier \"local_then_service\"",
+            ),
+        ] {
+            let e = Policy::from_json(json.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(path), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_over_limit_answer_is_remembered_until_its_reset_without_a_call() {
+        let l = share(r#", "refresh": "1h""#);
+        let store = MemoryStore::default();
+        assert!(check(&l, &store, "alice", NOW).escalated.is_empty());
+        // The share (1) is spent: the service decides, and says OVER_LIMIT for 30 s.
+        let d = check(&l, &store, "alice", NOW + 1);
+        assert_eq!(d.escalated.len(), 1);
+        let call = call_for(&l, &d);
+        let answer = response(Code::OverLimit, &[status(Code::OverLimit, 0, 30_000)], &[]);
+        let out = l.service_outcome(&call, &ServiceResult::Reply(answer));
+        assert_eq!(out.over, vec![(0, 30_000, (10, 60))]);
+        l.remember_over_limit(&call, &out.over, &store, &SEED, NOW + 2);
+        // Later requests are refused here, with the service's limit, counting down.
+        let d = check(&l, &store, "alice", NOW + 10_002);
+        assert!(d.escalated.is_empty(), "no call");
+        assert_eq!(
+            d.refusal,
+            Some(Refusal::Limited {
+                policy: 0,
+                retry_after_secs: 20
+            })
+        );
+        assert_eq!(
+            d.headers,
+            vec![
+                ("ratelimit-policy", "\"share\";q=10;w=60".to_string()),
+                ("ratelimit", "\"share\";r=0;t=20".to_string()),
+                ("retry-after", "20".to_string()),
+            ]
+        );
+        assert!(d
+            .events
+            .contains(&(0, LimitEvent::ServiceOverLimitRemembered)));
+        assert!(d.events.contains(&(0, LimitEvent::Limited)));
+        // Another key is not affected: it has its own share.
+        assert!(check(&l, &store, "bob", NOW + 10_002).refusal.is_none());
+        // Once the refusal has ended, the service is asked again.
+        let d = check(&l, &store, "alice", NOW + 30_002);
+        assert_eq!(d.refusal, None);
+        assert_eq!(d.escalated.len(), 1);
+    }
+
+    #[test]
+    fn an_over_limit_without_a_reset_is_remembered_for_refresh() {
+        let l = share(r#", "refresh": "2s""#);
+        let call = ServiceCall {
+            local_keys: vec![(0, "k".into())],
+            ..l.service_call(&[0], &user("alice")).unwrap().unwrap()
+        };
+        // A status with its code only: no limit, no duration_until_reset.
+        let answer = response(Code::OverLimit, &[vec![8, 2]], &[]);
+        let out = l.service_outcome(&call, &ServiceResult::Reply(answer));
+        assert_eq!(out.over, vec![(0, 2_000, (0, 0))]);
+        // A `service` tier policy is never remembered (every request is one call).
+        let g = limits("");
+        let call = g.service_call(&[0], &user("a")).unwrap().unwrap();
+        let answer = response(Code::OverLimit, &[status(Code::OverLimit, 0, 30_000)], &[]);
+        assert!(g
+            .service_outcome(&call, &ServiceResult::Reply(answer))
+            .over
+            .is_empty());
+    }
+
+    #[test]
+    fn a_stale_local_state_asks_the_service_while_the_share_lasts() {
+        let json = r#"{"rate_limits": {"share": {"requests": 100, "period": "3600s", "tier": "local_then_service",
+            "key": [{"header": "x-user"}], "service": {"cluster": "rls", "domain": "d", "refresh": "5s"}}}}"#;
+        let l = Policy::from_json(json.as_bytes()).unwrap().rate_limits;
+        let store = MemoryStore::default();
+        for t in [0, 1_000, 4_999] {
+            let d = check(&l, &store, "alice", NOW + t);
+            assert!(d.escalated.is_empty() && d.refusal.is_none(), "at {t}");
+        }
+        // Older than refresh: this request (which took its part of the share) asks the service.
+        let d = check(&l, &store, "alice", NOW + 5_000);
+        assert_eq!(d.escalated, vec![(0, d.escalated[0].1.clone())]);
+        assert!(d.events.contains(&(0, LimitEvent::LocalShareStale)));
+        assert_eq!(d.refusal, None);
+        // Its age restarts with that request: the next ones answer locally again.
+        assert!(check(&l, &store, "alice", NOW + 5_001).escalated.is_empty());
+        assert!(check(&l, &store, "alice", NOW + 9_999).escalated.is_empty());
+        assert_eq!(check(&l, &store, "alice", NOW + 10_000).escalated.len(), 1);
+    }
+}

@@ -330,11 +330,102 @@ fn a_slot_this_version_cannot_read_is_taken_over() {
 
 #[test]
 fn slot_values_round_trip_and_hold_the_key() {
-    let v = encode(u128::MAX - 5, "0:5:alice");
+    let v = encode(u128::MAX - 5, None, "0:5:alice");
     assert_eq!(v.len(), SLOT_OVERHEAD + 9);
-    assert_eq!(decode(&v), Some((u128::MAX - 5, "0:5:alice")));
+    assert_eq!(
+        decode(&v),
+        Some((u128::MAX - 5, Marks::default(), "0:5:alice"))
+    );
+    let marks = Marks {
+        asked_ms: 7,
+        over_until_ms: u64::MAX,
+        quota: (10, 60),
+    };
+    let v = encode(u128::MAX - 5, Some(&marks), "0:5:alice");
+    assert_eq!(v.len(), SLOT_OVERHEAD + MARKS_BYTES + 9);
+    assert_eq!(decode(&v), Some((u128::MAX - 5, marks, "0:5:alice")));
     assert_eq!(decode(b"G1short"), None);
+    assert_eq!(decode(b"G2short-but-longer-than-a-tat"), None);
     assert_eq!(decode(b""), None);
+}
+
+#[test]
+fn a_stale_state_is_told_once_and_its_age_restarts() {
+    let store = MemoryStore::default();
+    let t = table(8).with_refresh(Some(1_000));
+    let rate = Rate::new(100, 60_000, 100);
+    let at = |ms: u128| NOW + ms * 1_000_000;
+    // A new key's state is as fresh as its slot.
+    let first = t.decide(&store, &SEED, "a", &rate, at(0), 8, true).unwrap();
+    assert!(!first.stale);
+    assert!(
+        !t.decide(&store, &SEED, "a", &rate, at(999), 8, true)
+            .unwrap()
+            .stale
+    );
+    let old = t
+        .decide(&store, &SEED, "a", &rate, at(1_000), 8, true)
+        .unwrap();
+    assert!(old.stale && old.step.allowed);
+    assert!(
+        !t.decide(&store, &SEED, "a", &rate, at(1_500), 8, true)
+            .unwrap()
+            .stale
+    );
+    // A peek says it but stores nothing.
+    assert!(
+        t.decide(&store, &SEED, "a", &rate, at(2_000), 8, false)
+            .unwrap()
+            .stale
+    );
+    assert!(
+        t.decide(&store, &SEED, "a", &rate, at(2_000), 8, true)
+            .unwrap()
+            .stale
+    );
+    // Without refresh (tier local) nothing is ever stale.
+    let local = table(8);
+    assert!(
+        !local
+            .decide(&store, &SEED, "b", &rate, at(1_000_000), 8, true)
+            .unwrap()
+            .stale
+    );
+}
+
+#[test]
+fn a_remembered_over_limit_holds_until_it_ends_and_spends_nothing() {
+    let store = MemoryStore::default();
+    let t = table(8);
+    let rate = Rate::new(100, 60_000, 100);
+    let now_ms = u64::try_from(NOW / 1_000_000).unwrap();
+    let marks = Marks {
+        asked_ms: now_ms,
+        over_until_ms: now_ms + 5_000,
+        quota: (10, 60),
+    };
+    // A key without a slot of its own is not remembered.
+    assert!(!t.remember(&store, &SEED, "a", &marks, NOW));
+    t.decide(&store, &SEED, "a", &rate, NOW, 8, true).unwrap();
+    assert!(t.remember(&store, &SEED, "a", &marks, NOW));
+    let before = store.get(&t.slot_name(t.home(&SEED, "a"))).unwrap();
+    let held = t
+        .decide(&store, &SEED, "a", &rate, NOW + 4_999_000_000, 8, true)
+        .unwrap();
+    assert_eq!(held.marks, marks);
+    assert_eq!(
+        store.get(&t.slot_name(t.home(&SEED, "a"))).unwrap(),
+        before,
+        "nothing written"
+    );
+    let over = t
+        .decide(&store, &SEED, "a", &rate, NOW + 5_000_000_000, 8, true)
+        .unwrap();
+    assert!(over.step.allowed);
+    assert!(over.marks.over_until_ms <= now_ms + 5_000);
+    // Another key is not touched.
+    let other = t.decide(&store, &SEED, "b", &rate, NOW, 8, true).unwrap();
+    assert_eq!(other.marks.over_until_ms, 0);
 }
 
 #[test]

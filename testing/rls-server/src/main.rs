@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! rls-server --listen 127.0.0.1:18081 --limits limits.yaml (--redis redis://127.0.0.1:6379 | --memory)
-//!            [--response-header name:value]... [--request-header name:value]...
+//!            [--response-header name:value]... [--request-header name:value]... [--delay-ms N]
 //! ```
 //!
 //! `limits.yaml` is limitador's limits file: a list of `{namespace, max_value, seconds, name,
@@ -17,7 +17,8 @@
 //! counter when it has none): the most restrictive one's limit, remaining and time to reset. A
 //! storage error (Redis down) is answered with gRPC `UNAVAILABLE`. The `--response-header` and
 //! `--request-header` pairs go into every answer's `response_headers_to_add` and
-//! `request_headers_to_add`. It prints `listening <addr>` once it accepts connections.
+//! `request_headers_to_add`. `--delay-ms` makes every answer wait that long first (a slow service).
+//! It prints `listening <addr>` once it accepts connections.
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
@@ -59,6 +60,8 @@ struct Service {
     engine: Engine,
     response_headers: Vec<(String, String)>,
     request_headers: Vec<(String, String)>,
+    /// `--delay-ms`: how long each answer waits (a slow service, for tests).
+    delay: std::time::Duration,
 }
 
 fn header_values(pairs: &[(String, String)]) -> Vec<HeaderValue> {
@@ -138,6 +141,9 @@ impl RateLimitService for Service {
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
         let req = request.into_inner();
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         let namespace = Namespace::from(req.domain.as_str());
         let descriptors: Vec<HashMap<String, String>> = req
             .descriptors
@@ -222,6 +228,7 @@ async fn run() -> Result<(), String> {
     let mut memory = false;
     let mut response_headers = Vec::new();
     let mut request_headers = Vec::new();
+    let mut delay_ms = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -232,6 +239,7 @@ async fn run() -> Result<(), String> {
             "--memory" => memory = true,
             "--response-header" => response_headers.push(pair(&value()?)?),
             "--request-header" => request_headers.push(pair(&value()?)?),
+            "--delay-ms" => delay_ms = value()?.parse().map_err(|e| format!("--delay-ms: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -260,6 +268,7 @@ async fn run() -> Result<(), String> {
         engine,
         response_headers,
         request_headers,
+        delay: std::time::Duration::from_millis(delay_ms),
     };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
