@@ -6,7 +6,7 @@
 //! (configuration time): the modulus as 32-bit limbs (wasm has a native 64-bit multiply but no 128-bit one, so
 //! 32-bit limbs with 64-bit products are the natural size), the Montgomery constant `-n⁻¹ mod 2³²` and
 //! `R² mod n`. A verification is then `s < n`, `sᵉ mod n` by Montgomery multiplication (18 products for
-//! e = 65537, 3 for e = 3) and a comparison.
+//! e = 65537, 16 of them squarings with their own ~25% cheaper routine; 3 for e = 3) and a comparison.
 //!
 //! - PKCS#1 v1.5 (`RS*`): the whole encoded block `00 01 FF..FF 00 || DigestInfo || H(m)` is built from the
 //!   expected hash and compared with the recovered block byte for byte; the padding is never parsed, which
@@ -173,14 +173,14 @@ impl RsaKey {
         match self.e {
             Exponent::Three => {
                 // b = s²·R; a = s²·R · s · R⁻¹ = s³.
-                self.mont_mul(a, a, b);
+                self.mont_sqr(a, b);
                 self.mont_mul(b, s, a);
             }
             Exponent::F4 => {
                 // 16 squarings: s^(2^16)·R, then one product with the plain s leaves Montgomery form.
                 for _ in 0..8 {
-                    self.mont_mul(a, a, b);
-                    self.mont_mul(b, b, a);
+                    self.mont_sqr(a, b);
+                    self.mont_sqr(b, a);
                 }
                 self.mont_mul(a, s, b);
                 a.copy_from_slice(b);
@@ -189,47 +189,54 @@ impl RsaKey {
         Some(limbs_to_be(a, self.size()))
     }
 
-    /// `out = a·b·R⁻¹ mod n` (coarsely integrated operand scanning), for `a, b < n`; the result is fully
-    /// reduced (`< n`). All slices have the modulus' limb count.
-    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32]) {
+    /// `out = a²·R⁻¹ mod n` for `a < n`, fully reduced; the same result as `mont_mul(a, a, out)` with fewer
+    /// limb products (separated operand scanning): the square's `len²/2` cross products are computed once
+    /// and doubled, then a Montgomery reduction of the `2·len`-limb square (`len²` products), against `2·len²`
+    /// for the general product. 16 of the 17 products of an `e = 65537` check are squarings.
+    fn mont_sqr(&self, a: &[u32], out: &mut [u32]) {
         let n = self.n.as_slice();
-        let (Some((&a0, a_rest)), Some((&n0, n_rest))) = (a.split_first(), n.split_first()) else {
+        let len = n.len();
+        let mut t = [0u32; 2 * MAX_LIMBS];
+        let Some(t) = t.get_mut(..2 * len) else {
             return;
         };
-        let a0 = u64::from(a0);
-        let n0 = u64::from(n0);
+        square_wide(a, t);
+        // Montgomery reduction, one limb at a time; `extra` carries into the limb above the window.
         let n0_inv = self.n0_inv;
-        out.fill(0);
-        // The running total is `out` (low limbs) plus `top` (one more limb, 0 or 1): it stays below 2n.
-        let mut top: u64 = 0;
-        for &bi in b {
-            let bi = u64::from(bi);
-            let Some((t0, t_rest)) = out.split_first_mut() else {
+        let mut extra = 0u64;
+        for i in 0..len {
+            let Some(window) = t.get_mut(i..i + len + 1) else {
                 return;
             };
-            // First limb: choose m so that the lowest limb of t + a·bᵢ + m·n is zero, then shift down a limb.
-            let x = u64::from(*t0) + a0 * bi;
-            let m = u64::from((x as u32).wrapping_mul(n0_inv));
-            let y = (x & 0xffff_ffff) + m * n0;
-            let mut c1 = x >> 32;
-            let mut c2 = y >> 32;
-            let mut prev = t0;
-            for ((tj, &aj), &nj) in t_rest.iter_mut().zip(a_rest).zip(n_rest) {
-                // Neither sum can overflow: (2³²-1)² + 2·(2³²-1) = 2⁶⁴-1.
-                let x = u64::from(*tj) + u64::from(aj) * bi + c1;
-                let y = (x & 0xffff_ffff) + u64::from(nj) * m + c2;
-                *prev = y as u32;
-                c1 = x >> 32;
-                c2 = y >> 32;
-                prev = tj;
+            let Some((high, low)) = window.split_last_mut() else {
+                return;
+            };
+            let Some(&t0) = low.first() else {
+                return;
+            };
+            let m = u64::from(t0.wrapping_mul(n0_inv));
+            let mut c = 0u64;
+            for (tj, &nj) in low.iter_mut().zip(n) {
+                let x = u64::from(*tj) + m * u64::from(nj) + c;
+                *tj = x as u32;
+                c = x >> 32;
             }
-            let sum = top + c1 + c2;
-            *prev = sum as u32;
-            top = sum >> 32;
+            let x = u64::from(*high) + c + extra;
+            *high = x as u32;
+            extra = x >> 32;
         }
-        if top != 0 || !less_than(out, n) {
+        let Some(result) = t.get(len..) else {
+            return;
+        };
+        out.copy_from_slice(result);
+        if extra != 0 || !less_than(out, n) {
             sub_in_place(out, n);
         }
+    }
+
+    /// `out = a·b·R⁻¹ mod n`: [`mont_mul`] with this key's modulus.
+    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32]) {
+        mont_mul(&self.n, self.n0_inv, a, b, out);
     }
 }
 
@@ -239,6 +246,88 @@ impl std::fmt::Debug for RsaKey {
             .field("bits", &self.bits)
             .field("e", &self.e)
             .finish_non_exhaustive()
+    }
+}
+
+/// `out = a·b·R⁻¹ mod n` (coarsely integrated operand scanning) with `R = 2^(32·len)` and `n0_inv = -n⁻¹ mod
+/// 2³²`, for `a, b < n`; the result is fully reduced (`< n`). All slices have the modulus' limb count. Also the
+/// field and scalar product of the ECDSA verifier (`super::ec_verify`).
+pub(super) fn mont_mul(n: &[u32], n0_inv: u32, a: &[u32], b: &[u32], out: &mut [u32]) {
+    let (Some((&a0, a_rest)), Some((&n0, n_rest))) = (a.split_first(), n.split_first()) else {
+        return;
+    };
+    let a0 = u64::from(a0);
+    let n0 = u64::from(n0);
+    out.fill(0);
+    // The running total is `out` (low limbs) plus `top` (one more limb, 0 or 1): it stays below 2n.
+    let mut top: u64 = 0;
+    for &bi in b {
+        let bi = u64::from(bi);
+        let Some((t0, t_rest)) = out.split_first_mut() else {
+            return;
+        };
+        // First limb: choose m so that the lowest limb of t + a·bᵢ + m·n is zero, then shift down a limb.
+        let x = u64::from(*t0) + a0 * bi;
+        let m = u64::from((x as u32).wrapping_mul(n0_inv));
+        let y = (x & 0xffff_ffff) + m * n0;
+        let mut c1 = x >> 32;
+        let mut c2 = y >> 32;
+        let mut prev = t0;
+        for ((tj, &aj), &nj) in t_rest.iter_mut().zip(a_rest).zip(n_rest) {
+            // Neither sum can overflow: (2³²-1)² + 2·(2³²-1) = 2⁶⁴-1.
+            let x = u64::from(*tj) + u64::from(aj) * bi + c1;
+            let y = (x & 0xffff_ffff) + u64::from(nj) * m + c2;
+            *prev = y as u32;
+            c1 = x >> 32;
+            c2 = y >> 32;
+            prev = tj;
+        }
+        let sum = top + c1 + c2;
+        *prev = sum as u32;
+        top = sum >> 32;
+    }
+    if top != 0 || !less_than(out, n) {
+        sub_in_place(out, n);
+    }
+}
+
+/// `t = a²`, `t` exactly `2·len(a)` limbs: the `len²/2` cross products aᵢ·aⱼ (i < j) once, doubled, plus the
+/// squares on the diagonal. Also the field squaring of the ECDSA verifier (`super::ec_verify`).
+pub(super) fn square_wide(a: &[u32], t: &mut [u32]) {
+    let len = a.len();
+    t.fill(0);
+    // Cross products aᵢ·aⱼ (i < j) at limb i + j; row i ends with its carry at limb i + len.
+    for (i, &ai) in a.iter().enumerate() {
+        let (Some(row), Some(rest)) = (t.get_mut(2 * i + 1..i + len + 1), a.get(i + 1..)) else {
+            return;
+        };
+        let ai = u64::from(ai);
+        let mut c = 0u64;
+        let Some((last, row)) = row.split_last_mut() else {
+            continue;
+        };
+        for (tk, &aj) in row.iter_mut().zip(rest) {
+            let x = u64::from(*tk) + ai * u64::from(aj) + c;
+            *tk = x as u32;
+            c = x >> 32;
+        }
+        *last = c as u32;
+    }
+    // Doubled, plus the squares aᵢ² on the diagonal (limbs 2i, 2i + 1). The total a² < R² fits.
+    let mut shifted = 0u32;
+    let mut c = 0u64;
+    for (pair, &ai) in t.chunks_exact_mut(2).zip(a) {
+        let sq = u64::from(ai) * u64::from(ai);
+        if let [lo, hi] = pair {
+            let dlo = (*lo << 1) | shifted;
+            let dhi = (*hi << 1) | (*lo >> 31);
+            shifted = *hi >> 31;
+            let x = u64::from(dlo) + (sq & 0xffff_ffff) + c;
+            *lo = x as u32;
+            let y = u64::from(dhi) + (sq >> 32) + (x >> 32);
+            *hi = y as u32;
+            c = y >> 32;
+        }
     }
 }
 
@@ -366,7 +455,7 @@ fn limbs_from_be(be: &[u8], limbs: usize) -> Vec<u32> {
 }
 
 /// Writes big-endian `be` into little-endian limbs `out` (zero-filled above; bytes beyond `out` dropped).
-fn be_into_limbs(be: &[u8], out: &mut [u32]) {
+pub(super) fn be_into_limbs(be: &[u8], out: &mut [u32]) {
     out.fill(0);
     for (limb, chunk) in out.iter_mut().zip(be.rchunks(4)) {
         *limb = chunk
@@ -386,7 +475,7 @@ fn limbs_to_be(limbs: &[u32], size: usize) -> Vec<u8> {
 }
 
 /// `a < b` for equal-length little-endian limbs.
-fn less_than(a: &[u32], b: &[u32]) -> bool {
+pub(super) fn less_than(a: &[u32], b: &[u32]) -> bool {
     for (x, y) in a.iter().rev().zip(b.iter().rev()) {
         if x != y {
             return x < y;
@@ -395,8 +484,8 @@ fn less_than(a: &[u32], b: &[u32]) -> bool {
     false
 }
 
-/// `a -= b` modulo `2^(32·len)`.
-fn sub_in_place(a: &mut [u32], b: &[u32]) {
+/// `a -= b` modulo `2^(32·len)`; true when it borrowed (`a < b`).
+pub(super) fn sub_in_place(a: &mut [u32], b: &[u32]) -> bool {
     let mut borrow = 0u64;
     for (x, &y) in a.iter_mut().zip(b) {
         let d = u64::from(*x)
@@ -405,6 +494,18 @@ fn sub_in_place(a: &mut [u32], b: &[u32]) {
         *x = d as u32;
         borrow = (d >> 63) & 1;
     }
+    borrow != 0
+}
+
+/// `a += b` modulo `2^(32·len)`; true when it carried out.
+pub(super) fn add_in_place(a: &mut [u32], b: &[u32]) -> bool {
+    let mut carry = 0u64;
+    for (x, &y) in a.iter_mut().zip(b) {
+        let s = u64::from(*x) + u64::from(y) + carry;
+        *x = s as u32;
+        carry = s >> 32;
+    }
+    carry != 0
 }
 
 /// `-n0⁻¹ mod 2³²` for odd `n0` (Newton's iteration, each step doubling the correct low bits).
@@ -687,6 +788,34 @@ mod tests {
             Some(KeyError::TooLarge)
         );
         assert!(RsaKey::new(&[0xff; 512], &[3]).is_ok(), "4096 bits");
+    }
+
+    #[test]
+    fn squaring_matches_the_general_product() {
+        let mut rng = rand_core::OsRng;
+        for &(bits, e, _) in keys() {
+            let private = private(bits, e);
+            let key = key_of(&private);
+            let len = key.n.len();
+            let n = BigUint::from_bytes_be(&limbs_to_be(&key.n, key.size()));
+            let n_minus_1 = &n - 1u32;
+            let mut values: Vec<BigUint> =
+                vec![BigUint::from(0u32), BigUint::from(1u32), n_minus_1];
+            for _ in 0..16 {
+                let mut bytes = vec![0u8; key.size()];
+                rand_core::RngCore::fill_bytes(&mut rng, &mut bytes);
+                values.push(BigUint::from_bytes_be(&bytes) % &n);
+            }
+            for v in values {
+                let mut a = vec![0u32; len];
+                be_into_limbs(&v.to_bytes_be(), &mut a);
+                let mut by_mul = vec![0u32; len];
+                let mut by_sqr = vec![0u32; len];
+                key.mont_mul(&a, &a, &mut by_mul);
+                key.mont_sqr(&a, &mut by_sqr);
+                assert_eq!(by_sqr, by_mul, "{bits} bits");
+            }
+        }
     }
 
     #[test]
