@@ -8,7 +8,7 @@
 //! variable-time on purpose, and must only be correct.
 //!
 //! - Field arithmetic: 32-bit limbs (V8 on wasm32 has a native 64-bit multiply but no 128-bit one), schoolbook
-//!   products (squares with the cross products once, `super::rsa_verify::square_wide`) and the special-form
+//!   products (squares with the cross products once) and the special-form
 //!   reduction of the NIST primes (FIPS 186-4 D.2: signed sums of the product's 32-bit words), no
 //!   multiplication in the reduction. Scalars modulo `n`: Montgomery products (`super::rsa_verify::mont_mul`).
 //!   Every value is fully reduced, so equal values are equal limbs.
@@ -36,9 +36,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256, Sha384};
 
-use super::rsa_verify::{
-    add_in_place, be_into_limbs, less_than, mont_mul, square_wide, sub_in_place,
-};
+use super::rsa_verify::{add_in_place, be_into_limbs, less_than, mont_mul, sub_in_place};
 
 /// Comb teeth: the table of a point has `2^TEETH - 1` entries.
 const TEETH: usize = 8;
@@ -55,8 +53,11 @@ struct Modulus<const L: usize> {
     one: [u32; L],
     /// A special-form reduction of a `2·L`-limb product (the NIST primes, FIPS 186-4 D.2): values are then
     /// plain, not Montgomery form (`R = 1`: `rr` and `one` are 1).
-    reduce: Option<fn(&[u32]) -> [u32; L]>,
+    reduce: Option<Reduce<L>>,
 }
+
+/// A special-form reduction: `2·L` limbs in, the fully reduced value out.
+type Reduce<const L: usize> = fn(&[u32]) -> [u32; L];
 
 fn is_zero<const L: usize>(a: &[u32; L]) -> bool {
     a.iter().all(|&x| x == 0)
@@ -109,7 +110,7 @@ impl<const L: usize> Modulus<L> {
     }
 
     /// `a·R⁻¹ mod m`: a Montgomery-form value back to its plain value.
-    fn from_mont(&self, a: &[u32; L]) -> [u32; L] {
+    fn out_of_mont(&self, a: &[u32; L]) -> [u32; L] {
         let mut one = [0u32; L];
         if let Some(low) = one.first_mut() {
             *low = 1;
@@ -216,6 +217,46 @@ fn mul_wide<const L: usize>(a: &[u32; L], b: &[u32; L], out: &mut [u32]) {
             c = x >> 32;
         }
         *last = c as u32;
+    }
+}
+
+/// `t = a²`, `t` exactly `2·len(a)` limbs: the `len²/2` cross products aᵢ·aⱼ (i < j) once, doubled, plus the
+/// squares on the diagonal.
+fn square_wide(a: &[u32], t: &mut [u32]) {
+    let len = a.len();
+    t.fill(0);
+    // Cross products aᵢ·aⱼ (i < j) at limb i + j; row i ends with its carry at limb i + len.
+    for (i, &ai) in a.iter().enumerate() {
+        let (Some(row), Some(rest)) = (t.get_mut(2 * i + 1..i + len + 1), a.get(i + 1..)) else {
+            return;
+        };
+        let ai = u64::from(ai);
+        let mut c = 0u64;
+        let Some((last, row)) = row.split_last_mut() else {
+            continue;
+        };
+        for (tk, &aj) in row.iter_mut().zip(rest) {
+            let x = u64::from(*tk) + ai * u64::from(aj) + c;
+            *tk = x as u32;
+            c = x >> 32;
+        }
+        *last = c as u32;
+    }
+    // Doubled, plus the squares aᵢ² on the diagonal (limbs 2i, 2i + 1). The total a² < R² fits.
+    let mut shifted = 0u32;
+    let mut c = 0u64;
+    for (pair, &ai) in t.chunks_exact_mut(2).zip(a) {
+        let sq = u64::from(ai) * u64::from(ai);
+        if let [lo, hi] = pair {
+            let dlo = (*lo << 1) | shifted;
+            let dhi = (*hi << 1) | (*lo >> 31);
+            shifted = *hi >> 31;
+            let x = u64::from(dlo) + (sq & 0xffff_ffff) + c;
+            *lo = x as u32;
+            let y = u64::from(dhi) + (sq >> 32) + (x >> 32);
+            *hi = y as u32;
+            c = y >> 32;
+        }
     }
 }
 
@@ -638,7 +679,7 @@ impl<const L: usize> Curve<L> {
                     return None;
                 }
                 let neg = f.sub(&[0; L], &beta);
-                let (plain, plain_neg) = (f.from_mont(&beta), f.from_mont(&neg));
+                let (plain, plain_neg) = (f.out_of_mont(&beta), f.out_of_mont(&neg));
                 let y = match tag {
                     // Compressed: the root with the parity the tag names.
                     0x02 | 0x03 => {
