@@ -17,12 +17,12 @@ Configurations run one after another, in interleaved rounds (A B C ... A B C ...
   apiguard-<alg>          apiguard, same key and token, verified-token cache on
   native-nocache-<alg>    jwt_authn without its cache: one signature check per request
   apiguard-nocache-<alg>  apiguard with jwt_cache.max_entries = 0: one signature check per request
-for alg in RS256, ES256, EdDSA. Reported per configuration (median over rounds): req/s, p50, p99, Envoy CPU per
+for alg in RS256, ES256, ES384, EdDSA. Reported per configuration (median over rounds): req/s, p50, p99, Envoy CPU per
 request (process CPU time delta / requests, the steadiest figure when wrk and Envoy share 2 cores), RSS, time to
 /ready. The uncached rows give the cost of one signature verification (uncached minus cached CPU per request).
 
 Environment: APIGUARD_ENVOY, APIGUARD_WASM, APIGUARD_NOOP_WASM (set by make), BENCH_ROUNDS (3), BENCH_SECONDS (3),
-BENCH_CONNECTIONS (16), BENCH_CONCURRENCY (Envoy workers, 1), BENCH_ALGS (RS256,ES256,EdDSA), BENCH_OUT (a markdown
+BENCH_CONNECTIONS (16), BENCH_CONCURRENCY (Envoy workers, 1), BENCH_ALGS (RS256,ES256,ES384,EdDSA), BENCH_OUT (a markdown
 file to write the results section into, docs/benchmarks.md by make), BENCH_VARIANTS ("label=path,label=path": every
 apiguard row once per build, e.g. before and after a change), BENCH_UNCACHED (1), BENCH_MEMORY (1: the limiter memory
 run), BENCH_MICRO (the cargo benches of the micro suite).
@@ -48,7 +48,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
-ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,EdDSA").split(",")
+ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,ES384,EdDSA").split(",")
 SUITES = os.environ.get("BENCH_SUITES", "micro,ready,jwt,limit,schema,redact,discovery,pipeline,rls").split(",")
 READY_ROUNDS = int(os.environ.get("BENCH_READY_ROUNDS", "8"))
 OUT = os.environ.get("BENCH_OUT")

@@ -32,11 +32,11 @@ use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
 use super::alg::{Alg, Family};
+use super::ec_verify::{P256Key, P384Key};
 use super::jws::decode_base64url_lenient as decode_base64url;
 use super::rsa_verify::{self, Hash, Padding, RsaKey};
 use crate::json_text;
 
-type P256Key = p256::ecdsa::VerifyingKey;
 /// An Ed25519 public key: the point decoded at parse time, or None for 32 bytes that are not a point
 /// (accepted as a key, as before, but never verifying anything).
 type Ed25519Key = Option<ed25519_dalek::VerifyingKey>;
@@ -64,7 +64,7 @@ enum Material {
     Oct(Vec<u8>),
     Rsa(Box<RsaKey>),
     P256(Box<P256Key>),
-    P384(Box<p384::ecdsa::VerifyingKey>),
+    P384(Box<P384Key>),
     Ed25519(Box<Ed25519Key>),
 }
 
@@ -288,26 +288,10 @@ impl Key {
                 };
                 key.verify(hash, padding, message, signature)
             }
-            (Material::P256(key), Alg::ES256) => {
-                use p256::ecdsa::signature::Verifier;
-                if signature.len() != 64 {
-                    return false;
-                }
-                match p256::ecdsa::Signature::from_slice(signature) {
-                    Ok(sig) => key.verify(message, &sig).is_ok(),
-                    Err(_) => false,
-                }
-            }
-            (Material::P384(key), Alg::ES384) => {
-                use p384::ecdsa::signature::Verifier;
-                if signature.len() != 96 {
-                    return false;
-                }
-                match p384::ecdsa::Signature::from_slice(signature) {
-                    Ok(sig) => key.verify(message, &sig).is_ok(),
-                    Err(_) => false,
-                }
-            }
+            // `super::ec_verify`: r and s in [1, n - 1], high s accepted, the SHA-256 / SHA-384 hash reduced
+            // modulo n, as the p256/p384 crates (ecdsa 0.16) and BoringSSL check them.
+            (Material::P256(key), Alg::ES256) => key.verify(message, signature),
+            (Material::P384(key), Alg::ES384) => key.verify(message, signature),
             (Material::Ed25519(key), Alg::EdDSA) => {
                 // ed25519-dalek's `verify`: canonical `s` required, cofactorless equation, as BoringSSL's
                 // ED25519_verify (behind Envoy's jwt_authn) checks it.
@@ -498,12 +482,8 @@ fn left_pad(value: &[u8], size: usize) -> Option<Vec<u8>> {
 
 fn ec_from_sec1(curve: Curve, sec1: &[u8]) -> Option<Material> {
     match curve {
-        Curve::P256 => P256Key::from_sec1_bytes(sec1)
-            .ok()
-            .map(|k| Material::P256(Box::new(k))),
-        Curve::P384 => p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
-            .ok()
-            .map(|k| Material::P384(Box::new(k))),
+        Curve::P256 => P256Key::p256_from_sec1(sec1).map(|k| Material::P256(Box::new(k))),
+        Curve::P384 => P384Key::p384_from_sec1(sec1).map(|k| Material::P384(Box::new(k))),
         Curve::P521 => None,
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod alg;
 pub mod cache;
+mod ec_verify;
 pub mod extract;
 pub mod jwks_state;
 pub mod jws;
