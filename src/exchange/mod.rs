@@ -204,7 +204,7 @@ impl Exchange {
             (policy.discovery.as_ref(), worker.discovery.as_mut())
         {
             if discovery.sample(config) {
-                self.observation = Some(Observation::request(config, &request));
+                self.observation = Some(discovery.observe(config, &request));
             }
         }
         self.enforced = verdict.enforced;
