@@ -42,11 +42,16 @@ impl ApiGuard {
         }
     }
 
-    /// Runs one step of the exchange with the VM's worker state and the host.
+    /// Runs one step of the exchange (the callback `stage`) with the VM's worker state and the host.
     fn step(
         &mut self,
+        stage: &'static str,
         f: impl FnOnce(&mut Exchange, &mut crate::exchange::Worker, &mut HostStream) -> Flow,
     ) -> Action {
+        #[cfg(feature = "stage-timing")]
+        let started = abi::now_nanos().unwrap_or(0);
+        #[cfg(not(feature = "stage-timing"))]
+        let _ = stage;
         let vm = Rc::clone(&self.vm);
         let mut vm = vm.borrow_mut();
         let vm = &mut *vm;
@@ -58,6 +63,12 @@ impl ApiGuard {
         if let Some(token) = host.service_call {
             self.service_call = Some(token);
         }
+        #[cfg(feature = "stage-timing")]
+        timing::record(
+            &vm.worker.policy.name,
+            stage,
+            abi::now_nanos().unwrap_or(0).saturating_sub(started),
+        );
         match flow {
             Flow::Continue => Action::Continue,
             Flow::Pause => Action::Pause,
@@ -84,7 +95,10 @@ impl Context for ApiGuard {
         } else {
             ServiceResult::Failed(status_code)
         };
-        if self.step(|x, w, h| x.on_service_response(w, h, result)) == Action::Continue {
+        if self.step("service_response", |x, w, h| {
+            x.on_service_response(w, h, result)
+        }) == Action::Continue
+        {
             if let Err(e) = abi::resume_request() {
                 log::warn!("cannot resume the request after the rate limit service: {e:?}");
             }
@@ -94,31 +108,39 @@ impl Context for ApiGuard {
 
 impl HttpContext for ApiGuard {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_request_headers(w, h, end_of_stream))
+        self.step("request_headers", |x, w, h| {
+            x.on_request_headers(w, h, end_of_stream)
+        })
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_request_body(w, h, body_size, end_of_stream))
+        self.step("request_body", |x, w, h| {
+            x.on_request_body(w, h, body_size, end_of_stream)
+        })
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.step(|x, w, h| x.on_request_trailers(w, h))
+        self.step("request_trailers", |x, w, h| x.on_request_trailers(w, h))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_response_headers(w, h, end_of_stream))
+        self.step("response_headers", |x, w, h| {
+            x.on_response_headers(w, h, end_of_stream)
+        })
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_response_body(w, h, body_size, end_of_stream))
+        self.step("response_body", |x, w, h| {
+            x.on_response_body(w, h, body_size, end_of_stream)
+        })
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.step(|x, w, h| x.on_response_trailers(w, h))
+        self.step("response_trailers", |x, w, h| x.on_response_trailers(w, h))
     }
 
     fn on_log(&mut self) {
-        self.step(|x, w, h| {
+        self.step("log", |x, w, h| {
             x.on_log(w, h);
             Flow::Continue
         });
@@ -264,5 +286,38 @@ impl StreamHost for HostStream<'_> {
 
     fn service_latency(&mut self, policy: usize, micros: u64) {
         self.metrics.service_latency(policy, micros);
+    }
+}
+
+/// The `stage-timing` build's counters: nanoseconds and calls per callback, ids defined on first use.
+#[cfg(feature = "stage-timing")]
+mod timing {
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::MetricType;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// (stage, id of `_ns`, id of `_calls`); at most one entry per callback kind.
+        static IDS: RefCell<Vec<(&'static str, u32, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record(prefix: &str, stage: &'static str, nanos: u64) {
+        IDS.with(|ids| {
+            let mut ids = ids.borrow_mut();
+            let found = ids.iter().find(|(s, _, _)| *s == stage).copied();
+            let entry = found.or_else(|| {
+                let define = |what: &str| {
+                    let name = format!("{prefix}_stage_{stage}_{what}");
+                    hostcalls::define_metric(MetricType::Counter, &name).ok()
+                };
+                let entry = (stage, define("ns")?, define("calls")?);
+                ids.push(entry);
+                Some(entry)
+            });
+            if let Some((_, ns, calls)) = entry {
+                let _ = hostcalls::increment_metric(ns, i64::try_from(nanos).unwrap_or(0).max(1));
+                let _ = hostcalls::increment_metric(calls, 1);
+            }
+        });
     }
 }
