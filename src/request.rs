@@ -134,16 +134,11 @@ impl Headers {
             .map(|span| (self.slice(span.name), self.slice(span.value)))
     }
 
-    /// The values of `name`, in order. Names are compared by length first, and a value is only sliced
-    /// for a matching name: a lookup runs for every header a rule or discovery asks about.
+    /// The values of `name`, in order.
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        let name = name.as_bytes();
-        self.spans
-            .iter()
-            .filter(move |s| {
-                s.name.1.wrapping_sub(s.name.0) == name.len() && self.slice(s.name) == name
-            })
-            .map(|s| self.slice(s.value))
+        self.pairs()
+            .filter(move |(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// The first value of `name`, as bytes.

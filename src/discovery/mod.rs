@@ -387,7 +387,7 @@ impl DiscoveryWorker {
             observations: 0,
             sampled_out: 0,
             batches_built: 0,
-            paths: observe::PathCache::new(observe::PATH_CACHE_SLOTS, observe::MAX_CACHED_PATH),
+            paths: observe::PathCache::default(),
         }
     }
 

@@ -7,9 +7,8 @@ use super::auth::{self, AuthSeen};
 use super::classify::{self, Classification, RequestHead};
 use super::declared::{self, Declaration};
 use super::findings::{self, Exchange, Finding, FindingSet, ResponseFacts};
-use super::scrub::RecentCache;
 use super::shape::Shape;
-use super::template::{self, NormalisedPath};
+use super::template;
 use super::{Discovery, HeaderView};
 use crate::request::RequestView;
 use serde_json::Value;
@@ -186,25 +185,69 @@ pub struct PathFacts {
 }
 
 impl PathFacts {
-    fn of(
-        d: &Discovery,
-        path: &NormalisedPath,
-        found: Option<&declared::DeclaredMatch>,
-    ) -> PathFacts {
-        PathFacts {
-            template: String::new(),
-            declaration: declared::verdict(d.declared.as_ref(), &d.retired, path, found),
+    /// The facts of `raw_path`, and where its template comes from (a gRPC method's path is kept
+    /// literally).
+    fn of(d: &Discovery, raw_path: &str, method: &str, grpc: bool) -> (PathFacts, TemplateSource) {
+        let path = template::normalise(raw_path);
+        let found = d
+            .declared
+            .as_ref()
+            .and_then(|api| api.lookup(method, &path));
+        let declaration = declared::verdict(d.declared.as_ref(), &d.retired, &path, found.as_ref());
+        let (template, source) = match (found, grpc) {
+            (_, true) => (template::literal(&path), TemplateSource::Literal),
+            (Some(m), _) => (m.template, TemplateSource::Declared),
+            (None, _) => (template::infer(&path), TemplateSource::Inferred),
+        };
+        let facts = PathFacts {
+            template,
+            declaration,
             session_in_path: path.session_in_path,
             ambiguous: path.ambiguous,
-        }
+        };
+        (facts, source)
     }
 }
 
-/// Raw paths (up to [`MAX_CACHED_PATH`] bytes, query left out) and their [`PathFacts`]: at most
-/// [`PATH_CACHE_SLOTS`] of each (about 64 KiB of paths and 64 KiB of templates per worker).
-pub type PathCache = RecentCache<PathFacts>;
+/// Recent raw paths (up to [`MAX_CACHED_PATH`] bytes, query left out) and their [`PathFacts`], one
+/// per slot, the slot picked by a hash of the path (a client sending many paths only makes it miss):
+/// at most [`PATH_CACHE_SLOTS`] of each, about 64 KiB of paths and 64 KiB of templates per worker.
+#[derive(Debug, Default)]
+pub struct PathCache {
+    slots: Vec<Option<(Box<str>, PathFacts)>>,
+}
+
 pub const PATH_CACHE_SLOTS: usize = 256;
 pub const MAX_CACHED_PATH: usize = 256;
+
+impl PathCache {
+    fn get_or(&mut self, path: &str, facts: impl FnOnce() -> PathFacts) -> PathFacts {
+        if path.len() > MAX_CACHED_PATH {
+            return facts();
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(PATH_CACHE_SLOTS, || None);
+        }
+        // FNV-1a over the path's bytes.
+        let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let Some(slot) = self
+            .slots
+            .get_mut(usize::try_from(hash % PATH_CACHE_SLOTS as u64).unwrap_or(0))
+        else {
+            return facts();
+        };
+        match slot {
+            Some((known, value)) if **known == *path => value.clone(),
+            _ => {
+                let value = facts();
+                *slot = Some((path.into(), value.clone()));
+                value
+            }
+        }
+    }
+}
 
 impl Observation {
     /// Observes the request headers: path template, declared verdict, query names, content type,
@@ -240,47 +283,11 @@ impl Observation {
         );
         let (facts, template_source) = match paths {
             // Without a document the inferred template depends on the path alone.
-            Some(cache) if d.declared.is_none() && !grpc => {
-                let facts = cache.get_or(head.path, |_| {
-                    let path = template::normalise(raw_path);
-                    PathFacts {
-                        template: template::infer(&path),
-                        ..PathFacts::of(d, &path, None)
-                    }
-                });
-                (facts, TemplateSource::Inferred)
-            }
-            _ => {
-                let path = template::normalise(raw_path);
-                let found = d
-                    .declared
-                    .as_ref()
-                    .and_then(|api| api.lookup(&method, &path));
-                let facts = PathFacts::of(d, &path, found.as_ref());
-                match (found, grpc) {
-                    (_, true) => (
-                        PathFacts {
-                            template: template::literal(&path),
-                            ..facts
-                        },
-                        TemplateSource::Literal,
-                    ),
-                    (Some(m), _) => (
-                        PathFacts {
-                            template: m.template,
-                            ..facts
-                        },
-                        TemplateSource::Declared,
-                    ),
-                    (None, _) => (
-                        PathFacts {
-                            template: template::infer(&path),
-                            ..facts
-                        },
-                        TemplateSource::Inferred,
-                    ),
-                }
-            }
+            Some(cache) if d.declared.is_none() && !grpc => (
+                cache.get_or(head.path, || PathFacts::of(d, raw_path, &method, false).0),
+                TemplateSource::Inferred,
+            ),
+            _ => PathFacts::of(d, raw_path, &method, grpc),
         };
         let mut auth = auth::detect(&d.auth_names, request);
         auth.credentials_in_query |= facts.session_in_path;

@@ -139,74 +139,45 @@ const MAX_CACHED_NAME: usize = 64;
 /// Slots of the scrub cache (an even number: a name may sit in either slot of its pair).
 const CACHE_SLOTS: usize = 512;
 
-/// The last answers of a pure function of a short text, kept by one worker: the same few texts
-/// come back on every request. Two-way: a text may sit in either slot of one pair (by a hash of its
-/// bytes) and, when both are taken, replaces the first, so a client sending many texts only makes
-/// the cache miss. Memory: at most `slots` texts of at most `max_text` bytes, and their answers.
-#[derive(Debug)]
-pub struct RecentCache<V> {
-    slots: Vec<Option<(Box<str>, V)>>,
-    capacity: usize,
-    max_text: usize,
-}
-
-impl<V: Clone> RecentCache<V> {
-    /// `capacity` slots (rounded up to even), allocated at the first lookup.
-    pub fn new(capacity: usize, max_text: usize) -> RecentCache<V> {
-        RecentCache {
-            slots: Vec::new(),
-            capacity: capacity.max(2).next_multiple_of(2),
-            max_text,
-        }
-    }
-
-    /// The remembered answer for `text`, or `answer(text)`, then remembered.
-    pub fn get_or(&mut self, text: &str, answer: impl FnOnce(&str) -> V) -> V {
-        if self.slots.is_empty() {
-            self.slots.resize_with(self.capacity, || None);
-        }
-        // FNV-1a over the text's bytes picks a pair of slots.
-        let capacity = self.capacity as u64;
-        let pair = (text.len() <= self.max_text).then(|| {
-            let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-            usize::try_from(hash % capacity).unwrap_or(0) & !1
-        });
-        let pair = pair.and_then(|at| self.slots.get_mut(at..at + 2));
-        let mut free = 0;
-        for (k, slot) in pair.iter().flat_map(|p| p.iter()).enumerate() {
-            match slot {
-                Some((known, value)) if **known == *text => return value.clone(),
-                None => free = k,
-                Some(_) => {}
-            }
-        }
-        let value = answer(text);
-        if let Some(slot) = pair.and_then(|p| p.get_mut(free)) {
-            *slot = Some((text.into(), value.clone()));
-        }
-        value
-    }
-}
-
 /// The verdicts of [`check`] on recent names (path segments, host labels, query parameter and
-/// operation names), kept by each worker's inventory: `check` runs the detectors over each name and
-/// is a pure function of it, so a remembered verdict is the one it would give again. At most
-/// `CACHE_SLOTS` names of at most `MAX_CACHED_NAME` bytes (12 KiB of slots, 32 KiB of names at most).
-#[derive(Debug)]
-pub struct ScrubCache(RecentCache<Option<Scrubbed>>);
-
-impl Default for ScrubCache {
-    fn default() -> ScrubCache {
-        ScrubCache(RecentCache::new(CACHE_SLOTS, MAX_CACHED_NAME))
-    }
+/// operation names), kept by each worker's inventory: the same few names come back on every
+/// request, and `check` runs the detectors over each. `check` is a pure function of the name,
+/// so a remembered verdict is the one it would give again. Two-way: a name may sit in either slot
+/// of one pair (by a hash of its bytes) and, when both are taken, replaces the first, so a client
+/// sending many names only makes the cache miss. Memory: at most `CACHE_SLOTS` names of at most
+/// `MAX_CACHED_NAME` bytes (12 KiB of slots, 32 KiB of names at most).
+#[derive(Debug, Default)]
+pub struct ScrubCache {
+    slots: Vec<Option<(Box<str>, Option<Scrubbed>)>>,
 }
 
 impl ScrubCache {
     /// [`check`], remembered.
     pub fn check(&mut self, text: &str) -> Option<Scrubbed> {
-        self.0.get_or(text, check)
+        if self.slots.is_empty() {
+            self.slots.resize_with(CACHE_SLOTS, || None);
+        }
+        // FNV-1a over the name's bytes picks a pair of slots.
+        let pair = (text.len() <= MAX_CACHED_NAME).then(|| {
+            let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            usize::try_from(hash % CACHE_SLOTS as u64).unwrap_or(0) & !1
+        });
+        let pair = pair.and_then(|at| self.slots.get_mut(at..at + 2));
+        let mut free = 0;
+        for (k, slot) in pair.iter().flat_map(|p| p.iter()).enumerate() {
+            match slot {
+                Some((name, verdict)) if **name == *text => return *verdict,
+                None => free = k,
+                Some(_) => {}
+            }
+        }
+        let verdict = check(text);
+        if let Some(slot) = pair.and_then(|p| p.get_mut(free)) {
+            *slot = Some((text.into(), verdict));
+        }
+        verdict
     }
 }
 
@@ -374,7 +345,7 @@ mod tests {
         for name in names.iter().chain(&names) {
             assert_eq!(cache.check(name), check(name), "{name}");
         }
-        assert!(cache.0.slots.len() == CACHE_SLOTS);
+        assert!(cache.slots.len() == CACHE_SLOTS);
     }
 
     #[test]
