@@ -705,7 +705,7 @@ def suite_discovery(jwks, workdir):
                   seconds=seconds)]
 
     def extra(med):
-        batches = med("apiguard-discovery", "collector_batches")
+        batches = med(f"apiguard{VARIANTS[0][0]}-discovery", "collector_batches")
         return ["", f"Collector: {batches:.0f} batches received during one {seconds} s run plus warm-up "
                     f"(flush every 5 s per worker VM; 100 endpoints per batch)."]
     return cases, extra
