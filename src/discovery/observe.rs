@@ -228,10 +228,7 @@ impl PathCache {
         if self.slots.is_empty() {
             self.slots.resize_with(PATH_CACHE_SLOTS, || None);
         }
-        // FNV-1a over the path's bytes.
-        let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = super::scrub::fnv1a(path);
         let Some(slot) = self
             .slots
             .get_mut(usize::try_from(hash % PATH_CACHE_SLOTS as u64).unwrap_or(0))
