@@ -168,7 +168,8 @@ bench-stages: wasm-target wasm-opt
 	$(CARGO) build --release --target $(WASM_TARGET) --features stage-timing
 	@mkdir -p "$(dir $(STAGES_WASM))"
 	$(WASM_OPT) $(WASM_OPT_FLAGS) "$(WASM_LINKED)" -o "$(STAGES_WASM)"
-	@# cargo relinks the module without the feature at the next `make build` (features are in its fingerprint).
+	@# cargo hard-linked $(WASM) to the feature build: relink the shipped module.
+	$(MAKE) build
 	@printf 'built %s\n' "$(STAGES_WASM)"
 
 noop: wasm-target
