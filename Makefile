@@ -52,7 +52,7 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-multivalue --enable-mutable-
 WASM_LINKED  := $(TARGET_DIR)/$(WASM_TARGET)/release/deps/apiguard.wasm
 WASM_OZ      := $(TARGET_DIR)/$(WASM_TARGET)/release/apiguard.oz.wasm
 
-.PHONY: cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop rls-server-release profile clean wasm-target wasm-opt serve-test-deps serve-browser-deps serve-pg-deps bench-serve
+.PHONY: bench-stages cli build envoy envoy-old envoy-matrix test rls-server lint demo demo-rls bench noop rls-server-release profile clean wasm-target wasm-opt serve-test-deps serve-browser-deps serve-pg-deps bench-serve
 
 wasm-target:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -163,7 +163,19 @@ demo-rls: build envoy rls-server
 	APIGUARD_ENVOY="$(ENVOY)" APIGUARD_WASM="$(WASM)" scripts/demo_rls.sh
 
 # wrk comes from apt (it is not needed by `make test`). BENCH_OUT= (empty) prints without writing the docs.
+# `BENCH_SUITES=soak make bench` runs the 10-minute soak (BENCH_SOAK_SECONDS), which the default suites leave out.
+# `make bench-stages`: a copy of the filter built with the `stage-timing` feature, for
+# BENCH_VARIANTS="=$(WASM),-stages=$(STAGES_WASM)" (in-VM microseconds per callback in every suite's table).
 BENCH_OUT ?= docs/benchmarks.md
+STAGES_WASM := $(TARGET_DIR)/stage-timing/apiguard.wasm
+bench-stages: wasm-target wasm-opt
+	$(CARGO) build --release --target $(WASM_TARGET) --features stage-timing
+	@mkdir -p "$(dir $(STAGES_WASM))"
+	$(WASM_OPT) $(WASM_OPT_FLAGS) "$(WASM_LINKED)" -o "$(STAGES_WASM)"
+	@# cargo hard-linked $(WASM) to the feature build: relink the shipped module.
+	$(MAKE) build
+	@printf 'built %s\n' "$(STAGES_WASM)"
+
 noop: wasm-target
 	env -u CARGO_TARGET_DIR $(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml
 

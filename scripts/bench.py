@@ -21,11 +21,24 @@ for alg in RS256, ES256, ES384, EdDSA. Reported per configuration (median over r
 request (process CPU time delta / requests, the steadiest figure when wrk and Envoy share 2 cores), RSS, time to
 /ready. The uncached rows give the cost of one signature verification (uncached minus cached CPU per request).
 
-Environment: APIGUARD_ENVOY, APIGUARD_WASM, APIGUARD_NOOP_WASM (set by make), BENCH_ROUNDS (3), BENCH_SECONDS (3),
+Measuring F and X: Envoy (concurrency 1) runs pinned to one CPU and wrk, the upstream Envoy and the collector to the
+other (`taskset`, BENCH_PIN=1, CPUs BENCH_ENVOY_CPUS=0 and BENCH_CLIENT_CPUS=1), so the client never runs on Envoy's
+core; rows with --concurrency 2 are not pinned (Envoy needs both cores). Each round runs the configurations in a
+rotated order (round r starts at the r-th), and every figure is reported as its median over the rounds with the spread
+(min-max). F and X are computed from same-round pairs: F_r = noop_r - none_r, X_r = row_r - noop_r, then the median
+and min-max of those; X / F is median X_r / median F_r.
+
+The `soak` suite (not in the default BENCH_SUITES): apiguard with every feature (the pipeline suite's `everything`)
+and Envoy alone, both started once and driven for BENCH_SOAK_SECONDS (600) in alternating slices; every
+BENCH_SOAK_SAMPLE seconds (60) it records CPU per request, p99 and RSS of both, and reports the first sample against
+the last (nothing may grow) and RSS over Envoy alone (target: at most +60 MiB).
+
+Environment: APIGUARD_ENVOY, APIGUARD_WASM, APIGUARD_NOOP_WASM (set by make), BENCH_ROUNDS (5), BENCH_SECONDS (2),
 BENCH_CONNECTIONS (16), BENCH_CONCURRENCY (Envoy workers, 1), BENCH_ALGS (RS256,ES256,ES384,EdDSA), BENCH_OUT (a markdown
 file to write the results section into, docs/benchmarks.md by make), BENCH_VARIANTS ("label=path,label=path": every
 apiguard row once per build, e.g. before and after a change), BENCH_UNCACHED (1), BENCH_MEMORY (1: the limiter memory
-run), BENCH_MICRO (the cargo benches of the micro suite).
+run), BENCH_MICRO (the cargo benches of the micro suite), BENCH_PIN, BENCH_ENVOY_CPUS, BENCH_CLIENT_CPUS,
+BENCH_SOAK_SECONDS, BENCH_SOAK_SAMPLE.
 """
 
 import json
@@ -44,8 +57,8 @@ import urllib.request
 ENVOY = os.environ["APIGUARD_ENVOY"]
 WASM = os.environ["APIGUARD_WASM"]
 NOOP_WASM = os.environ.get("APIGUARD_NOOP_WASM")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256,ES384,EdDSA").split(",")
@@ -58,6 +71,35 @@ VARIANTS = [v.split("=", 1) for v in os.environ["BENCH_VARIANTS"].split(",")] if
 UNCACHED = os.environ.get("BENCH_UNCACHED", "1") == "1"
 ISSUER, AUDIENCE = "https://issuer.example", "api.example"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Envoy on one core, its clients (wrk, upstream Envoy, collector) on the other: see the docstring.
+PIN = os.environ.get("BENCH_PIN", "1") == "1" and bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2
+ENVOY_CPUS = os.environ.get("BENCH_ENVOY_CPUS", "0")
+CLIENT_CPUS = os.environ.get("BENCH_CLIENT_CPUS", "1")
+
+
+def pinned(cmd, cpus):
+    """`cmd` run on `cpus` when pinning is on (and `cpus` is set)."""
+    return ["taskset", "-c", cpus, *cmd] if PIN and cpus else cmd
+
+
+def cpu_set(text):
+    """taskset's list syntax ("1", "1,3", "2-3") as a set of CPU numbers."""
+    cpus = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+# --concurrency 2 rows: two Envoy workers, 8 connections each, compared with their own baseline and floor.
+C2 = {"concurrency": 2, "connections": 16, "floor": "noop-c2"}
+
+
+def pin_note():
+    if not PIN:
+        return "not pinned (BENCH_PIN=0, no taskset or one core)"
+    return (f"Envoy pinned to CPU {ENVOY_CPUS}, wrk/upstream/collector to CPU {CLIENT_CPUS} "
+            "(--concurrency 2 rows unpinned)")
 
 
 def sign(*args):
@@ -153,15 +195,20 @@ def bootstrap(port, admin, filters, body="ok", upstream=None, collector=None, ex
 
 
 class Envoy:
-    def __init__(self, config, workdir, name, body="ok", upstream=None, collector=None, concurrency=None, extra=None):
+    def __init__(self, config, workdir, name, body="ok", upstream=None, collector=None, concurrency=None, extra=None,
+                 cpus=None):
         self.port, self.admin = free_port(), free_port()
         path = os.path.join(workdir, f"{name}.json")
         with open(path, "w") as f:
             json.dump(bootstrap(self.port, self.admin, config, body, upstream, collector, extra), f)
         self.log = open(os.path.join(workdir, f"{name}.log"), "w")
         start = time.monotonic()
-        self.proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", str(concurrency or CONCURRENCY), "--disable-hot-restart",
-                                      "-l", "warning"], stdout=self.log, stderr=subprocess.STDOUT)
+        workers = concurrency or CONCURRENCY
+        # A one-worker Envoy on its own core; more workers get every core.
+        if cpus is None:
+            cpus = ENVOY_CPUS if workers == 1 else f"0-{(os.cpu_count() or 1) - 1}"
+        self.proc = subprocess.Popen(pinned([ENVOY, "-c", path, "--concurrency", str(workers), "--disable-hot-restart",
+                                             "-l", "warning"], cpus), stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(300):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"envoy exited, see {self.log.name}")
@@ -220,7 +267,7 @@ def wrk(port, token, seconds, script=None, connections=None):
         cmd[1:1] = ["-H", f"Authorization: Bearer {token}"]
     if script:
         cmd[1:1] = ["-s", script]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(pinned(cmd, CLIENT_CPUS), check=True, capture_output=True, text=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -281,7 +328,7 @@ def with_floor(cases):
 
 
 def run_one(case, workdir):
-    upstream = Envoy([], workdir, case.name + "-upstream", case.body) if case.upstream else None
+    upstream = Envoy([], workdir, case.name + "-upstream", case.body, cpus=CLIENT_CPUS) if case.upstream else None
     collector = Collector() if case.collector else None
     try:
         result = measure(case, workdir, upstream.port if upstream else None, collector.port if collector else None)
@@ -307,11 +354,24 @@ def measure(case, workdir, upstream_port, collector_port):
         if result["errors"]:
             raise RuntimeError(f"{case.name}: {result['errors']} non-2xx responses")
         result["cpu_us"] = cpu / result["requests"] * 1e6
+        result["stages"] = stage_times(envoy)
         result["rss"] = envoy.rss_mib()
         result["ready_ms"] = envoy.ready_ms
         return result
     finally:
         envoy.stop()
+
+
+def stage_times(envoy):
+    """A `stage-timing` build's in-VM microseconds per call of each callback (warm-up included), from its
+    `<name>_stage_<callback>_ns` / `_calls` counters; empty for any other build."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{envoy.admin}/stats?filter=_stage_", timeout=5).read().decode()
+    except OSError:
+        return {}
+    found = {(stage, what): int(n) for stage, what, n in re.findall(r"_stage_(\w+?)_(ns|calls): (\d+)", text)}
+    return {stage: found[(stage, "ns")] / calls / 1000 for (stage, what), calls in found.items()
+            if what == "calls" and calls and (stage, "ns") in found}
 
 
 class Collector:
@@ -412,8 +472,14 @@ def lua_distinct_keys(workdir, keys):
     return path
 
 
+# apiguard with one rule that asks for nothing: its fixed cost (module, headers read, request counter), the first
+# of the cumulative stages (rule only -> + JWT -> + limit) that attribute X.
+RULE_ONLY = {"rules": [{"match": {"prefix": "/"}}]}
+
+
 def suite_jwt(jwks, workdir):
     cases = [Case("none", [])]
+    cases += [Case(f"apiguard{label}-rule-only", [apiguard_filter(jwks, 0, wasm, RULE_ONLY)]) for label, wasm in VARIANTS]
     for alg in ALGS:
         token = sign("sign", alg, "--iss", ISSUER, "--aud", AUDIENCE, "--exp", "86400")
         cases.append(Case(f"native-{alg}", [native_filter(jwks, True)], token))
@@ -423,6 +489,12 @@ def suite_jwt(jwks, workdir):
             cases.append(Case(f"native-nocache-{alg}", [native_filter(jwks, False)], token))
             for label, wasm in VARIANTS:
                 cases.append(Case(f"apiguard{label}-nocache-{alg}", [apiguard_filter(jwks, 0, wasm)], token))
+    # The cached case again with two workers (one token cache per worker VM).
+    alg = ALGS[0]
+    token = sign("sign", alg, "--iss", ISSUER, "--aud", AUDIENCE, "--exp", "86400")
+    cases += [Case("none-c2", [], **C2), Case(f"native-{alg}-c2", [native_filter(jwks, True)], token, **C2)]
+    cases += [Case(f"apiguard{label}-{alg}-c2", [apiguard_filter(jwks, 1024, wasm)], token, **C2)
+              for label, wasm in VARIANTS]
 
     def extra(med):
         lines = ["", "| algorithm | apiguard / native req/s (both cached) | one verification: native us | "
@@ -449,8 +521,9 @@ def suite_limit(jwks, workdir):
     # Two Envoy workers, 8 connections each, 30,000 live keys for a table of 20,000: slots are evicted and
     # both workers' VMs contend on the same shared data.
     over = lua_distinct_keys(workdir, 30000)
-    c2 = {"concurrency": 2, "connections": 16, "floor": "noop-c2"}
+    c2 = C2
     cases = [Case("none", []), Case("native-local_ratelimit", [native_ratelimit()]),
+             Case("apiguard-rule-only", [apiguard_filter(jwks, 0, config=RULE_ONLY)]),
              Case("apiguard-limit-1-key", [apiguard_filter(jwks, 0, config=one)]),
              Case("apiguard-limit-10k-keys", [apiguard_filter(jwks, 0, config=per_key)], script=script),
              Case("none-c2", [], script=over, **c2),
@@ -572,7 +645,8 @@ def suite_redact(jwks, workdir):
             Case("apiguard-redact-64KiB-json", [apiguard_filter(jwks, 0, config=config)], body=body)], None
 
 
-def suite_pipeline(jwks, workdir):
+def pipeline_configs(jwks):
+    """The pipeline suite's token, policies (JWT + limit; everything) and 1 KiB response body."""
     token = sign("sign", "ES256", "--iss", ISSUER, "--aud", AUDIENCE, "--exp", "86400")
     jwt_limit = {"jwt_providers": {"bench": provider_config(jwks)},
                  "rate_limits": {"per_user": dict(NEVER_DENY, key=[{"jwt_claim": "sub"}])},
@@ -583,11 +657,21 @@ def suite_pipeline(jwks, workdir):
                   "rules": [{"match": {"prefix": "/"}, "jwt": {"provider": "bench"}, "rate_limits": "per_user",
                              "authz": {"claim": {"name": "sub", "one_of": ["alice", "bob", "bench"]}},
                              "redaction": "pii"}]}
-    body = json_body(1024)
-    return [Case("none", [], body=body),
-            Case("native-jwt_authn+local_ratelimit", [native_filter(jwks, True), native_ratelimit()], token, body),
-            Case("apiguard-jwt+limit", [apiguard_filter(jwks, 1024, config=jwt_limit)], token, body),
-            Case("apiguard-everything", [apiguard_filter(jwks, 1024, config=everything)], token, body)], None
+    return token, jwt_limit, everything, json_body(1024)
+
+
+def suite_pipeline(jwks, workdir):
+    token, jwt_limit, everything, body = pipeline_configs(jwks)
+    cases = []
+    for suffix, c2 in (("", {}), ("-c2", C2)):
+        cases += [Case("none" + suffix, [], body=body, **c2),
+                  Case("native-jwt_authn+local_ratelimit" + suffix, [native_filter(jwks, True), native_ratelimit()],
+                       token, body, **c2),
+                  Case("apiguard-jwt+limit" + suffix, [apiguard_filter(jwks, 1024, config=jwt_limit)], token, body,
+                       **c2),
+                  Case("apiguard-everything" + suffix, [apiguard_filter(jwks, 1024, config=everything)], token, body,
+                       **c2)]
+    return cases, None
 
 
 ORDER_SCHEMA = {"type": "object", "required": ["records"], "properties": {"records": {"type": "array", "items": {
@@ -612,7 +696,7 @@ def suite_schema(jwks, workdir):
 def suite_discovery(jwks, workdir):
     script = lua_paths(workdir, 100)
     config = {"discovery": {"collector": {"cluster": "collector", "uri": "http://collector/v1/apiguard"},
-                            "flush_interval": "5s"},
+                            "sample_rate": 1.0, "flush_interval": "5s"},
               "rules": [{"match": {"prefix": "/"}}]}
     # Long enough runs for the 5 s flush to happen.
     seconds = max(SECONDS, 7)
@@ -621,7 +705,7 @@ def suite_discovery(jwks, workdir):
                   seconds=seconds)]
 
     def extra(med):
-        batches = med("apiguard-discovery", "collector_batches")
+        batches = med(f"apiguard{VARIANTS[0][0]}-discovery", "collector_batches")
         return ["", f"Collector: {batches:.0f} batches received during one {seconds} s run plus warm-up "
                     f"(flush every 5 s per worker VM; 100 endpoints per batch)."]
     return cases, extra
@@ -659,6 +743,55 @@ def limiter_memory(jwks):
                 f"about {per_key:.0f} bytes per key (shared data, all workers)."]
 
 
+def suite_soak(jwks):
+    """apiguard with every feature next to Envoy alone, each started once, driven in alternating slices for
+    BENCH_SOAK_SECONDS; one sample per BENCH_SOAK_SAMPLE seconds (half of it on each Envoy)."""
+    duration = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
+    period = int(os.environ.get("BENCH_SOAK_SAMPLE", "60"))
+    token, _, everything, body = pipeline_configs(jwks)
+    envoys = {}
+    started, load_before = time.monotonic(), os.getloadavg()[0]
+    samples = {"none": [], "apiguard-everything": []}
+    try:
+        envoys["none"] = Envoy([], WORKDIR, "soak-none", body)
+        envoys["apiguard-everything"] = Envoy([apiguard_filter(jwks, 1024, config=everything)], WORKDIR,
+                                              "soak-apiguard", body)
+        for name, envoy in envoys.items():
+            if not first_request_passes(envoy.port, Case(name, [], token, body)):
+                raise RuntimeError(f"soak {name}: requests are refused; see {envoy.log.name}")
+        while not samples["none"] or time.monotonic() - started < duration:
+            for name, envoy in envoys.items():
+                cpu0 = envoy.cpu_seconds()
+                r = wrk(envoy.port, token, max(1, period // 2))
+                if r["errors"]:
+                    raise RuntimeError(f"soak {name}: {r['errors']} non-2xx responses")
+                r["cpu_us"] = (envoy.cpu_seconds() - cpu0) / r["requests"] * 1e6
+                r["rss"], r["t"] = envoy.rss_mib(), time.monotonic() - started
+                samples[name].append(r)
+                print(f"soak {r['t']:5.0f} s {name:20} {r['rps']:9.0f} req/s  p99 {r['p99']:6.2f} ms  "
+                      f"cpu {r['cpu_us']:6.1f} us/req  rss {r['rss']:5.0f} MiB", flush=True)
+    finally:
+        for envoy in envoys.values():
+            envoy.stop()
+    lines = [f"Suite `soak`. Command: `BENCH_SUITES=soak make bench` (scripts/bench.py; BENCH_SOAK_SECONDS={duration}, "
+             f"BENCH_SOAK_SAMPLE={period}): Envoy alone and apiguard with every feature (the pipeline suite's "
+             f"`everything`, 1 KiB response redacted), each started once and driven in alternating {max(1, period // 2)} s "
+             f"slices of wrk -t1 -c{CONNECTIONS}, Envoy --concurrency {CONCURRENCY}; {pin_note()}.",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores; suite took {time.monotonic() - started:.0f} s; "
+             f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.", "",
+             "| sample | s | none CPU us/req | apiguard CPU us/req | none p99 ms | apiguard p99 ms | none RSS MiB | "
+             "apiguard RSS MiB | apiguard RSS over none MiB |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, (a, b) in enumerate(zip(samples["none"], samples["apiguard-everything"]), 1):
+        lines.append(f"| {i} | {b['t']:.0f} | {a['cpu_us']:.1f} | {b['cpu_us']:.1f} | {a['p99']:.2f} | {b['p99']:.2f} | "
+                     f"{a['rss']:.0f} | {b['rss']:.0f} | {b['rss'] - a['rss']:+.0f} |")
+    first, last = samples["apiguard-everything"][0], samples["apiguard-everything"][-1]
+    none_last = samples["none"][-1]
+    lines += ["", f"apiguard-everything, first sample -> last: CPU {first['cpu_us']:.1f} -> {last['cpu_us']:.1f} us/req, "
+                  f"p99 {first['p99']:.2f} -> {last['p99']:.2f} ms, RSS {first['rss']:.0f} -> {last['rss']:.0f} MiB; "
+                  f"RSS over Envoy alone at the end: {last['rss'] - none_last['rss']:+.0f} MiB (target <= +60)."]
+    return "\n".join(lines)
+
+
 MICRO_BENCHES = os.environ.get("BENCH_MICRO", "schema,redact,ratelimit,verify,discovery").split(",")
 
 
@@ -681,11 +814,18 @@ SUITE_BUILDERS = {"jwt": suite_jwt, "limit": suite_limit, "redact": suite_redact
                   "schema": suite_schema, "discovery": suite_discovery, "rls": suite_rls}
 
 
+def spread(values, fmt="{:.1f}"):
+    """min-max of a list, as text."""
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))}" if values else ""
+
+
 def run_suite(name, cases, extra):
     results = {c.name: [] for c in cases}
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     for round_no in range(1, ROUNDS + 1):
-        for case in cases:
+        # Rotated order: no configuration always runs first (or right after the same neighbour).
+        shift = (round_no - 1) % len(cases)
+        for case in cases[shift:] + cases[:shift]:
             r = run_one(case, WORKDIR)
             results[case.name].append(r)
             print(f"{name} round {round_no} {case.name:34} {r['rps']:9.0f} req/s  p50 {r['p50']:6.2f} ms  "
@@ -695,22 +835,28 @@ def run_suite(name, cases, extra):
     def med(case_name, key):
         return statistics.median(r[key] for r in results[case_name])
 
+    def cpus(case_name):
+        return [r["cpu_us"] for r in results[case_name]]
+
+    def pairs(a, b):
+        """Same-round differences a_r - b_r of CPU per request."""
+        return [x - y for x, y in zip(cpus(a), cpus(b))]
+
     base = cases[0].name
-    base_rps, base_cpu = med(base, "rps"), med(base, "cpu_us")
     route = "routes to an upstream Envoy" if cases[0].upstream else "direct_response route"
     seconds = sorted({c.seconds for c in cases})
     lines = [
         f"Suite `{name}`. Command: `make bench` (scripts/bench.py, BENCH_SUITES={name}), {ROUNDS} interleaved rounds "
-        f"x {'/'.join(str(s) for s in seconds)} s per configuration, wrk -t1 -c{CONNECTIONS}, Envoy --concurrency "
-        f"{CONCURRENCY} (unless the row says otherwise), {route}, loopback.",
+        f"(rotated order) x {'/'.join(str(s) for s in seconds)} s per configuration, wrk -t1 -c{CONNECTIONS}, Envoy "
+        f"--concurrency {CONCURRENCY} (unless the row says otherwise), {route}, loopback; {pin_note()}.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
         f"wasm {', '.join(f'{l or os.path.basename(w)}: {os.path.getsize(w):,}' for l, w in VARIANTS)} bytes; "
-        f"suite took {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.1f} (2 cores: above ~2 means "
-        f"other work shared the machine).",
+        f"suite took {elapsed:.0f} s; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"(2 cores: above ~2 means other work shared the machine).",
         "",
-        f"| configuration | req/s | x {base} | p50 ms | p99 ms | Envoy CPU us/req | added CPU us/req | "
-        f"X over no-op us/req | X / F | RSS MiB | ready ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| configuration | req/s | x {base} | p50 ms | p99 ms | Envoy CPU us/req | CPU min-max | added CPU us/req | "
+        f"X over no-op us/req | X min-max | X / F | RSS MiB | ready ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     names = {c.name for c in cases}
     baseline_of = {}
@@ -719,24 +865,38 @@ def run_suite(name, cases, extra):
         if not case.filters:
             current = case.name
         baseline_of[case.name] = current
+    floors = {}
     for case in cases:
         rps, cpu = med(case.name, "rps"), med(case.name, "cpu_us")
         row_base = baseline_of[case.name]
-        added = cpu - med(row_base, "cpu_us")
-        over, ratio = "", ""
+        added = statistics.median(pairs(case.name, row_base))
+        over, over_spread, ratio = "", "", ""
         if case.floor in names and case.filters:
-            floor_cpu = med(case.floor, "cpu_us")
-            floor_added = floor_cpu - med(baseline_of[case.floor], "cpu_us")
-            x = cpu - floor_cpu
-            over = f"{x:+.1f}"
+            f_pairs = pairs(case.floor, baseline_of[case.floor])
+            floors[case.floor] = f_pairs
+            x_pairs = pairs(case.name, case.floor)
+            x, floor_added = statistics.median(x_pairs), statistics.median(f_pairs)
+            over, over_spread = f"{x:+.1f}", spread(x_pairs, "{:+.1f}")
             ratio = f"{x / floor_added:.2f}" if floor_added > 0.5 else "n/a"
         lines.append(f"| {case.name} | {rps:,.0f} | {rps / med(row_base, 'rps'):.2f} | {med(case.name, 'p50'):.2f} | "
-                     f"{med(case.name, 'p99'):.2f} | {cpu:.1f} | {added:+.1f} | {over} | {ratio} | "
-                     f"{med(case.name, 'rss'):.0f} | {med(case.name, 'ready_ms'):.0f} |")
-    if "noop" in names:
-        floor = med("noop", "cpu_us") - base_cpu
-        lines += ["", f"Floor F (the no-op proxy-wasm filter's added CPU in this run): {floor:+.1f} us/req. "
-                      "A row's X is its CPU minus the no-op row's: what apiguard adds on top of any proxy-wasm filter."]
+                     f"{med(case.name, 'p99'):.2f} | {cpu:.1f} | {spread(cpus(case.name))} | {added:+.1f} | {over} | "
+                     f"{over_spread} | {ratio} | {med(case.name, 'rss'):.0f} | {med(case.name, 'ready_ms'):.0f} |")
+    if floors:
+        described = "; ".join(f"{n}: {statistics.median(v):+.1f} us/req (same-round min-max {spread(v, '{:+.1f}')})"
+                              for n, v in floors.items())
+        lines += ["", f"Floor F (the no-op proxy-wasm filter's added CPU over its baseline, same-round pairs): "
+                      f"{described}. A row's X is its CPU minus the no-op row's of the same round (median, min-max): "
+                      "what apiguard adds on top of any proxy-wasm filter; X / F = median X / median F."]
+    timed = [c.name for c in cases if any(r.get("stages") for r in results[c.name])]
+    if timed:
+        stages = sorted({s for n in timed for r in results[n] for s in r.get("stages", {})})
+        lines += ["", "In-VM time per callback (`stage-timing` build: clock read around each callback, host calls "
+                      "inside it included), us per call, median over rounds:", "",
+                  "| configuration | " + " | ".join(stages) + " |", "|---|" + "---:|" * len(stages)]
+        for n in timed:
+            cells = [statistics.median([r["stages"][s] for r in results[n] if s in r.get("stages", {})] or [0.0])
+                     for s in stages]
+            lines.append(f"| {n} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     if extra:
         lines += extra(med)
     return "\n".join(lines)
@@ -791,12 +951,17 @@ WORKDIR = tempfile.mkdtemp(prefix="apiguard-bench-")
 def main():
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
+    if PIN:
+        # This process hosts the collector: it belongs with the clients, off Envoy's core.
+        os.sched_setaffinity(0, cpu_set(CLIENT_CPUS))
     jwks = sign("jwks")
     for name in SUITES:
         if name == "micro":
             table = suite_micro()
         elif name == "ready":
             table = suite_ready(jwks)
+        elif name == "soak":
+            table = suite_soak(jwks)
         else:
             cases, extra = SUITE_BUILDERS[name](jwks, WORKDIR)
             if name != "jwt":

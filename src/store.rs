@@ -36,10 +36,13 @@ pub mod memory {
         map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
         next_cas: RefCell<u32>,
         pub writes: RefCell<usize>,
+        /// Reads, as `writes` counts writes (each one a host call in Envoy).
+        pub reads: RefCell<usize>,
     }
 
     impl SharedStore for MemoryStore {
         fn get(&self, key: &str) -> Result<Versioned, StoreError> {
+            *self.reads.borrow_mut() += 1;
             Ok(match self.map.borrow().get(key) {
                 Some((value, cas)) => (Some(value.clone()), Some(*cas)),
                 None => (None, None),

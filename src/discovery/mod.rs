@@ -37,6 +37,7 @@ pub mod template;
 
 use crate::reader::{Node, Result};
 pub use crate::request::HeaderView;
+use crate::request::RequestView;
 use auth::AuthNames;
 use declared::{DeclaredApi, RetiredPrefixes};
 use delivery::{Answer, DeliveryStats, Outbox, Outcome, Retry};
@@ -369,6 +370,8 @@ pub struct DiscoveryWorker {
     observations: u64,
     sampled_out: u64,
     batches_built: u64,
+    /// Inferred templates of recent paths (bounded, see [`observe::PathCache`]).
+    paths: observe::PathCache,
 }
 
 impl DiscoveryWorker {
@@ -384,7 +387,13 @@ impl DiscoveryWorker {
             observations: 0,
             sampled_out: 0,
             batches_built: 0,
+            paths: observe::PathCache::default(),
         }
+    }
+
+    /// [`Observation::request`] through this worker's path cache.
+    pub fn observe(&mut self, d: &Discovery, request: &dyn RequestView) -> Observation {
+        Observation::request_with(d, request, Some(&mut self.paths))
     }
 
     /// Replaces the sampling seed (tests and benchmarks want repeatable runs).

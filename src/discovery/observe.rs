@@ -8,7 +8,7 @@ use super::classify::{self, Classification, RequestHead};
 use super::declared::{self, Declaration};
 use super::findings::{self, Exchange, Finding, FindingSet, ResponseFacts};
 use super::shape::Shape;
-use super::template::{self, NormalisedPath};
+use super::template;
 use super::{Discovery, HeaderView};
 use crate::request::RequestView;
 use serde_json::Value;
@@ -173,12 +173,93 @@ fn param_names(query: &str) -> Vec<String> {
     names
 }
 
+/// What the path alone decides when no API document is declared (the template is inferred):
+/// remembered per raw path by each worker ([`PathCache`]), since normalising and inferring a path
+/// are most of what observing a request costs.
+#[derive(Debug, Clone)]
+pub struct PathFacts {
+    template: String,
+    declaration: Declaration,
+    session_in_path: bool,
+    ambiguous: bool,
+}
+
+impl PathFacts {
+    /// The facts of `raw_path`, and where its template comes from (a gRPC method's path is kept
+    /// literally).
+    fn of(d: &Discovery, raw_path: &str, method: &str, grpc: bool) -> (PathFacts, TemplateSource) {
+        let path = template::normalise(raw_path);
+        let found = d
+            .declared
+            .as_ref()
+            .and_then(|api| api.lookup(method, &path));
+        let declaration = declared::verdict(d.declared.as_ref(), &d.retired, &path, found.as_ref());
+        let (template, source) = match (found, grpc) {
+            (_, true) => (template::literal(&path), TemplateSource::Literal),
+            (Some(m), _) => (m.template, TemplateSource::Declared),
+            (None, _) => (template::infer(&path), TemplateSource::Inferred),
+        };
+        let facts = PathFacts {
+            template,
+            declaration,
+            session_in_path: path.session_in_path,
+            ambiguous: path.ambiguous,
+        };
+        (facts, source)
+    }
+}
+
+/// Recent raw paths (up to [`MAX_CACHED_PATH`] bytes, query left out) and their [`PathFacts`], one
+/// per slot, the slot picked by a hash of the path (a client sending many paths only makes it miss):
+/// at most [`PATH_CACHE_SLOTS`] of each, about 64 KiB of paths and 64 KiB of templates per worker.
+#[derive(Debug, Default)]
+pub struct PathCache {
+    slots: Vec<Option<(Box<str>, PathFacts)>>,
+}
+
+pub const PATH_CACHE_SLOTS: usize = 256;
+pub const MAX_CACHED_PATH: usize = 256;
+
+impl PathCache {
+    fn get_or(&mut self, path: &str, facts: impl FnOnce() -> PathFacts) -> PathFacts {
+        if path.len() > MAX_CACHED_PATH {
+            return facts();
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(PATH_CACHE_SLOTS, || None);
+        }
+        let hash = super::scrub::fnv1a(path);
+        let Some(slot) = self
+            .slots
+            .get_mut(usize::try_from(hash % PATH_CACHE_SLOTS as u64).unwrap_or(0))
+        else {
+            return facts();
+        };
+        match slot {
+            Some((known, value)) if **known == *path => value.clone(),
+            _ => {
+                let value = facts();
+                *slot = Some((path.into(), value.clone()));
+                value
+            }
+        }
+    }
+}
+
 impl Observation {
     /// Observes the request headers: path template, declared verdict, query names, content type,
     /// credentials and the header-borne API type. Reads nothing of the body.
     pub fn request(d: &Discovery, request: &dyn RequestView) -> Observation {
+        Observation::request_with(d, request, None)
+    }
+
+    /// [`Observation::request`], with the worker's [`PathCache`] for inferred templates.
+    pub fn request_with(
+        d: &Discovery,
+        request: &dyn RequestView,
+        paths: Option<&mut PathCache>,
+    ) -> Observation {
         let raw_path = request.path();
-        let path: NormalisedPath = template::normalise(raw_path);
         let method = clean_method(request.method());
         let https = request.scheme().eq_ignore_ascii_case("https");
         let content_type = request.header("content-type");
@@ -193,28 +274,28 @@ impl Observation {
             websocket_protocol: request.header("sec-websocket-protocol"),
         };
         let classification = classify::from_head(&head);
-        let found = d
-            .declared
-            .as_ref()
-            .and_then(|api| api.lookup(&method, &path));
-        let declaration = declared::verdict(d.declared.as_ref(), &d.retired, &path, found.as_ref());
-        let (template, template_source) = match (&found, classification.api_type) {
-            (_, classify::ApiType::Grpc | classify::ApiType::GrpcWeb) => {
-                (template::literal(&path), TemplateSource::Literal)
-            }
-            (Some(m), _) => (m.template.clone(), TemplateSource::Declared),
-            (None, _) => (template::infer(&path), TemplateSource::Inferred),
+        let grpc = matches!(
+            classification.api_type,
+            classify::ApiType::Grpc | classify::ApiType::GrpcWeb
+        );
+        let (facts, template_source) = match paths {
+            // Without a document the inferred template depends on the path alone.
+            Some(cache) if d.declared.is_none() && !grpc => (
+                cache.get_or(head.path, || PathFacts::of(d, raw_path, &method, false).0),
+                TemplateSource::Inferred,
+            ),
+            _ => PathFacts::of(d, raw_path, &method, grpc),
         };
         let mut auth = auth::detect(&d.auth_names, request);
-        auth.credentials_in_query |= path.session_in_path;
+        auth.credentials_in_query |= facts.session_in_path;
         let query_params = param_names(head.query);
         let request_classes = placeholder_classes(query_params.iter().map(String::as_str));
         Observation {
             host: clean_host(request.authority(), https),
             https,
-            template,
+            template: facts.template,
             template_source,
-            declaration,
+            declaration: facts.declaration,
             query_params,
             request_content_type: content_type.map(clean_media),
             response_content_type: None,
@@ -228,8 +309,8 @@ impl Observation {
             response_classes: Vec::new(),
             request_shape: None,
             response_shape: None,
-            session_in_path: path.session_in_path,
-            path_confusion: path.ambiguous,
+            session_in_path: facts.session_in_path,
+            path_confusion: facts.ambiguous,
             origin: request.header("origin").map(str::to_string),
             authority: request.authority().to_string(),
             method,

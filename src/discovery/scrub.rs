@@ -157,13 +157,9 @@ impl ScrubCache {
         if self.slots.is_empty() {
             self.slots.resize_with(CACHE_SLOTS, || None);
         }
-        // FNV-1a over the name's bytes picks a pair of slots.
-        let pair = (text.len() <= MAX_CACHED_NAME).then(|| {
-            let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-            usize::try_from(hash % CACHE_SLOTS as u64).unwrap_or(0) & !1
-        });
+        // A hash of the name's bytes picks a pair of slots.
+        let pair = (text.len() <= MAX_CACHED_NAME)
+            .then(|| usize::try_from(fnv1a(text) % CACHE_SLOTS as u64).unwrap_or(0) & !1);
         let pair = pair.and_then(|at| self.slots.get_mut(at..at + 2));
         let mut free = 0;
         for (k, slot) in pair.iter().flat_map(|p| p.iter()).enumerate() {
@@ -179,6 +175,14 @@ impl ScrubCache {
         }
         verdict
     }
+}
+
+/// FNV-1a of `text`'s bytes: the slot of a worker's caches of recent texts (names here, paths in
+/// [`super::observe::PathCache`]).
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The text to emit for `text`, noting any data class in `classes`.

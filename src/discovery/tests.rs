@@ -237,3 +237,43 @@ fn the_collector_token_travels_as_a_bearer_authorization() {
     assert_eq!(w.next_call(8_999), None);
     assert!(w.next_call(9_000).is_some());
 }
+
+#[test]
+fn the_path_cache_gives_the_observation_an_uncached_request_gives() {
+    use crate::request::Request;
+    let d = compiled(json!({"retired_prefixes": ["/old"]}));
+    let source = Source {
+        plugin: "p".into(),
+        worker: "w".into(),
+        node: None,
+    };
+    let mut w = DiscoveryWorker::new(&d, source, 0);
+    let long = format!("/files/{}", "a".repeat(300));
+    let paths = [
+        "/api/users/42?x=1",
+        "/api/users/42",
+        "/API/Users/42#frag",
+        "/old/thing/7",
+        "/a/..%2f/b;jsessionid=ABC",
+        "/a//b/%2e%2e/c",
+        "/x/550e8400-e29b-41d4-a716-446655440000",
+        long.as_str(),
+        "/",
+    ];
+    // Twice: the first pass fills the cache, the second reads it.
+    for _ in 0..2 {
+        for path in paths {
+            for content_type in ["application/json", "application/grpc"] {
+                let request = Request::of(&[
+                    (":method", "POST"),
+                    (":path", path),
+                    (":authority", "api.example.com"),
+                    ("content-type", content_type),
+                ]);
+                let cached = w.observe(&d, &request);
+                let fresh = Observation::request(&d, &request);
+                assert_eq!(format!("{cached:?}"), format!("{fresh:?}"), "{path}");
+            }
+        }
+    }
+}

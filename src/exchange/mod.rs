@@ -132,6 +132,8 @@ pub struct Exchange {
     pending: Option<Pending>,
     /// The rate limit service's `response_headers_to_add`, for the upstream's response.
     service_response_headers: Vec<(String, String)>,
+    /// The clock at the request's head (ms; 0 when the policy needs no clock).
+    started_ms: u64,
 }
 
 impl Exchange {
@@ -174,7 +176,16 @@ impl Exchange {
                 .judge(worker, host, &Denial::BadRequest("unreadable_request"), &[])
                 .unwrap_or(Flow::Continue);
         }
-        let now_ms = host.now_ms();
+        // Only token lifetimes, rate limits and discovery need the clock (one host call).
+        let now_ms = if policy.providers.is_empty()
+            && policy.rate_limits.is_empty()
+            && policy.discovery.is_none()
+        {
+            0
+        } else {
+            host.now_ms()
+        };
+        self.started_ms = now_ms;
         let verdict = {
             let mut keys = worker::Keys {
                 jwks: &mut worker.jwks,
@@ -193,7 +204,7 @@ impl Exchange {
             (policy.discovery.as_ref(), worker.discovery.as_mut())
         {
             if discovery.sample(config) {
-                self.observation = Some(Observation::request(config, &request));
+                self.observation = Some(discovery.observe(config, &request));
             }
         }
         self.enforced = verdict.enforced;
@@ -601,11 +612,12 @@ impl Exchange {
 
     /// The request is over: its observation goes into the worker's discovery table (the next tick
     /// sends it).
-    pub fn on_log(&mut self, worker: &mut Worker, host: &mut dyn StreamHost) {
+    pub fn on_log(&mut self, worker: &mut Worker, _host: &mut dyn StreamHost) {
         let Some(observation) = self.observation.take() else {
             return;
         };
-        let now = host.now_ms();
+        // The request's start stands for its time: no second clock read.
+        let now = self.started_ms;
         if let (Some(config), Some(discovery)) =
             (worker.policy.discovery.as_ref(), worker.discovery.as_mut())
         {

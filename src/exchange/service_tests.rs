@@ -71,10 +71,14 @@ fn the_request_waits_for_the_call_then_goes_on_with_the_services_headers() {
             && v.as_deref() == Some(&b"1"[..])));
     assert_eq!(sim.host.latencies, vec![(0, 3000)]);
     // The host adds the read of the answer and the resume: 4 host calls before the header it sets.
-    assert_eq!(
-        sim.host.calls[..2],
-        ["request_headers".to_string(), "call_service".to_string()]
-    );
+    let calls: Vec<&str> = sim
+        .host
+        .calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !c.starts_with("metric ") && *c != "now")
+        .collect();
+    assert_eq!(calls[..2], ["request_headers", "call_service"]);
     sim.response(Headers::of(&[(":status", "200")]), true);
     assert!(sim
         .host

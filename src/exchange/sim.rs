@@ -28,7 +28,8 @@ pub struct SimHost {
     pub readable: [bool; 2],
     pub reply: Option<Reply>,
     pub reset: bool,
-    /// Every host call, in order (counting is not a host call: the real host batches it).
+    /// Every stream host call, in order, with the clock reads (`now`) and metric increments
+    /// (`metric <counter>`) the real host makes; shared-data calls are counted by [`Self::store`].
     pub calls: Vec<String>,
     /// Calls Envoy could not have served safely.
     pub violations: Vec<String>,
@@ -148,10 +149,18 @@ impl StreamHost for SimHost {
     }
 
     fn now_ms(&mut self) -> u64 {
+        self.calls.push("now".into());
         self.now
     }
 
+    // Each counter an event moves is one `increment_metric` in `host::metrics`.
     fn event(&mut self, event: &Event) {
+        for counter in Counter::of_event(event).into_iter().flatten() {
+            self.calls.push(format!("metric {}", counter.name()));
+        }
+        if let Event::RateLimit(_, e) = event {
+            self.calls.push(format!("metric rl_{}", e.metric_name()));
+        }
         self.events.push(*event);
     }
 
@@ -160,6 +169,9 @@ impl StreamHost for SimHost {
     }
 
     fn count_named(&mut self, name: &str, n: u64) {
+        if n > 0 {
+            self.calls.push(format!("metric {name}"));
+        }
         *self.counters.entry(name.to_string()).or_default() += n;
     }
 
@@ -179,10 +191,12 @@ impl StreamHost for SimHost {
     }
 
     fn now_us(&mut self) -> u64 {
+        self.calls.push("now".into());
         self.now.saturating_mul(1000)
     }
 
     fn service_latency(&mut self, policy: usize, micros: u64) {
+        self.calls.push("metric service_latency".into());
         self.latencies.push((policy, micros));
     }
 }

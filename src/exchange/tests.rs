@@ -384,13 +384,24 @@ fn host_call_budget_per_request_shape() {
         true,
     );
     d.response(&[(":status", "200")], true);
-    assert_eq!(d.0.host.calls, vec!["request_headers"]);
+    assert_eq!(
+        d.0.host.calls,
+        vec!["metric requests", "request_headers", "metric no_rule_match"]
+    );
 
     // A POST under a schema, one chunk: headers, one body read.
     let mut d = Drive::new(config());
     d.request(&post("/orders"), false);
     d.body(Side::Request, &[br#"{"qty":3}"#], false);
-    assert_eq!(d.0.host.calls, vec!["request_headers", "body Request"]);
+    assert_eq!(
+        d.0.host.calls,
+        vec![
+            "metric requests",
+            "request_headers",
+            "body Request",
+            "metric schema_validated"
+        ]
+    );
 
     // A redacted JSON response in two chunks: response headers once, one read per callback, one write.
     let mut d = Drive::new(config());
@@ -403,9 +414,12 @@ fn host_call_budget_per_request_shape() {
     assert_eq!(
         d.0.host.calls,
         vec![
+            "metric requests",
             "request_headers",
             "response_headers",
             "body Response",
+            "metric redaction_pii_card",
+            "metric redaction_bodies_changed",
             "set_body Response"
         ]
     );
@@ -469,4 +483,146 @@ fn listed_response_headers_are_masked_or_blocked_even_without_a_body() {
         false,
     );
     assert_eq!(d.status(), Some(502));
+}
+
+/// Every host call of one request of a benchmark shape (`examples/request_path.rs`, `scripts/bench.py`)
+/// once the worker is warm (token cached, limiter slot made, endpoint known): the stream calls, clock
+/// reads and metric increments in order, then the shared-data reads and writes.
+fn shape_calls(config: Value, extra: &[(&str, &str)]) -> (Vec<String>, usize, usize) {
+    use crate::discovery::{event::Source, DiscoveryWorker};
+    let mut sim = Sim::new(Rc::new(Policy::from_value(&config).unwrap()));
+    if !sim.worker.policy.rate_limits.is_empty() {
+        sim.worker.seed = Some(crate::ratelimit::key::Seed::from_bytes(&[7; 16]));
+    }
+    let source = Source {
+        plugin: "apiguard".into(),
+        worker: "1".into(),
+        node: None,
+    };
+    let now = sim.host.now;
+    sim.worker.discovery = sim
+        .worker
+        .policy
+        .discovery
+        .as_ref()
+        .map(|d| DiscoveryWorker::new(d, source, now));
+    let mut request = vec![
+        (":method", "GET"),
+        (":path", "/api/x"),
+        (":authority", "127.0.0.1:10000"),
+        (":scheme", "http"),
+        ("user-agent", "wrk"),
+        ("x-request-id", "3f2a3c1e-8a7b-4c4d-9e0f-112233445566"),
+    ];
+    request.extend_from_slice(extra);
+    for _ in 0..2 {
+        sim.host.calls.clear();
+        *sim.host.store.reads.borrow_mut() = 0;
+        *sim.host.store.writes.borrow_mut() = 0;
+        sim.exchange = Exchange::new();
+        assert_eq!(sim.request(Headers::of(&request), true), Flow::Continue);
+        assert!(!sim.stopped(), "{:?}", sim.host.reply);
+        let response = [
+            (":status", "200"),
+            ("content-type", "application/json"),
+            ("content-length", "2"),
+        ];
+        assert_eq!(sim.response(Headers::of(&response), true), Flow::Continue);
+        sim.log();
+    }
+    let reads = *sim.host.store.reads.borrow();
+    let writes = *sim.host.store.writes.borrow();
+    (sim.host.calls, reads, writes)
+}
+
+/// The host-call budget of the benchmark shapes (`make profile`, `make bench`): what a warm request
+/// costs outside the VM. A change that adds a call must lower another or raise this budget on purpose.
+#[test]
+fn host_call_budget_of_the_benchmark_shapes() {
+    use crate::pipeline::tests::{jwks, token};
+    let provider = json!({"issuer": "https://idp", "audiences": ["api"],
+        "local_jwks": {"inline_string": jwks()},
+        "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]});
+    let never_deny = |key: Value| json!({"requests": 1_000_000_000u64, "period": "1s", "key": key, "max_keys": 20000});
+    let bearer = format!(
+        "Bearer {}",
+        token(json!({"iss": "https://idp", "aud": "api", "sub": "alice", "exp": 1_800_000_000u64}))
+    );
+    let auth = [("authorization", bearer.as_str())];
+    let tenant = [("x-tenant", "t1")];
+
+    let noop = shape_calls(json!({"rules": [{"match": {"prefix": "/"}}]}), &[]);
+    // Against the no-op filter (bench/noop: no host call at all).
+    assert_eq!(
+        noop,
+        (strings(&["metric requests", "request_headers"]), 0, 0)
+    );
+
+    let jwt = shape_calls(
+        json!({"jwt_cache": {"max_entries": 1024}, "jwt_providers": {"bench": provider},
+               "rules": [{"match": {"prefix": "/"}, "jwt": {"provider": "bench"}}]}),
+        &auth,
+    );
+    // The token (removed, as jwt_authn's `forward: false` does) and its claim header.
+    let jwt_calls = [
+        "metric requests",
+        "request_headers",
+        "now",
+        "metric jwt_cache_hit",
+        "metric jwt_allowed",
+        "set_header x-jwt-sub",
+        "set_header authorization",
+    ];
+    assert_eq!(jwt, (strings(&jwt_calls), 0, 0));
+
+    let limit = shape_calls(
+        json!({"rate_limits": {"bench": never_deny(json!([{"header": "x-tenant"}]))},
+               "rules": [{"match": {"prefix": "/"}, "rate_limits": "bench"}]}),
+        &tenant,
+    );
+    // One shared-data get and one CAS write for the key's slot.
+    let limit_calls = [
+        "metric requests",
+        "request_headers",
+        "now",
+        "metric rl_allowed",
+    ];
+    assert_eq!(limit, (strings(&limit_calls), 1, 1));
+
+    let jwt_limit = shape_calls(
+        json!({"jwt_cache": {"max_entries": 1024}, "jwt_providers": {"bench": provider},
+               "rate_limits": {"per_user": never_deny(json!([{"jwt_claim": "sub"}]))},
+               "rules": [{"match": {"prefix": "/"}, "jwt": {"provider": "bench"}, "rate_limits": "per_user"}]}),
+        &auth,
+    );
+    let jwt_limit_calls = [
+        "metric requests",
+        "request_headers",
+        "now",
+        "metric jwt_cache_hit",
+        "metric jwt_allowed",
+        "metric rl_allowed",
+        "set_header x-jwt-sub",
+        "set_header authorization",
+    ];
+    assert_eq!(jwt_limit, (strings(&jwt_limit_calls), 1, 1));
+
+    let discovery = shape_calls(
+        json!({"discovery": {"collector": {"cluster": "collector", "uri": "http://collector/v1/apiguard"},
+                             "sample_rate": 1.0, "flush_interval": "5s"},
+               "rules": [{"match": {"prefix": "/"}}]}),
+        &[],
+    );
+    // The response's status and content type; the request's clock read serves the log stage too.
+    let discovery_calls = [
+        "metric requests",
+        "request_headers",
+        "now",
+        "response_headers",
+    ];
+    assert_eq!(discovery, (strings(&discovery_calls), 0, 0));
+}
+
+fn strings(calls: &[&str]) -> Vec<String> {
+    calls.iter().map(|c| (*c).to_string()).collect()
 }

@@ -58,11 +58,32 @@ impl ApiGuard {
         if let Some(token) = host.service_call {
             self.service_call = Some(token);
         }
+
         match flow {
             Flow::Continue => Action::Continue,
             Flow::Pause => Action::Pause,
         }
     }
+}
+
+/// `timed!(stage, self, step)`: the step; in the `stage-timing` build, also its in-VM time, added to
+/// the stage's counters. Nothing at all in the shipped build.
+#[cfg(not(feature = "stage-timing"))]
+macro_rules! timed {
+    ($stage:literal, $guard:expr, $step:expr) => {
+        $step
+    };
+}
+
+#[cfg(feature = "stage-timing")]
+macro_rules! timed {
+    ($stage:literal, $guard:expr, $step:expr) => {{
+        let started = abi::now_nanos().unwrap_or(0);
+        let action = $step;
+        let nanos = abi::now_nanos().unwrap_or(0).saturating_sub(started);
+        timing::record(&$guard.vm.borrow().worker.policy.name, $stage, nanos);
+        action
+    }};
 }
 
 impl Context for ApiGuard {
@@ -84,7 +105,12 @@ impl Context for ApiGuard {
         } else {
             ServiceResult::Failed(status_code)
         };
-        if self.step(|x, w, h| x.on_service_response(w, h, result)) == Action::Continue {
+        if timed!(
+            "service_response",
+            self,
+            self.step(|x, w, h| { x.on_service_response(w, h, result) })
+        ) == Action::Continue
+        {
             if let Err(e) = abi::resume_request() {
                 log::warn!("cannot resume the request after the rate limit service: {e:?}");
             }
@@ -94,34 +120,62 @@ impl Context for ApiGuard {
 
 impl HttpContext for ApiGuard {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_request_headers(w, h, end_of_stream))
+        timed!(
+            "request_headers",
+            self,
+            self.step(|x, w, h| { x.on_request_headers(w, h, end_of_stream) })
+        )
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_request_body(w, h, body_size, end_of_stream))
+        timed!(
+            "request_body",
+            self,
+            self.step(|x, w, h| { x.on_request_body(w, h, body_size, end_of_stream) })
+        )
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.step(|x, w, h| x.on_request_trailers(w, h))
+        timed!(
+            "request_trailers",
+            self,
+            self.step(|x, w, h| x.on_request_trailers(w, h))
+        )
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_response_headers(w, h, end_of_stream))
+        timed!(
+            "response_headers",
+            self,
+            self.step(|x, w, h| { x.on_response_headers(w, h, end_of_stream) })
+        )
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.step(|x, w, h| x.on_response_body(w, h, body_size, end_of_stream))
+        timed!(
+            "response_body",
+            self,
+            self.step(|x, w, h| { x.on_response_body(w, h, body_size, end_of_stream) })
+        )
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.step(|x, w, h| x.on_response_trailers(w, h))
+        timed!(
+            "response_trailers",
+            self,
+            self.step(|x, w, h| x.on_response_trailers(w, h))
+        )
     }
 
     fn on_log(&mut self) {
-        self.step(|x, w, h| {
-            x.on_log(w, h);
-            Flow::Continue
-        });
+        timed!(
+            "log",
+            self,
+            self.step(|x, w, h| {
+                x.on_log(w, h);
+                Flow::Continue
+            })
+        );
     }
 }
 
@@ -264,5 +318,38 @@ impl StreamHost for HostStream<'_> {
 
     fn service_latency(&mut self, policy: usize, micros: u64) {
         self.metrics.service_latency(policy, micros);
+    }
+}
+
+/// The `stage-timing` build's counters: nanoseconds and calls per callback, ids defined on first use.
+#[cfg(feature = "stage-timing")]
+mod timing {
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::MetricType;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// (stage, id of `_ns`, id of `_calls`); at most one entry per callback kind.
+        static IDS: RefCell<Vec<(&'static str, u32, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record(prefix: &str, stage: &'static str, nanos: u64) {
+        IDS.with(|ids| {
+            let mut ids = ids.borrow_mut();
+            let found = ids.iter().find(|(s, _, _)| *s == stage).copied();
+            let entry = found.or_else(|| {
+                let define = |what: &str| {
+                    let name = format!("{prefix}_stage_{stage}_{what}");
+                    hostcalls::define_metric(MetricType::Counter, &name).ok()
+                };
+                let entry = (stage, define("ns")?, define("calls")?);
+                ids.push(entry);
+                Some(entry)
+            });
+            if let Some((_, ns, calls)) = entry {
+                let _ = hostcalls::increment_metric(ns, i64::try_from(nanos).unwrap_or(0).max(1));
+                let _ = hostcalls::increment_metric(calls, 1);
+            }
+        });
     }
 }

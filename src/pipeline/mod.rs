@@ -794,4 +794,4 @@ pub fn original_uri(request: &dyn RequestView) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,7 +10,7 @@ use sha2::Digest;
 const SECRET: &[u8] = b"an HMAC secret of at least 32 bytes long";
 const NOW: u64 = 1_700_000_000;
 
-fn jwks() -> String {
+pub(crate) fn jwks() -> String {
     json!({"keys": [{"kty": "oct", "kid": "hs1", "alg": "HS256", "k": Base64UrlUnpadded::encode_string(SECRET)}]})
         .to_string()
 }
@@ -28,7 +28,7 @@ fn sign(header: Value, payload: Value) -> String {
     )
 }
 
-fn token(payload: Value) -> String {
+pub(crate) fn token(payload: Value) -> String {
     sign(json!({"alg": "HS256", "kid": "hs1", "typ": "JWT"}), payload)
 }
 
