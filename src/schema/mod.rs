@@ -31,6 +31,7 @@ pub mod decimal;
 pub mod format;
 pub mod openapi;
 pub mod problem;
+pub mod tape;
 pub mod validate;
 
 pub use compile::{CompileError, Draft, Options, Schema};
@@ -233,7 +234,7 @@ impl SchemaPolicy {
         };
         match schema {
             Some(s) => s.validate_bytes(body, &self.limits),
-            None => validate::parse_body(body, &self.limits).map(|_| ()),
+            None => validate::check_json(body, &self.limits),
         }
     }
 }

@@ -20,10 +20,13 @@ use super::compile::{
 };
 use super::decimal::{self, Decimal};
 use super::problem::{Rejection, Violation};
+use super::tape::{Doc, Tape, K_ARR, K_FALSE, K_NULL, K_NUM, K_OBJ, K_STR, K_TRUE};
+use regex_lite::Regex;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 /// The deepest `max_depth` a policy may configure (serde_json refuses deeper documents anyway).
 pub const MAX_DEPTH_LIMIT: usize = 128;
@@ -51,45 +54,129 @@ impl Default for Limits {
     }
 }
 
+thread_local! {
+    /// The worker's tape, reused by every request (see [`Tape`] for what it keeps between them).
+    static TAPE: RefCell<Tape> = RefCell::new(Tape::default());
+}
+
+/// Runs `f` with the worker's reused tape (a fresh one if that is in use), then trims it.
+fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
+    TAPE.with(|cell| {
+        let mut fresh;
+        let mut reused;
+        let tape: &mut Tape = match cell.try_borrow_mut() {
+            Ok(t) => {
+                reused = t;
+                &mut reused
+            }
+            Err(_) => {
+                fresh = Tape::default();
+                &mut fresh
+            }
+        };
+        let r = f(tape);
+        tape.trim();
+        r
+    })
+}
+
+/// The one pass over a body within `limits`: `f` sees the document when the tape accepts it;
+/// `None` when the body is too large, not UTF-8, too deep, not JSON or repeats a key, for
+/// [`parse_body`] to name exactly.
+fn on_tape<R>(body: &[u8], limits: &Limits, f: impl FnOnce(Doc<'_>) -> R) -> Option<R> {
+    if body.len() > limits.max_body_bytes {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let max_depth = limits.max_depth.min(MAX_DEPTH_LIMIT);
+    with_tape(|t| t.parse(text, max_depth).then(|| f(t.doc(text))))
+}
+
+fn violation((violations, truncated): (Vec<Violation>, bool)) -> Rejection {
+    Rejection::SchemaViolation {
+        violations,
+        truncated,
+    }
+}
+
+/// Checks that a body within `limits` is one JSON document, without a schema.
+pub fn check_json(body: &[u8], limits: &Limits) -> Result<(), Rejection> {
+    match on_tape(body, limits, |_| ()) {
+        Some(()) => Ok(()),
+        None => parse_body(body, limits).map(|_| ()),
+    }
+}
+
 impl Schema {
     /// True when `value` matches. Stops at the first failure.
     pub fn is_valid(&self, value: &Value) -> bool {
-        let mut e = Eval::new(&self.nodes, false, 0);
-        e.node(self.root, value, &Path::ROOT, "$ref", 0)
+        let text = value.to_string();
+        with_tape(|t| t.parse(&text, usize::MAX) && self.is_valid_doc(t.doc(&text)))
     }
 
     /// Up to `max_errors` violations (and whether more exist) when `value` does not match.
     pub fn validate(&self, value: &Value, max_errors: usize) -> Result<(), (Vec<Violation>, bool)> {
-        if self.is_valid(value) {
+        let text = value.to_string();
+        with_tape(|t| {
+            if t.parse(&text, usize::MAX) {
+                self.validate_doc(t.doc(&text), max_errors)
+            } else {
+                // A serialized value always tokenizes; never report "valid" otherwise.
+                Err((vec![schema_violation()], false))
+            }
+        })
+    }
+
+    /// True when the document matches. Stops at the first failure.
+    pub fn is_valid_doc(&self, doc: Doc<'_>) -> bool {
+        let mut e = Eval::new(&self.nodes, doc, false, 0);
+        e.node(self.root, 0, &Path::ROOT, "$ref", 0)
+    }
+
+    /// Up to `max_errors` violations (and whether more exist) when the document does not match.
+    pub fn validate_doc(
+        &self,
+        doc: Doc<'_>,
+        max_errors: usize,
+    ) -> Result<(), (Vec<Violation>, bool)> {
+        if self.is_valid_doc(doc) {
             return Ok(());
         }
         // Collect one more than asked for, to know whether the list is truncated.
         let max_errors = max_errors.max(1);
-        let mut e = Eval::new(&self.nodes, true, max_errors + 1);
-        e.node(self.root, value, &Path::ROOT, "$ref", 0);
+        let mut e = Eval::new(&self.nodes, doc, true, max_errors + 1);
+        e.node(self.root, 0, &Path::ROOT, "$ref", 0);
         if e.errors.len() > max_errors {
             e.errors.truncate(max_errors);
             e.truncated = true;
         }
         if e.errors.is_empty() {
             // Cannot happen for a consistent schema; never report "valid" for an invalid body.
-            e.errors.push(Violation {
-                pointer: String::new(),
-                keyword: "schema",
-                schema_location: "#".into(),
-            });
+            e.errors.push(schema_violation());
         }
         Err((e.errors, e.truncated))
     }
 
-    /// Parses and validates a request body under `limits`.
+    /// Parses and validates a request body under `limits`: one pass over the bytes into the
+    /// worker's tape, then one walk of it. A body the tape refuses is judged by [`parse_body`]
+    /// (which names the exact failure).
     pub fn validate_bytes(&self, body: &[u8], limits: &Limits) -> Result<(), Rejection> {
-        let value = parse_body(body, limits)?;
-        self.validate(&value, limits.max_errors)
-            .map_err(|(violations, truncated)| Rejection::SchemaViolation {
-                violations,
-                truncated,
-            })
+        let max_errors = limits.max_errors;
+        match on_tape(body, limits, |doc| self.validate_doc(doc, max_errors)) {
+            Some(r) => r.map_err(violation),
+            None => {
+                let value = parse_body(body, limits)?;
+                self.validate(&value, max_errors).map_err(violation)
+            }
+        }
+    }
+}
+
+fn schema_violation() -> Violation {
+    Violation {
+        pointer: String::new(),
+        keyword: "schema",
+        schema_location: "#".into(),
     }
 }
 
@@ -379,57 +466,52 @@ impl<'a> Path<'a> {
     }
 }
 
-struct Eval<'s> {
+struct Eval<'s, 't> {
     nodes: &'s [SNode],
+    doc: Doc<'t>,
     collect: bool,
     max_errors: usize,
     errors: Vec<Violation>,
     truncated: bool,
 }
 
-fn is_integer(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => decimal::of(n).is_some_and(|d| d.is_integer()),
-        _ => false,
-    }
+/// A number written as an integer, or one whose decimal value is whole (`1.0`, `1e3`).
+fn is_integer_text(t: &str) -> bool {
+    !t.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
+        || Decimal::parse(t).is_some_and(|d| d.is_integer())
 }
 
 /// A numeric bound on an instance: non-numbers pass (`type` judges them).
-fn bound(v: &Value, ok: impl Fn(Ordering) -> bool, m: &Decimal) -> bool {
-    match v {
-        Value::Number(n) => decimal::of(n).is_some_and(|x| ok(x.cmp(m))),
-        _ => true,
-    }
+fn bound(doc: &Doc<'_>, v: usize, ok: impl Fn(Ordering) -> bool, m: &Decimal) -> bool {
+    doc.num(v)
+        .is_none_or(|t| Decimal::parse(t).is_some_and(|x| ok(x.cmp(m))))
 }
 
-fn type_matches(mask: u8, v: &Value) -> bool {
-    let bit = match v {
-        Value::Null => T_NULL,
-        Value::Bool(_) => T_BOOL,
-        Value::Object(_) => T_OBJECT,
-        Value::Array(_) => T_ARRAY,
-        Value::String(_) => T_STRING,
-        Value::Number(_) => {
-            if mask & T_NUMBER != 0 || (mask & T_INTEGER != 0 && is_integer(v)) {
-                return true;
-            }
-            return false;
+fn type_matches(mask: u8, doc: &Doc<'_>, v: usize) -> bool {
+    let bit = match doc.kind(v) {
+        K_NULL => T_NULL,
+        K_TRUE | K_FALSE => T_BOOL,
+        K_OBJ => T_OBJECT,
+        K_ARR => T_ARRAY,
+        K_STR => T_STRING,
+        _ => {
+            return mask & T_NUMBER != 0 || (mask & T_INTEGER != 0 && is_integer_text(doc.text(v)));
         }
     };
     mask & bit != 0
 }
 
-fn multiple_of_exact(v: &Value, m: &Decimal) -> bool {
-    let Value::Number(n) = v else {
+fn multiple_of_exact(doc: &Doc<'_>, v: usize, m: &Decimal) -> bool {
+    let Some(t) = doc.num(v) else {
         return true;
     };
-    let Some(x) = decimal::of(n) else {
+    let Some(x) = Decimal::parse(t) else {
         return false;
     };
     match x.is_multiple_of(m) {
         Some(ok) => ok,
         // A divisor with more than 19 significant digits: the f64 approximation.
-        None => match (n.as_f64(), m.to_f64()) {
+        None => match (t.parse::<f64>().ok().filter(|f| f.is_finite()), m.to_f64()) {
             (Some(x), Some(m)) => multiple_of(x, m),
             _ => false,
         },
@@ -447,74 +529,73 @@ fn multiple_of(v: f64, m: f64) -> bool {
     (q - q.round()).abs() <= 1e-9 * q.abs().max(1.0)
 }
 
-/// JSON equality as JSON Schema defines it: `1` equals `1.0`; object member order is irrelevant.
-pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (decimal::of(x), decimal::of(y)) {
+/// JSON equality of a schema's value (`enum`, `const`) and an instance, as JSON Schema defines
+/// it: `1` equals `1.0`; object member order is irrelevant.
+fn value_eq(e: &Value, doc: &Doc<'_>, i: usize) -> bool {
+    match (e, doc.kind(i)) {
+        (Value::Null, K_NULL) => true,
+        (Value::Bool(b), K_TRUE) => *b,
+        (Value::Bool(b), K_FALSE) => !*b,
+        (Value::Number(n), K_NUM) => match (decimal::of(n), Decimal::parse(doc.text(i))) {
             (Some(x), Some(y)) => x == y,
-            _ => x.as_str() == y.as_str(),
+            _ => n.as_str() == doc.text(i),
         },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        (Value::String(s), K_STR) => s == doc.text(i),
+        (Value::Array(a), K_ARR) => {
+            a.len() == doc.len(i)
+                && a.iter()
+                    .zip(doc.elements(i))
+                    .all(|(x, j)| value_eq(x, doc, j))
         }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        (Value::Object(m), K_OBJ) => {
+            m.len() == doc.len(i)
+                && m.iter()
+                    .all(|(k, x)| doc.get(i, k).is_some_and(|j| value_eq(x, doc, j)))
         }
-        _ => a == b,
+        _ => false,
     }
 }
 
-fn hash_value<H: Hasher>(v: &Value, h: &mut H) {
-    match v {
-        Value::Null => 0u8.hash(h),
-        Value::Bool(b) => (1u8, *b).hash(h),
-        Value::Number(n) => (2u8, decimal::of(n)).hash(h),
-        Value::String(s) => (3u8, s).hash(h),
-        Value::Array(items) => {
-            (4u8, items.len()).hash(h);
-            for item in items {
-                hash_value(item, h);
-            }
-        }
-        Value::Object(map) => {
-            // Order-independent: a sum of member hashes.
-            let mut sum = 0u64;
-            for (k, v) in map {
-                let mut eh = std::collections::hash_map::DefaultHasher::new();
-                k.hash(&mut eh);
-                hash_value(v, &mut eh);
-                sum = sum.wrapping_add(eh.finish());
-            }
-            (5u8, map.len(), sum).hash(h);
-        }
-    }
-}
-
-fn has_duplicates(items: &[Value]) -> bool {
+fn has_duplicates(doc: &Doc<'_>, arr: usize) -> bool {
+    let items: Vec<usize> = doc.elements(arr).collect();
     if items.len() <= 16 {
         return items
             .iter()
             .enumerate()
-            .any(|(i, a)| items.iter().skip(i + 1).any(|b| json_eq(a, b)));
+            .any(|(i, &a)| items.iter().skip(i + 1).any(|&b| doc.equal(a, doc, b)));
     }
     let mut hashed: Vec<(u64, usize)> = items
         .iter()
-        .enumerate()
-        .map(|(i, v)| {
+        .map(|&i| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            hash_value(v, &mut h);
+            doc.hash(i, &mut h);
             (h.finish(), i)
         })
         .collect();
     hashed.sort_unstable();
-    hashed.windows(2).any(|w| match (w.first(), w.get(1)) {
-        (Some(a), Some(b)) if a.0 == b.0 => {
-            matches!((items.get(a.1), items.get(b.1)), (Some(x), Some(y)) if json_eq(x, y))
+    // Within a run of equal hashes, compare every pair.
+    let mut run = 0;
+    for k in 1..hashed.len() {
+        let (Some(cur), Some(first)) = (hashed.get(k), hashed.get(run)) else {
+            break;
+        };
+        if cur.0 != first.0 {
+            run = k;
+            continue;
         }
-        _ => false,
-    })
+        let earlier = hashed.get(run..k).unwrap_or(&[]);
+        if earlier.iter().any(|e| doc.equal(e.1, doc, cur.1)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The members of object `v` ordered by name (the order violations are reported in).
+fn members_by_name(doc: &Doc<'_>, v: usize) -> Vec<(usize, usize)> {
+    let mut list: Vec<(usize, usize)> = doc.members(v).collect();
+    crate::sorting::stable_sort_by(&mut list, |a, b| doc.text(a.0).cmp(doc.text(b.0)));
+    list
 }
 
 fn char_count_at_least(s: &str, n: u64) -> bool {
@@ -525,10 +606,11 @@ fn char_count_at_most(s: &str, n: u64) -> bool {
     (s.len() as u64) <= n || s.chars().count() as u64 <= n
 }
 
-impl<'s> Eval<'s> {
-    fn new(nodes: &'s [SNode], collect: bool, max_errors: usize) -> Eval<'s> {
+impl<'s, 't> Eval<'s, 't> {
+    fn new(nodes: &'s [SNode], doc: Doc<'t>, collect: bool, max_errors: usize) -> Eval<'s, 't> {
         Eval {
             nodes,
+            doc,
             collect,
             max_errors,
             errors: Vec::new(),
@@ -561,7 +643,7 @@ impl<'s> Eval<'s> {
     }
 
     /// Validates without recording anything.
-    fn probe(&mut self, idx: usize, v: &Value, path: &Path<'_>, depth: u32) -> bool {
+    fn probe(&mut self, idx: usize, v: usize, path: &Path<'_>, depth: u32) -> bool {
         let was = std::mem::replace(&mut self.collect, false);
         let ok = self.node(idx, v, path, "$ref", depth);
         self.collect = was;
@@ -572,7 +654,7 @@ impl<'s> Eval<'s> {
     fn node(
         &mut self,
         idx: usize,
-        v: &Value,
+        v: usize,
         path: &Path<'_>,
         kw: &'static str,
         depth: u32,
@@ -601,45 +683,89 @@ impl<'s> Eval<'s> {
         ok
     }
 
-    fn check(&mut self, c: &Check, loc: &str, v: &Value, path: &Path<'_>, depth: u32) -> bool {
+    /// One member of an object under `properties`, `patternProperties`, `additionalProperties`.
+    #[allow(clippy::too_many_arguments)]
+    fn member(
+        &mut self,
+        props: &[(Box<str>, usize)],
+        patterns: &[(Regex, usize)],
+        additional: Option<usize>,
+        (name, item): (usize, usize),
+        path: &Path<'_>,
+        d: u32,
+    ) -> bool {
+        let k = self.doc.text(name);
+        let child = path.key(k);
+        let mut ok = true;
+        let mut matched = false;
+        if let Ok(i) = props.binary_search_by(|(name, _)| name.as_ref().cmp(k)) {
+            matched = true;
+            if let Some((_, s)) = props.get(i) {
+                ok &= self.node(*s, item, &child, "properties", d);
+            }
+        }
+        for (re, s) in patterns {
+            if re.is_match(k) {
+                matched = true;
+                ok &= self.node(*s, item, &child, "patternProperties", d);
+            }
+        }
+        if !matched {
+            if let Some(s) = additional {
+                ok &= self.node(s, item, &child, "additionalProperties", d);
+            }
+        }
+        ok
+    }
+
+    /// Object members in document order while probing, by name while collecting violations.
+    fn members(&self, v: usize) -> Vec<(usize, usize)> {
+        if self.collect {
+            members_by_name(&self.doc, v)
+        } else {
+            self.doc.members(v).collect()
+        }
+    }
+
+    fn check(&mut self, c: &Check, loc: &str, v: usize, path: &Path<'_>, depth: u32) -> bool {
         let d = depth + 1;
+        let doc = self.doc;
+        let kind = doc.kind(v);
+        let count = |want: u8| (kind == want).then(|| doc.len(v) as u64);
         let ok = match c {
-            Check::Type(mask) => type_matches(*mask, v),
-            Check::EnumStr(list) => v
-                .as_str()
+            Check::Type(mask) => type_matches(*mask, &doc, v),
+            Check::EnumStr(list) => doc
+                .str(v)
                 .is_some_and(|s| list.binary_search_by(|e| e.as_ref().cmp(s)).is_ok()),
-            Check::Enum(list) => list.iter().any(|e| json_eq(e, v)),
-            Check::Const(c) => json_eq(c, v),
+            Check::Enum(list) => list.iter().any(|e| value_eq(e, &doc, v)),
+            Check::Const(c) => value_eq(c, &doc, v),
             Check::Ref(i) => return self.node(*i, v, path, "$ref", d),
-            Check::Minimum(m) => bound(v, Ordering::is_ge, m),
-            Check::Maximum(m) => bound(v, Ordering::is_le, m),
-            Check::ExclusiveMinimum(m) => bound(v, Ordering::is_gt, m),
-            Check::ExclusiveMaximum(m) => bound(v, Ordering::is_lt, m),
-            Check::MultipleOf(m) => multiple_of_exact(v, m),
-            Check::MinLength(n) => v.as_str().is_none_or(|s| char_count_at_least(s, *n)),
-            Check::MaxLength(n) => v.as_str().is_none_or(|s| char_count_at_most(s, *n)),
-            Check::Pattern(re) => v.as_str().is_none_or(|s| re.is_match(s)),
-            Check::Format(f) => match v {
-                Value::String(s) => f.is_valid(s),
-                Value::Number(n) => f.number_ok(n),
+            Check::Minimum(m) => bound(&doc, v, Ordering::is_ge, m),
+            Check::Maximum(m) => bound(&doc, v, Ordering::is_le, m),
+            Check::ExclusiveMinimum(m) => bound(&doc, v, Ordering::is_gt, m),
+            Check::ExclusiveMaximum(m) => bound(&doc, v, Ordering::is_lt, m),
+            Check::MultipleOf(m) => multiple_of_exact(&doc, v, m),
+            Check::MinLength(n) => doc.str(v).is_none_or(|s| char_count_at_least(s, *n)),
+            Check::MaxLength(n) => doc.str(v).is_none_or(|s| char_count_at_most(s, *n)),
+            Check::Pattern(re) => doc.str(v).is_none_or(|s| re.is_match(s)),
+            Check::Format(f) => match kind {
+                K_STR => f.is_valid(doc.text(v)),
+                K_NUM => f.number_ok(doc.text(v)),
                 _ => true,
             },
-            Check::MinItems(n) => v.as_array().is_none_or(|a| a.len() as u64 >= *n),
-            Check::MaxItems(n) => v.as_array().is_none_or(|a| a.len() as u64 <= *n),
-            Check::UniqueItems => v.as_array().is_none_or(|a| !has_duplicates(a)),
-            Check::MinProperties(n) => v.as_object().is_none_or(|o| o.len() as u64 >= *n),
-            Check::MaxProperties(n) => v.as_object().is_none_or(|o| o.len() as u64 <= *n),
+            Check::MinItems(n) => count(K_ARR).is_none_or(|len| len >= *n),
+            Check::MaxItems(n) => count(K_ARR).is_none_or(|len| len <= *n),
+            Check::UniqueItems => kind != K_ARR || !has_duplicates(&doc, v),
+            Check::MinProperties(n) => count(K_OBJ).is_none_or(|len| len >= *n),
+            Check::MaxProperties(n) => count(K_OBJ).is_none_or(|len| len <= *n),
             Check::Items {
                 prefix,
                 prefix_keyword,
                 rest,
                 rest_keyword,
             } => {
-                let Value::Array(items) = v else {
-                    return true;
-                };
                 let mut ok = true;
-                for (i, item) in items.iter().enumerate() {
+                for (i, item) in doc.elements(v).enumerate() {
                     let (schema, kw) = match prefix.get(i) {
                         Some(s) => (*s, *prefix_keyword),
                         None => match rest {
@@ -657,11 +783,11 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::Contains { schema, min, max } => {
-                let Value::Array(items) = v else {
+                if kind != K_ARR {
                     return true;
-                };
+                }
                 let mut count = 0u64;
-                for (i, item) in items.iter().enumerate() {
+                for (i, item) in doc.elements(v).enumerate() {
                     if self.probe(*schema, item, &path.index(i), d) {
                         count += 1;
                         if max.is_none() && count >= *min {
@@ -688,44 +814,33 @@ impl<'s> Eval<'s> {
                 patterns,
                 additional,
             } => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
-                for (k, item) in map {
-                    let child = path.key(k);
-                    let mut matched = false;
-                    if let Ok(i) = props.binary_search_by(|(name, _)| name.as_ref().cmp(k.as_str()))
-                    {
-                        matched = true;
-                        if let Some((_, s)) = props.get(i) {
-                            ok &= self.node(*s, item, &child, "properties", d);
+                if self.collect {
+                    for m in self.members(v) {
+                        ok &= self.member(props, patterns, *additional, m, path, d);
+                        if !ok && self.full() {
+                            return false;
                         }
                     }
-                    for (re, s) in patterns {
-                        if re.is_match(k) {
-                            matched = true;
-                            ok &= self.node(*s, item, &child, "patternProperties", d);
+                } else {
+                    for m in doc.members(v) {
+                        if !self.member(props, patterns, *additional, m, path, d) {
+                            return false;
                         }
-                    }
-                    if !matched {
-                        if let Some(s) = additional {
-                            ok &= self.node(*s, item, &child, "additionalProperties", d);
-                        }
-                    }
-                    if !ok && (!self.collect || self.full()) {
-                        return false;
                     }
                 }
                 return ok;
             }
             Check::Required(names) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
                 for name in names {
-                    if !map.contains_key(name.as_ref()) {
+                    if doc.get(v, name).is_none() {
                         ok = false;
                         if !self.collect {
                             return false;
@@ -736,13 +851,12 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::PropertyNames(s) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
-                for k in map.keys() {
-                    let name = Value::String(k.clone());
-                    if !self.node(*s, &name, &path.key(k), "propertyNames", d) {
+                for (name, _) in self.members(v) {
+                    if !self.node(*s, name, &path.key(doc.text(name)), "propertyNames", d) {
                         ok = false;
                         if !self.collect || self.full() {
                             return false;
@@ -752,16 +866,16 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::DependentRequired(deps) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
                 for (trigger, names) in deps {
-                    if !map.contains_key(trigger.as_ref()) {
+                    if doc.get(v, trigger).is_none() {
                         continue;
                     }
                     for name in names {
-                        if !map.contains_key(name.as_ref()) {
+                        if doc.get(v, name).is_none() {
                             ok = false;
                             if !self.collect {
                                 return false;
@@ -773,12 +887,12 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::DependentSchemas(deps) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
                 for (trigger, s) in deps {
-                    if map.contains_key(trigger.as_ref()) {
+                    if doc.get(v, trigger).is_some() {
                         ok &= self.node(*s, v, path, "dependentSchemas", d);
                         if !ok && (!self.collect || self.full()) {
                             return false;
@@ -1292,5 +1406,65 @@ mod tests {
         assert!(!v(emin, "-972783798187987123879878123.188781371"));
         // float-overflow.json: 1e308 is a multiple of 0.5 and an integer.
         assert!(v(json!({"type": "integer", "multipleOf": 0.5}), "1e308"));
+    }
+
+    #[test]
+    fn the_tape_accepts_exactly_the_bodies_the_reference_path_accepts() {
+        // Mutations of seed documents: the one-pass tape must agree with parse_body (serde_json,
+        // depth pre-scan, UTF-8, duplicate keys) on every one, and hold the same values.
+        let seeds = [
+            r#"{"a":[1,-0.5e+3,"x\"y\u00e9\ud83d\ude00",true,false,null,{}],"b":{"c":[]},"d":"\u006b"}"#,
+            "  [ 0 , 1E5 , \"\\\\/\\b\\f\\n\\r\\t\" , 12.0e-7 ]  ",
+            r#"{"é":"😀","k":{"k":1,"\u006b\u0031":2},"x":[[[[]]]]}"#,
+            "-0",
+            r#""\ud800\udc00 \u0041""#,
+        ];
+        let alphabet = b"{}[]\",:\\u0123456789-+.eEtrufalsn \n\t\r\x01dDcCx/";
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            max_depth: 6,
+            max_errors: 10,
+        };
+        let mut tape = Tape::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted_count = 0;
+        for seed in seeds {
+            for round in 0..4000 {
+                let mut body = seed.as_bytes().to_vec();
+                for _ in 0..(round % 3) {
+                    let at = (next() as usize) % (body.len() + 1);
+                    let c = alphabet[(next() as usize) % alphabet.len()];
+                    match next() % 3 {
+                        0 => body.insert(at, c),
+                        1 if at < body.len() => {
+                            body.remove(at);
+                        }
+                        _ if at < body.len() => body[at] = c,
+                        _ => body.push(c),
+                    }
+                }
+                let reference = parse_body(&body, &limits);
+                let text = std::str::from_utf8(&body);
+                let accepted = text.is_ok_and(|t| tape.parse(t, limits.max_depth));
+                assert_eq!(
+                    accepted,
+                    reference.is_ok(),
+                    "{:?}: {reference:?}",
+                    String::from_utf8_lossy(&body)
+                );
+                assert!(round > 0 || accepted, "seed {seed}");
+                if let (Ok(t), Ok(v)) = (text, reference) {
+                    accepted_count += 1;
+                    assert!(value_eq(&v, &tape.doc(t), 0), "{t}");
+                }
+            }
+        }
+        assert!(accepted_count > 1000, "{accepted_count}");
     }
 }
