@@ -31,7 +31,7 @@ pub const RETAIN_TOKENS: usize = 16 * 1024;
 /// Capacity of unescaped text a reused tape keeps between requests (bytes).
 pub const RETAIN_TEXT: usize = 16 * 1024;
 
-/// Names per object compared one by one; larger objects are checked through hashes when they close.
+/// Names per object compared one by one; larger objects' names are sorted when they close.
 const DUP_LINEAR: usize = 16;
 
 /// One value (or member name). Strings: `a..a+b` of the body, or of the unescaped text when
@@ -55,7 +55,6 @@ pub struct Tape {
     open: Vec<(u32, u32)>,
     /// Token indices of the names of every open object, innermost last.
     keys: Vec<u32>,
-    hashes: Vec<(u64, u32)>,
 }
 
 fn ws(b: &[u8], mut i: usize) -> usize {
@@ -103,6 +102,33 @@ fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
     Some(i)
 }
 
+/// The first offset at or after `i` holding `"`, `\\` or a control character (or the end), eight
+/// bytes at a time while none of them is one.
+fn string_stop(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(w) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        let x = u64::from_le_bytes(w);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A byte below 0x20, or one equal to 0 after the xor (the classic "has less than" test).
+        let hit = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        if hit & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while b
+        .get(i)
+        .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
+    {
+        i += 1;
+    }
+    i
+}
+
 fn hex4(b: &[u8], at: usize) -> Option<u32> {
     let mut n = 0;
     for k in at..at + 4 {
@@ -137,7 +163,6 @@ impl Tape {
         if self.text.capacity() > RETAIN_TEXT {
             self.text = String::new();
         }
-        self.hashes = Vec::new();
     }
 
     /// The parsed document; `body` must be the text given to [`Tape::parse`].
@@ -162,17 +187,14 @@ impl Tape {
     /// The string whose opening quote is at `i`; returns the offset after its closing quote.
     fn string(&mut self, b: &[u8], i: usize) -> Option<usize> {
         let start = i + 1;
-        let mut j = start;
-        loop {
-            match *b.get(j)? {
-                b'"' => {
-                    self.push(K_STR, start, j - start)?;
-                    return Some(j + 1);
-                }
-                b'\\' => break,
-                c if c < 0x20 => return None,
-                _ => j += 1,
+        let mut j = string_stop(b, start);
+        match *b.get(j)? {
+            b'"' => {
+                self.push(K_STR, start, j - start)?;
+                return Some(j + 1);
             }
+            b'\\' => {}
+            _ => return None,
         }
         // Escapes: unescape into the shared text.
         let from = self.text.len();
@@ -271,41 +293,24 @@ impl Tape {
         Some(())
     }
 
-    /// An object closes: a large one's names are compared through their hashes.
+    /// An object closes: a large one's names are sorted (the shared sort: O(n log n) whatever the
+    /// names) and neighbours compared.
     fn close_object(&mut self, body: &[u8], start: usize) -> Option<()> {
-        let names = self.keys.get(start..).unwrap_or(&[]);
-        if names.len() > DUP_LINEAR {
-            let mut hashes = std::mem::take(&mut self.hashes);
-            hashes.clear();
-            for &k in names {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                h.write(self.key_bytes(body, k));
-                hashes.push((h.finish(), k));
-            }
-            hashes.sort_unstable();
-            let mut dup = false;
-            let mut run = 0;
-            for k in 1..hashes.len() {
-                let (Some(cur), Some(first)) = (hashes.get(k), hashes.get(run)) else {
-                    break;
-                };
-                if cur.0 != first.0 {
-                    run = k;
-                    continue;
-                }
-                let name = self.key_bytes(body, cur.1);
-                let earlier = hashes.get(run..k).unwrap_or(&[]);
-                if earlier.iter().any(|e| self.key_bytes(body, e.1) == name) {
-                    dup = true;
-                    break;
-                }
-            }
-            self.hashes = hashes;
+        if self.keys.len().saturating_sub(start) <= DUP_LINEAR {
+            self.keys.truncate(start);
+        } else {
+            let mut names = self.keys.split_off(start);
+            crate::sorting::stable_sort_by(&mut names, |&a, &b| {
+                self.key_bytes(body, a).cmp(self.key_bytes(body, b))
+            });
+            let dup = names.windows(2).any(|w| match w {
+                [a, b] => self.key_bytes(body, *a) == self.key_bytes(body, *b),
+                _ => false,
+            });
             if dup {
                 return None;
             }
         }
-        self.keys.truncate(start);
         Some(())
     }
 
@@ -404,6 +409,34 @@ impl Tape {
             self.close_object(b, keys_from as usize)?;
         }
         Some(())
+    }
+}
+
+/// The values of a schema's `enum` or `const`, kept as a document (an array of them) and compared
+/// with instances by [`Doc::equal`].
+#[derive(Debug, Default)]
+pub(crate) struct Consts {
+    text: String,
+    tape: Tape,
+}
+
+impl Consts {
+    pub(crate) fn new(values: &[serde_json::Value]) -> Consts {
+        let mut c = Consts {
+            text: serde_json::Value::Array(values.to_vec()).to_string(),
+            tape: Tape::default(),
+        };
+        // A serialized value always tokenizes; if not, nothing equals the empty document.
+        if !c.tape.parse(&c.text, usize::MAX) {
+            c.text.clear();
+        }
+        c
+    }
+
+    /// Whether one of the values equals value `v` of `doc`.
+    pub(crate) fn contain(&self, doc: &Doc<'_>, v: usize) -> bool {
+        let own = self.tape.doc(&self.text);
+        own.elements(0).any(|e| own.equal(e, doc, v))
     }
 }
 
@@ -523,32 +556,30 @@ impl<'t> Doc<'t> {
         }
     }
 
-    /// A hash consistent with [`Doc::equal`].
-    pub(crate) fn hash<H: Hasher>(&self, i: usize, h: &mut H) {
+    /// A hash consistent with [`Doc::equal`] (not generic: one copy).
+    pub(crate) fn hash(&self, i: usize) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
         let k = self.kind(i);
-        k.hash(h);
+        h.write_u8(k);
         match k {
-            K_NUM => super::decimal::Decimal::parse(self.text(i)).hash(h),
-            K_STR => self.text(i).hash(h),
+            K_NUM => super::decimal::Decimal::parse(self.text(i)).hash(&mut h),
+            K_STR => h.write(self.text(i).as_bytes()),
             K_ARR => {
-                self.len(i).hash(h);
                 for e in self.elements(i) {
-                    self.hash(e, h);
+                    h.write_u64(self.hash(e));
                 }
             }
             K_OBJ => {
-                // Order-independent: a sum of member hashes.
+                // Order-independent: a sum over the members.
                 let mut sum = 0u64;
                 for (name, v) in self.members(i) {
-                    let mut eh = std::collections::hash_map::DefaultHasher::new();
-                    self.text(name).hash(&mut eh);
-                    self.hash(v, &mut eh);
-                    sum = sum.wrapping_add(eh.finish());
+                    sum = sum.wrapping_add(self.hash(name).rotate_left(7) ^ self.hash(v));
                 }
-                (self.len(i), sum).hash(h);
+                h.write_u64(sum);
             }
             _ => {}
         }
+        h.finish()
     }
 }
 
@@ -587,5 +618,44 @@ impl Iterator for Members<'_> {
         let k = self.next;
         self.next = self.doc.skip(k + 1);
         Some((k, k + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_string_stops_at_its_first_quote_backslash_or_control_byte() {
+        for stop in [b'"', b'\\', 0x00, 0x1f] {
+            for at in 0..20 {
+                let mut body = b"abcdefgh\xc3\xa9ijklmnop\x7fqrstuvwx".to_vec();
+                body[at] = stop;
+                assert_eq!(string_stop(&body, 0), at, "{stop} at {at}");
+                assert_eq!(string_stop(&body, at), at);
+            }
+        }
+        let clean = "ab \u{e9}\u{1f600} ~\u{7f} 0123456789";
+        assert_eq!(string_stop(clean.as_bytes(), 0), clean.len());
+    }
+
+    #[test]
+    fn tokens_record_lengths_spans_and_unescaped_text() {
+        let body = r#" {"a": [1, "x\ty", {}], "b\u0020c": -2.5e3} "#;
+        let mut tape = Tape::default();
+        assert!(tape.parse(body, 4));
+        let doc = tape.doc(body);
+        assert_eq!(doc.kind(0), K_OBJ);
+        assert_eq!(doc.len(0), 2);
+        let a = doc.get(0, "a").unwrap();
+        assert_eq!(doc.len(a), 3);
+        let items: Vec<usize> = doc.elements(a).collect();
+        assert_eq!(doc.num(items[0]), Some("1"));
+        assert_eq!(doc.str(items[1]), Some("x\ty"));
+        assert_eq!(doc.len(items[2]), 0);
+        assert_eq!(doc.num(doc.get(0, "b c").unwrap()), Some("-2.5e3"));
+        assert_eq!(doc.skip(0), tape.toks.len());
+        assert!(!tape.parse(body, 1), "deeper than 1");
+        assert!(!tape.parse(r#"{"a":1,"\u0061":2}"#, 4), "a repeated key");
     }
 }
