@@ -13,6 +13,7 @@
 
 use super::decimal::{self, Decimal};
 use super::format::Format;
+use super::tape::Consts;
 use regex_lite::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -97,8 +98,8 @@ pub(crate) enum Check {
     Type(u8),
     /// `enum` whose members are all strings: sorted, binary-searched.
     EnumStr(Vec<Box<str>>),
-    Enum(Vec<Value>),
-    Const(Value),
+    Enum(Consts),
+    Const(Consts),
     Ref(usize),
     Minimum(Decimal),
     Maximum(Decimal),
@@ -845,10 +846,10 @@ impl<'a> Compiler<'a> {
                     crate::sorting::stable_sort_by(&mut v, |a, b| a.cmp(b));
                     checks.push(Check::EnumStr(v));
                 } else {
-                    checks.push(Check::Enum(items.clone()));
+                    checks.push(Check::Enum(Consts::new(items)));
                 }
             }
-            "const" => checks.push(Check::Const(value.clone())),
+            "const" => checks.push(Check::Const(Consts::new(std::slice::from_ref(value)))),
             _ => return Ok(false),
         }
         Ok(true)

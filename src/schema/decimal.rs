@@ -163,6 +163,19 @@ impl Decimal {
             .then_with(|| self.digits.cmp(&other.digits))
     }
 
+    /// The value as an `i64` when it is a whole number within 18 digits.
+    pub fn as_small_int(&self) -> Option<i64> {
+        if !self.is_integer() || self.exp > 18 {
+            return None;
+        }
+        let mut n: i64 = 0;
+        for k in 0..self.exp {
+            let d = self.digits.get(k as usize).copied().unwrap_or(0);
+            n = n * 10 + i64::from(d);
+        }
+        Some(if self.negative { -n } else { n })
+    }
+
     /// The ASCII digits of a non-negative integer with at most `max` digits (`1.5e3` → `1500`).
     pub fn integer_digits(&self, max: usize) -> Option<Vec<u8>> {
         if self.negative || self.is_zero() || !self.is_integer() {
@@ -275,6 +288,19 @@ mod tests {
         assert!(!d("1.0000000000000001").is_integer());
         assert!(!d("1e-3").is_integer());
         assert!(d("1e400").is_integer());
+    }
+
+    #[test]
+    fn whole_numbers_of_at_most_18_digits_are_small_ints() {
+        assert_eq!(d("1.5e3").as_small_int(), Some(1500));
+        assert_eq!(d("-0.0").as_small_int(), Some(0));
+        assert_eq!(d("-12").as_small_int(), Some(-12));
+        assert_eq!(
+            d("999999999999999999").as_small_int(),
+            Some(999_999_999_999_999_999)
+        );
+        assert_eq!(d("1e18").as_small_int(), None);
+        assert_eq!(d("1.5").as_small_int(), None);
     }
 
     #[test]

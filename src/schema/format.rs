@@ -50,21 +50,24 @@ impl Format {
         })
     }
 
-    /// Checks a number (only `int32`/`int64` constrain numbers).
-    pub fn number_ok(self, n: &serde_json::Number) -> bool {
+    /// Checks a number, given as the text it was written with (only `int32`/`int64` constrain
+    /// numbers).
+    pub fn number_ok(self, n: &str) -> bool {
         let (lo, hi) = match self {
             Format::Int32 => (-2_147_483_648.0, 2_147_483_648.0),
             Format::Int64 => (-9.223_372_036_854_776e18, 9.223_372_036_854_776e18),
             _ => return true,
         };
-        if let Some(i) = n.as_i64() {
+        if let Ok(i) = n.parse::<i64>() {
             return self != Format::Int32 || i32::try_from(i).is_ok();
         }
-        if n.is_u64() {
+        if n.parse::<u64>().is_ok() {
             return false; // above i64::MAX
         }
         // A float: only integral values are constrained ("type" judges the rest).
-        n.as_f64()
+        n.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
             .is_none_or(|f| f.fract() != 0.0 || (f >= lo && f < hi))
     }
 

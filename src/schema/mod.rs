@@ -4,8 +4,9 @@
 //! # Where to start
 //! - [`compile`] turns a JSON Schema into an immutable arena of checks; unsupported keywords are
 //!   refused by name with their JSON pointer, never ignored.
-//! - [`validate`] walks a parsed body once ([`Schema::is_valid`], [`Schema::validate`]) and guards
-//!   the parser ([`validate::parse_body`]: size cap, nesting pre-scan).
+//! - [`tape`] reads a body in one pass into flat tokens (syntax, depth, duplicate keys; no tree);
+//!   [`validate`] walks them ([`Schema::validate_bytes`]) and keeps serde_json's parse
+//!   ([`validate::parse_body`]) only to name why a body is refused.
 //! - [`openapi`] derives operations (method, path template, typed parameters, body per media type).
 //! - [`problem`] is the [`Rejection`] each failure maps to, and its RFC 9457 problem+json body.
 //! - This module reads the `schemas` configuration section ([`compile_section`]) and offers the two
@@ -22,8 +23,8 @@
 //!
 //! # Input limits (per policy)
 //! `max_body_bytes` (default 64 KiB, at most 16 MiB) caps the buffered body (413 beyond it);
-//! `max_depth` (default 32, at most 128) caps array/object nesting, checked by a linear pre-scan
-//! before parsing; `max_errors` (default 10, at most 100) caps the violations listed in a reply.
+//! `max_depth` (default 32, at most 128) caps array/object nesting, checked while tokenizing
+//! (without recursion); `max_errors` (default 10, at most 100) caps the violations listed in a reply.
 //! Compiled schemas hold at most [`compile::MAX_NODES`] subschemas per document.
 
 pub mod compile;
@@ -31,6 +32,7 @@ pub mod decimal;
 pub mod format;
 pub mod openapi;
 pub mod problem;
+pub mod tape;
 pub mod validate;
 
 pub use compile::{CompileError, Draft, Options, Schema};
@@ -233,7 +235,7 @@ impl SchemaPolicy {
         };
         match schema {
             Some(s) => s.validate_bytes(body, &self.limits),
-            None => validate::parse_body(body, &self.limits).map(|_| ()),
+            None => validate::check_json(body, &self.limits),
         }
     }
 }

@@ -1,16 +1,24 @@
-//! One pass over a parsed JSON value against a compiled [`Schema`].
+//! A request body against a compiled [`Schema`]: one pass over its bytes into the worker's
+//! [`Tape`] (syntax, nesting depth and duplicate member names checked on the way, no tree built),
+//! then one walk of the tape.
 //!
 //! The common case (a valid body) runs in "probe" mode: the first failing check ends the walk,
 //! and no pointer or message is built. Only an invalid body is walked a second time to collect up
-//! to `max_errors` [`Violation`]s. Violations name the instance location (a JSON pointer), the
-//! keyword and the schema location, never the offending value.
+//! to `max_errors` [`Violation`]s, visiting object members in name order (the order the reports
+//! have always had). Violations name the instance location (a JSON pointer), the keyword and the
+//! schema location, never the offending value.
+//!
+//! A body the tape refuses goes through [`parse_body`], the reference path (serde_json), which
+//! names the failure exactly: too deep, not UTF-8, not JSON (line and column), a repeated key.
+//! [`Schema::is_valid`] and [`Schema::validate`] take an already built `Value` (parameters, the
+//! CLI, tests): it is serialized and walked the same way.
 //!
 //! # Limits
-//! - [`validate_bytes`] refuses a body longer than `max_body_bytes` (413) before reading it, and
-//!   one that nests arrays/objects deeper than `max_depth` (at most [`MAX_DEPTH_LIMIT`] = 128,
-//!   serde_json's own recursion limit) after a linear pre-scan that uses no recursion, before
-//!   serde_json builds any value. Parsed memory is therefore bounded by a small multiple of
-//!   `max_body_bytes`.
+//! - [`Schema::validate_bytes`] refuses a body longer than `max_body_bytes` (413) before reading
+//!   it, and one that nests arrays/objects deeper than `max_depth` (at most [`MAX_DEPTH_LIMIT`] =
+//!   128, serde_json's own recursion limit): the tape stops at that depth (it uses no recursion),
+//!   and [`parse_body`] runs a linear pre-scan before serde_json builds any value. Parsed memory
+//!   is bounded by a small multiple of `max_body_bytes` (see [`Tape`]).
 //! - Evaluation recursion is bounded by [`MAX_EVAL_DEPTH`] (instance depth plus `$ref`/`allOf`
 //!   chains); reaching it fails the request with keyword `depth` rather than overflow the stack.
 //!   Compile time already refuses `$ref` loops that never descend into the instance.
@@ -18,12 +26,13 @@
 use super::compile::{
     Check, SNode, Schema, T_ARRAY, T_BOOL, T_INTEGER, T_NULL, T_NUMBER, T_OBJECT, T_STRING,
 };
-use super::decimal::{self, Decimal};
+use super::decimal::Decimal;
 use super::problem::{Rejection, Violation};
+use super::tape::{Doc, Tape, K_ARR, K_FALSE, K_NULL, K_NUM, K_OBJ, K_STR, K_TRUE};
+use regex_lite::Regex;
 use serde_json::Value;
-use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::hash::{Hash, Hasher};
 
 /// The deepest `max_depth` a policy may configure (serde_json refuses deeper documents anyway).
 pub const MAX_DEPTH_LIMIT: usize = 128;
@@ -51,49 +60,147 @@ impl Default for Limits {
     }
 }
 
+thread_local! {
+    /// The worker's tape, reused by every request (see [`Tape`] for what it keeps between them).
+    static TAPE: RefCell<Tape> = RefCell::new(Tape::default());
+}
+
+/// Runs `f` with the worker's reused tape (a fresh one if that is in use), then trims it. Not
+/// generic: one copy in the module for all callers.
+fn with_tape(f: &mut dyn FnMut(&mut Tape)) {
+    TAPE.with(|cell| {
+        let mut fresh;
+        let mut reused;
+        let tape: &mut Tape = match cell.try_borrow_mut() {
+            Ok(t) => {
+                reused = t;
+                &mut reused
+            }
+            Err(_) => {
+                fresh = Tape::default();
+                &mut fresh
+            }
+        };
+        f(tape);
+        tape.trim();
+    });
+}
+
+/// Tokenizes `text` into the worker's tape; `f` sees the document when the tape accepts it
+/// (within `max_depth`, no repeated key).
+fn on_text<R>(text: &str, max_depth: usize, f: impl FnOnce(Doc<'_>) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let mut out = None;
+    with_tape(&mut |t| {
+        if t.parse(text, max_depth) {
+            out = f.take().map(|f| f(t.doc(text)));
+        }
+    });
+    out
+}
+
+/// The one pass over a body within `limits`: `f` sees the document when the tape accepts it;
+/// `None` when the body is too large, not UTF-8, too deep, not JSON or repeats a key, for
+/// [`parse_body`] to name exactly.
+fn on_tape<R>(body: &[u8], limits: &Limits, f: impl FnOnce(Doc<'_>) -> R) -> Option<R> {
+    if body.len() > limits.max_body_bytes {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    on_text(text, limits.max_depth.min(MAX_DEPTH_LIMIT), f)
+}
+
+fn violation((violations, truncated): (Vec<Violation>, bool)) -> Rejection {
+    Rejection::SchemaViolation {
+        violations,
+        truncated,
+    }
+}
+
+/// Checks that a body within `limits` is one JSON document, without a schema.
+pub fn check_json(body: &[u8], limits: &Limits) -> Result<(), Rejection> {
+    match on_tape(body, limits, |_| ()) {
+        Some(()) => Ok(()),
+        None => parse_body(body, limits).map(|_| ()),
+    }
+}
+
 impl Schema {
     /// True when `value` matches. Stops at the first failure.
     pub fn is_valid(&self, value: &Value) -> bool {
-        let mut e = Eval::new(&self.nodes, false, 0);
-        e.node(self.root, value, &Path::ROOT, "$ref", 0)
+        on_text(&value.to_string(), usize::MAX, |doc| self.is_valid_doc(doc)).unwrap_or(false)
     }
 
     /// Up to `max_errors` violations (and whether more exist) when `value` does not match.
     pub fn validate(&self, value: &Value, max_errors: usize) -> Result<(), (Vec<Violation>, bool)> {
-        if self.is_valid(value) {
+        on_text(&value.to_string(), usize::MAX, |doc| {
+            self.validate_doc(doc, max_errors)
+        })
+        // A serialized value always tokenizes; never report "valid" otherwise.
+        .unwrap_or_else(|| Err((vec![schema_violation()], false)))
+    }
+
+    /// True when the document matches. Stops at the first failure.
+    pub fn is_valid_doc(&self, doc: Doc<'_>) -> bool {
+        let mut e = Eval::new(&self.nodes, doc, false, 0);
+        e.node(self.root, 0, &Path::ROOT, "$ref", 0)
+    }
+
+    /// Up to `max_errors` violations (and whether more exist) when the document does not match.
+    pub fn validate_doc(
+        &self,
+        doc: Doc<'_>,
+        max_errors: usize,
+    ) -> Result<(), (Vec<Violation>, bool)> {
+        if self.is_valid_doc(doc) {
             return Ok(());
         }
         // Collect one more than asked for, to know whether the list is truncated.
         let max_errors = max_errors.max(1);
-        let mut e = Eval::new(&self.nodes, true, max_errors + 1);
-        e.node(self.root, value, &Path::ROOT, "$ref", 0);
+        let mut e = Eval::new(&self.nodes, doc, true, max_errors + 1);
+        e.node(self.root, 0, &Path::ROOT, "$ref", 0);
         if e.errors.len() > max_errors {
             e.errors.truncate(max_errors);
             e.truncated = true;
         }
         if e.errors.is_empty() {
             // Cannot happen for a consistent schema; never report "valid" for an invalid body.
-            e.errors.push(Violation {
-                pointer: String::new(),
-                keyword: "schema",
-                schema_location: "#".into(),
-            });
+            e.errors.push(schema_violation());
         }
         Err((e.errors, e.truncated))
     }
 
-    /// Parses and validates a request body under `limits`.
+    /// Parses and validates a request body under `limits`: one pass over the bytes into the
+    /// worker's tape, then one walk of it. A body the tape refuses is judged by [`parse_body`]
+    /// (which names the exact failure).
     pub fn validate_bytes(&self, body: &[u8], limits: &Limits) -> Result<(), Rejection> {
-        let value = parse_body(body, limits)?;
-        self.validate(&value, limits.max_errors)
-            .map_err(|(violations, truncated)| Rejection::SchemaViolation {
-                violations,
-                truncated,
-            })
+        let max_errors = limits.max_errors;
+        match on_tape(body, limits, |doc| self.validate_doc(doc, max_errors)) {
+            Some(r) => r.map_err(violation),
+            None => {
+                let value = parse_body(body, limits)?;
+                self.validate(&value, max_errors).map_err(violation)
+            }
+        }
     }
 }
 
-/// The size check, the nesting pre-scan and the parse, without a schema.
+fn schema_violation() -> Violation {
+    Violation {
+        pointer: String::new(),
+        keyword: "schema",
+        schema_location: "#".into(),
+    }
+}
+
+/// The size check, the nesting pre-scan and the parse into a tree, without a schema: the reference
+/// path, which names why a body is refused (in this order: too large, too deep, not UTF-8, not
+/// JSON with the line and column, a repeated key).
+///
+/// A repeated member name (compared after unescaping: `"qty"` and `"q\u0074y"` are the same
+/// key) at any depth is refused: serde_json keeps the last one, other parsers the first, so a body
+/// whose meaning depends on the parser is not judged. The tape finds them: it accepts exactly
+/// the documents serde_json accepts, save those.
 pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
     if body.len() > limits.max_body_bytes {
         return Err(Rejection::BodyTooLarge {
@@ -104,179 +211,17 @@ pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
     if nesting_depth_exceeds(body, max_depth) {
         return Err(Rejection::TooDeep { limit: max_depth });
     }
-    if std::str::from_utf8(body).is_err() {
+    let Ok(text) = std::str::from_utf8(body) else {
         return Err(Rejection::InvalidUtf8);
-    }
+    };
     let value = serde_json::from_slice(body).map_err(|e| Rejection::InvalidJson {
         line: e.line(),
         column: e.column(),
     })?;
-    if has_duplicate_key(body) {
+    if on_text(text, max_depth, |_| ()).is_none() {
         return Err(Rejection::DuplicateKey);
     }
     Ok(value)
-}
-
-/// Linear scan of a syntactically valid JSON document: does any object name a member twice,
-/// compared after unescaping (`"qty"` and `"q\u0074y"` are the same key)? serde_json keeps the
-/// last one, other parsers the first: a body whose meaning depends on the parser is refused.
-/// Memory: the keys of the objects open on the current path (at most the body's size); names
-/// without escapes are borrowed from the body, not copied. A name is compared with the object's
-/// earlier ones while it has at most [`DUP_LINEAR`]; a larger object's names are compared by hash
-/// when it closes (no quadratic work).
-pub fn has_duplicate_key(body: &[u8]) -> bool {
-    // The names of the members of every open object, innermost last.
-    let mut keys: Vec<Cow<'_, [u8]>> = Vec::new();
-    // One entry per open container: for an object, where its names start in `keys`; `None` for
-    // an array.
-    let mut stack: Vec<Option<usize>> = Vec::new();
-    let mut expect_key = false;
-    let mut i = 0;
-    while let Some(&b) = body.get(i) {
-        i += 1;
-        match b {
-            b'{' => {
-                stack.push(Some(keys.len()));
-                expect_key = true;
-            }
-            b'[' => {
-                stack.push(None);
-                expect_key = false;
-            }
-            b'}' | b']' => {
-                if let Some(Some(start)) = stack.pop() {
-                    let names = keys.get(start..).unwrap_or(&[]);
-                    if names.len() > DUP_LINEAR && any_equal_by_hash(names) {
-                        return true;
-                    }
-                    keys.truncate(start);
-                }
-                expect_key = false;
-            }
-            b',' => expect_key = matches!(stack.last(), Some(Some(_))),
-            b'"' => {
-                let (text, next) = string_at(body, i);
-                i = next;
-                if expect_key {
-                    expect_key = false;
-                    if let Some(Some(start)) = stack.last() {
-                        let names = keys.get(*start..).unwrap_or(&[]);
-                        if names.len() < DUP_LINEAR && names.contains(&text) {
-                            return true;
-                        }
-                        keys.push(text);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
-/// Whether two of `names` are equal: sorted by hash, names compared only within a run of equal
-/// hashes.
-fn any_equal_by_hash(names: &[Cow<'_, [u8]>]) -> bool {
-    let mut hashed: Vec<(u64, usize)> = names
-        .iter()
-        .enumerate()
-        .map(|(k, n)| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            h.write(n);
-            (h.finish(), k)
-        })
-        .collect();
-    hashed.sort_unstable();
-    let mut run = 0;
-    for k in 1..hashed.len() {
-        let (Some(cur), Some(first)) = (hashed.get(k), hashed.get(run)) else {
-            break;
-        };
-        if cur.0 != first.0 {
-            run = k;
-            continue;
-        }
-        let same = hashed.get(run..k).unwrap_or(&[]).iter().any(|earlier| {
-            matches!((names.get(earlier.1), names.get(cur.1)), (Some(a), Some(b)) if a == b)
-        });
-        if same {
-            return true;
-        }
-    }
-    false
-}
-
-/// Names per object compared one by one by [`has_duplicate_key`]; larger objects are checked
-/// through their hashes when they close.
-const DUP_LINEAR: usize = 16;
-
-/// The JSON string starting after its opening quote at `start`: borrowed from `body` when it
-/// holds no escape, unescaped (see [`unescape_string`]) otherwise; and the offset after it.
-fn string_at(body: &[u8], start: usize) -> (Cow<'_, [u8]>, usize) {
-    let rest = body.get(start..).unwrap_or(&[]);
-    match rest.iter().position(|b| *b == b'"' || *b == b'\\') {
-        Some(n) if rest.get(n) == Some(&b'"') => {
-            (Cow::Borrowed(rest.get(..n).unwrap_or(&[])), start + n + 1)
-        }
-        _ => {
-            let (text, next) = unescape_string(body, start);
-            (Cow::Owned(text), next)
-        }
-    }
-}
-
-/// The unescaped bytes of the JSON string starting after its opening quote at `start`, and the
-/// offset after its closing quote. `\uXXXX` (surrogate pairs joined) becomes UTF-8.
-pub fn unescape_string(body: &[u8], start: usize) -> (Vec<u8>, usize) {
-    let mut out = Vec::new();
-    let mut i = start;
-    let hex4 = |at: usize| -> Option<u32> {
-        let s = body.get(at..at + 4)?;
-        let s = std::str::from_utf8(s).ok()?;
-        u32::from_str_radix(s, 16).ok()
-    };
-    while let Some(&b) = body.get(i) {
-        i += 1;
-        match b {
-            b'"' => return (out, i),
-            b'\\' => {
-                let Some(&e) = body.get(i) else {
-                    break;
-                };
-                i += 1;
-                let c = match e {
-                    b'n' => '\n',
-                    b't' => '\t',
-                    b'r' => '\r',
-                    b'b' => '\u{8}',
-                    b'f' => '\u{c}',
-                    b'u' => {
-                        let Some(hi) = hex4(i) else {
-                            continue;
-                        };
-                        i += 4;
-                        let mut cp = hi;
-                        if (0xD800..0xDC00).contains(&hi)
-                            && body.get(i) == Some(&b'\\')
-                            && body.get(i + 1) == Some(&b'u')
-                        {
-                            if let Some(lo) = hex4(i + 2).filter(|lo| (0xDC00..0xE000).contains(lo))
-                            {
-                                cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                                i += 6;
-                            }
-                        }
-                        char::from_u32(cp).unwrap_or('\u{FFFD}')
-                    }
-                    other => char::from(other),
-                };
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-            _ => out.push(b),
-        }
-    }
-    (out, i)
 }
 
 /// Linear scan: does any array/object open deeper than `max`? Strings (with escapes) are skipped.
@@ -379,57 +324,62 @@ impl<'a> Path<'a> {
     }
 }
 
-struct Eval<'s> {
+struct Eval<'s, 't> {
     nodes: &'s [SNode],
+    doc: Doc<'t>,
     collect: bool,
     max_errors: usize,
     errors: Vec<Violation>,
     truncated: bool,
 }
 
-fn is_integer(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => decimal::of(n).is_some_and(|d| d.is_integer()),
-        _ => false,
-    }
+/// A number written as an integer, or one whose decimal value is whole (`1.0`, `1e3`).
+fn is_integer_text(t: &str) -> bool {
+    !t.bytes().any(|c| matches!(c, b'.' | b'e' | b'E'))
+        || Decimal::parse(t).is_some_and(|d| d.is_integer())
 }
 
-/// A numeric bound on an instance: non-numbers pass (`type` judges them).
-fn bound(v: &Value, ok: impl Fn(Ordering) -> bool, m: &Decimal) -> bool {
-    match v {
-        Value::Number(n) => decimal::of(n).is_some_and(|x| ok(x.cmp(m))),
-        _ => true,
+/// A numeric bound on an instance: non-numbers pass (`type` judges them). An integer of at most
+/// 18 digits against a whole bound is compared as `i64`, anything else as exact decimals.
+/// Not generic: one copy for the four bound keywords.
+#[inline(never)]
+fn bound(doc: &Doc<'_>, v: usize, ok: fn(Ordering) -> bool, m: &Decimal) -> bool {
+    let Some(t) = doc.num(v) else {
+        return true;
+    };
+    if t.len() <= 18 && !t.bytes().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+        if let (Ok(x), Some(m)) = (t.parse::<i64>(), m.as_small_int()) {
+            return ok(x.cmp(&m));
+        }
     }
+    Decimal::parse(t).is_some_and(|x| ok(x.cmp(m)))
 }
 
-fn type_matches(mask: u8, v: &Value) -> bool {
-    let bit = match v {
-        Value::Null => T_NULL,
-        Value::Bool(_) => T_BOOL,
-        Value::Object(_) => T_OBJECT,
-        Value::Array(_) => T_ARRAY,
-        Value::String(_) => T_STRING,
-        Value::Number(_) => {
-            if mask & T_NUMBER != 0 || (mask & T_INTEGER != 0 && is_integer(v)) {
-                return true;
-            }
-            return false;
+fn type_matches(mask: u8, doc: &Doc<'_>, v: usize) -> bool {
+    let bit = match doc.kind(v) {
+        K_NULL => T_NULL,
+        K_TRUE | K_FALSE => T_BOOL,
+        K_OBJ => T_OBJECT,
+        K_ARR => T_ARRAY,
+        K_STR => T_STRING,
+        _ => {
+            return mask & T_NUMBER != 0 || (mask & T_INTEGER != 0 && is_integer_text(doc.text(v)));
         }
     };
     mask & bit != 0
 }
 
-fn multiple_of_exact(v: &Value, m: &Decimal) -> bool {
-    let Value::Number(n) = v else {
+fn multiple_of_exact(doc: &Doc<'_>, v: usize, m: &Decimal) -> bool {
+    let Some(t) = doc.num(v) else {
         return true;
     };
-    let Some(x) = decimal::of(n) else {
+    let Some(x) = Decimal::parse(t) else {
         return false;
     };
     match x.is_multiple_of(m) {
         Some(ok) => ok,
         // A divisor with more than 19 significant digits: the f64 approximation.
-        None => match (n.as_f64(), m.to_f64()) {
+        None => match (t.parse::<f64>().ok().filter(|f| f.is_finite()), m.to_f64()) {
             (Some(x), Some(m)) => multiple_of(x, m),
             _ => false,
         },
@@ -447,74 +397,38 @@ fn multiple_of(v: f64, m: f64) -> bool {
     (q - q.round()).abs() <= 1e-9 * q.abs().max(1.0)
 }
 
-/// JSON equality as JSON Schema defines it: `1` equals `1.0`; object member order is irrelevant.
-pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (decimal::of(x), decimal::of(y)) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_str() == y.as_str(),
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-fn hash_value<H: Hasher>(v: &Value, h: &mut H) {
-    match v {
-        Value::Null => 0u8.hash(h),
-        Value::Bool(b) => (1u8, *b).hash(h),
-        Value::Number(n) => (2u8, decimal::of(n)).hash(h),
-        Value::String(s) => (3u8, s).hash(h),
-        Value::Array(items) => {
-            (4u8, items.len()).hash(h);
-            for item in items {
-                hash_value(item, h);
-            }
-        }
-        Value::Object(map) => {
-            // Order-independent: a sum of member hashes.
-            let mut sum = 0u64;
-            for (k, v) in map {
-                let mut eh = std::collections::hash_map::DefaultHasher::new();
-                k.hash(&mut eh);
-                hash_value(v, &mut eh);
-                sum = sum.wrapping_add(eh.finish());
-            }
-            (5u8, map.len(), sum).hash(h);
-        }
-    }
-}
-
-fn has_duplicates(items: &[Value]) -> bool {
-    if items.len() <= 16 {
-        return items
-            .iter()
+fn has_duplicates(doc: &Doc<'_>, arr: usize) -> bool {
+    if doc.len(arr) <= 16 {
+        return doc
+            .elements(arr)
             .enumerate()
-            .any(|(i, a)| items.iter().skip(i + 1).any(|b| json_eq(a, b)));
+            .any(|(i, a)| doc.elements(arr).skip(i + 1).any(|b| doc.equal(a, doc, b)));
     }
-    let mut hashed: Vec<(u64, usize)> = items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            hash_value(v, &mut h);
-            (h.finish(), i)
-        })
-        .collect();
+    let mut hashed: Vec<(u64, usize)> = doc.elements(arr).map(|i| (doc.hash(i), i)).collect();
     hashed.sort_unstable();
-    hashed.windows(2).any(|w| match (w.first(), w.get(1)) {
-        (Some(a), Some(b)) if a.0 == b.0 => {
-            matches!((items.get(a.1), items.get(b.1)), (Some(x), Some(y)) if json_eq(x, y))
+    // Within a run of equal hashes, compare every pair.
+    let mut run = 0;
+    for k in 1..hashed.len() {
+        let (Some(cur), Some(first)) = (hashed.get(k), hashed.get(run)) else {
+            break;
+        };
+        if cur.0 != first.0 {
+            run = k;
+            continue;
         }
-        _ => false,
-    })
+        let earlier = hashed.get(run..k).unwrap_or(&[]);
+        if earlier.iter().any(|e| doc.equal(e.1, doc, cur.1)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The members of object `v` ordered by name (the order violations are reported in).
+fn members_by_name(doc: &Doc<'_>, v: usize) -> Vec<(usize, usize)> {
+    let mut list: Vec<(usize, usize)> = doc.members(v).collect();
+    crate::sorting::stable_sort_by(&mut list, |a, b| doc.text(a.0).cmp(doc.text(b.0)));
+    list
 }
 
 fn char_count_at_least(s: &str, n: u64) -> bool {
@@ -525,10 +439,11 @@ fn char_count_at_most(s: &str, n: u64) -> bool {
     (s.len() as u64) <= n || s.chars().count() as u64 <= n
 }
 
-impl<'s> Eval<'s> {
-    fn new(nodes: &'s [SNode], collect: bool, max_errors: usize) -> Eval<'s> {
+impl<'s, 't> Eval<'s, 't> {
+    fn new(nodes: &'s [SNode], doc: Doc<'t>, collect: bool, max_errors: usize) -> Eval<'s, 't> {
         Eval {
             nodes,
+            doc,
             collect,
             max_errors,
             errors: Vec::new(),
@@ -561,7 +476,7 @@ impl<'s> Eval<'s> {
     }
 
     /// Validates without recording anything.
-    fn probe(&mut self, idx: usize, v: &Value, path: &Path<'_>, depth: u32) -> bool {
+    fn probe(&mut self, idx: usize, v: usize, path: &Path<'_>, depth: u32) -> bool {
         let was = std::mem::replace(&mut self.collect, false);
         let ok = self.node(idx, v, path, "$ref", depth);
         self.collect = was;
@@ -572,7 +487,7 @@ impl<'s> Eval<'s> {
     fn node(
         &mut self,
         idx: usize,
-        v: &Value,
+        v: usize,
         path: &Path<'_>,
         kw: &'static str,
         depth: u32,
@@ -601,45 +516,79 @@ impl<'s> Eval<'s> {
         ok
     }
 
-    fn check(&mut self, c: &Check, loc: &str, v: &Value, path: &Path<'_>, depth: u32) -> bool {
+    /// One member of an object under `properties`, `patternProperties`, `additionalProperties`.
+    #[allow(clippy::too_many_arguments)]
+    fn member(
+        &mut self,
+        props: &[(Box<str>, usize)],
+        patterns: &[(Regex, usize)],
+        additional: Option<usize>,
+        (name, item): (usize, usize),
+        path: &Path<'_>,
+        d: u32,
+    ) -> bool {
+        let k = self.doc.text(name);
+        let child = path.key(k);
+        let mut ok = true;
+        let mut matched = false;
+        if let Ok(i) = props.binary_search_by(|(name, _)| name.as_ref().cmp(k)) {
+            matched = true;
+            if let Some((_, s)) = props.get(i) {
+                ok &= self.node(*s, item, &child, "properties", d);
+            }
+        }
+        for (re, s) in patterns {
+            if re.is_match(k) {
+                matched = true;
+                ok &= self.node(*s, item, &child, "patternProperties", d);
+            }
+        }
+        if !matched {
+            if let Some(s) = additional {
+                ok &= self.node(s, item, &child, "additionalProperties", d);
+            }
+        }
+        ok
+    }
+
+    fn check(&mut self, c: &Check, loc: &str, v: usize, path: &Path<'_>, depth: u32) -> bool {
         let d = depth + 1;
+        let doc = self.doc;
+        let kind = doc.kind(v);
+        let count = |want: u8| (kind == want).then(|| doc.len(v) as u64);
         let ok = match c {
-            Check::Type(mask) => type_matches(*mask, v),
-            Check::EnumStr(list) => v
-                .as_str()
+            Check::Type(mask) => type_matches(*mask, &doc, v),
+            Check::EnumStr(list) => doc
+                .str(v)
                 .is_some_and(|s| list.binary_search_by(|e| e.as_ref().cmp(s)).is_ok()),
-            Check::Enum(list) => list.iter().any(|e| json_eq(e, v)),
-            Check::Const(c) => json_eq(c, v),
+            Check::Enum(c) | Check::Const(c) => c.contain(&doc, v),
             Check::Ref(i) => return self.node(*i, v, path, "$ref", d),
-            Check::Minimum(m) => bound(v, Ordering::is_ge, m),
-            Check::Maximum(m) => bound(v, Ordering::is_le, m),
-            Check::ExclusiveMinimum(m) => bound(v, Ordering::is_gt, m),
-            Check::ExclusiveMaximum(m) => bound(v, Ordering::is_lt, m),
-            Check::MultipleOf(m) => multiple_of_exact(v, m),
-            Check::MinLength(n) => v.as_str().is_none_or(|s| char_count_at_least(s, *n)),
-            Check::MaxLength(n) => v.as_str().is_none_or(|s| char_count_at_most(s, *n)),
-            Check::Pattern(re) => v.as_str().is_none_or(|s| re.is_match(s)),
-            Check::Format(f) => match v {
-                Value::String(s) => f.is_valid(s),
-                Value::Number(n) => f.number_ok(n),
+            Check::Minimum(m) => bound(&doc, v, Ordering::is_ge, m),
+            Check::Maximum(m) => bound(&doc, v, Ordering::is_le, m),
+            Check::ExclusiveMinimum(m) => bound(&doc, v, Ordering::is_gt, m),
+            Check::ExclusiveMaximum(m) => bound(&doc, v, Ordering::is_lt, m),
+            Check::MultipleOf(m) => multiple_of_exact(&doc, v, m),
+            Check::MinLength(n) => doc.str(v).is_none_or(|s| char_count_at_least(s, *n)),
+            Check::MaxLength(n) => doc.str(v).is_none_or(|s| char_count_at_most(s, *n)),
+            Check::Pattern(re) => doc.str(v).is_none_or(|s| re.is_match(s)),
+            Check::Format(f) => match kind {
+                K_STR => f.is_valid(doc.text(v)),
+                K_NUM => f.number_ok(doc.text(v)),
                 _ => true,
             },
-            Check::MinItems(n) => v.as_array().is_none_or(|a| a.len() as u64 >= *n),
-            Check::MaxItems(n) => v.as_array().is_none_or(|a| a.len() as u64 <= *n),
-            Check::UniqueItems => v.as_array().is_none_or(|a| !has_duplicates(a)),
-            Check::MinProperties(n) => v.as_object().is_none_or(|o| o.len() as u64 >= *n),
-            Check::MaxProperties(n) => v.as_object().is_none_or(|o| o.len() as u64 <= *n),
+            Check::MinItems(n) => count(K_ARR).is_none_or(|len| len >= *n),
+            Check::MaxItems(n) => count(K_ARR).is_none_or(|len| len <= *n),
+            Check::UniqueItems => kind != K_ARR || !has_duplicates(&doc, v),
+            Check::MinProperties(n) => count(K_OBJ).is_none_or(|len| len >= *n),
+            Check::MaxProperties(n) => count(K_OBJ).is_none_or(|len| len <= *n),
             Check::Items {
                 prefix,
                 prefix_keyword,
                 rest,
                 rest_keyword,
             } => {
-                let Value::Array(items) = v else {
-                    return true;
-                };
                 let mut ok = true;
-                for (i, item) in items.iter().enumerate() {
+                for (i, item) in doc.elements(v).enumerate() {
                     let (schema, kw) = match prefix.get(i) {
                         Some(s) => (*s, *prefix_keyword),
                         None => match rest {
@@ -657,11 +606,11 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::Contains { schema, min, max } => {
-                let Value::Array(items) = v else {
+                if kind != K_ARR {
                     return true;
-                };
+                }
                 let mut count = 0u64;
-                for (i, item) in items.iter().enumerate() {
+                for (i, item) in doc.elements(v).enumerate() {
                     if self.probe(*schema, item, &path.index(i), d) {
                         count += 1;
                         if max.is_none() && count >= *min {
@@ -688,44 +637,33 @@ impl<'s> Eval<'s> {
                 patterns,
                 additional,
             } => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
-                for (k, item) in map {
-                    let child = path.key(k);
-                    let mut matched = false;
-                    if let Ok(i) = props.binary_search_by(|(name, _)| name.as_ref().cmp(k.as_str()))
-                    {
-                        matched = true;
-                        if let Some((_, s)) = props.get(i) {
-                            ok &= self.node(*s, item, &child, "properties", d);
+                if self.collect {
+                    for m in members_by_name(&doc, v) {
+                        ok &= self.member(props, patterns, *additional, m, path, d);
+                        if !ok && self.full() {
+                            return false;
                         }
                     }
-                    for (re, s) in patterns {
-                        if re.is_match(k) {
-                            matched = true;
-                            ok &= self.node(*s, item, &child, "patternProperties", d);
+                } else {
+                    for m in doc.members(v) {
+                        if !self.member(props, patterns, *additional, m, path, d) {
+                            return false;
                         }
-                    }
-                    if !matched {
-                        if let Some(s) = additional {
-                            ok &= self.node(*s, item, &child, "additionalProperties", d);
-                        }
-                    }
-                    if !ok && (!self.collect || self.full()) {
-                        return false;
                     }
                 }
                 return ok;
             }
             Check::Required(names) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
                 for name in names {
-                    if !map.contains_key(name.as_ref()) {
+                    if doc.get(v, name).is_none() {
                         ok = false;
                         if !self.collect {
                             return false;
@@ -736,15 +674,19 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::PropertyNames(s) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
+                if !self.collect {
+                    return doc.members(v).all(|(name, _)| {
+                        self.node(*s, name, &path.key(doc.text(name)), "propertyNames", d)
+                    });
+                }
                 let mut ok = true;
-                for k in map.keys() {
-                    let name = Value::String(k.clone());
-                    if !self.node(*s, &name, &path.key(k), "propertyNames", d) {
+                for (name, _) in members_by_name(&doc, v) {
+                    if !self.node(*s, name, &path.key(doc.text(name)), "propertyNames", d) {
                         ok = false;
-                        if !self.collect || self.full() {
+                        if self.full() {
                             return false;
                         }
                     }
@@ -752,16 +694,16 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::DependentRequired(deps) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
                 for (trigger, names) in deps {
-                    if !map.contains_key(trigger.as_ref()) {
+                    if doc.get(v, trigger).is_none() {
                         continue;
                     }
                     for name in names {
-                        if !map.contains_key(name.as_ref()) {
+                        if doc.get(v, name).is_none() {
                             ok = false;
                             if !self.collect {
                                 return false;
@@ -773,12 +715,12 @@ impl<'s> Eval<'s> {
                 return ok;
             }
             Check::DependentSchemas(deps) => {
-                let Value::Object(map) = v else {
+                if kind != K_OBJ {
                     return true;
-                };
+                }
                 let mut ok = true;
                 for (trigger, s) in deps {
-                    if map.contains_key(trigger.as_ref()) {
+                    if doc.get(v, trigger).is_some() {
                         ok &= self.node(*s, v, path, "dependentSchemas", d);
                         if !ok && (!self.collect || self.full()) {
                             return false;
@@ -1173,6 +1115,11 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_found_in_objects_with_many_members_and_after_nested_ones() {
+        let dup = |body: &str| {
+            let r = parse_body(body.as_bytes(), &Limits::default());
+            assert!(matches!(r, Ok(_) | Err(Rejection::DuplicateKey)), "{r:?}");
+            r.is_err()
+        };
         let many = |extra: &str| {
             let members: Vec<String> = (0..40)
                 .map(|i| format!("\"k{i}\":{{\"k{i}\":1}}"))
@@ -1180,14 +1127,14 @@ mod tests {
             format!("{{{}{extra}}}", members.join(","))
         };
         // 40 distinct names (past the linear comparisons), each with a nested object reusing it.
-        assert!(!has_duplicate_key(many("").as_bytes()));
+        assert!(!dup(&many("")));
         for extra in [
             r#","k3":1"#,
             r#","k39":1"#,
             r#","k\u0033\u0039":1"#,
             r#","k0":1"#,
         ] {
-            assert!(has_duplicate_key(many(extra).as_bytes()), "{extra}");
+            assert!(dup(&many(extra)), "{extra}");
         }
         // The outer object's names survive a nested object with many names of its own.
         let nested: Vec<String> = (0..30).map(|i| format!("\"n{i}\":{i}")).collect();
@@ -1195,9 +1142,9 @@ mod tests {
             "{{\"a\":1,\"in\":{{{}}},\"b\":2,\"a\":3}}",
             nested.join(",")
         );
-        assert!(has_duplicate_key(body.as_bytes()));
+        assert!(dup(&body));
         let body = format!("{{\"a\":1,\"in\":{{{}}},\"n0\":2}}", nested.join(","));
-        assert!(!has_duplicate_key(body.as_bytes()));
+        assert!(!dup(&body));
     }
 
     #[test]
@@ -1292,5 +1239,66 @@ mod tests {
         assert!(!v(emin, "-972783798187987123879878123.188781371"));
         // float-overflow.json: 1e308 is a multiple of 0.5 and an integer.
         assert!(v(json!({"type": "integer", "multipleOf": 0.5}), "1e308"));
+    }
+
+    #[test]
+    fn the_tape_accepts_exactly_the_bodies_the_reference_path_accepts() {
+        // Mutations of seed documents: the one-pass tape must agree with parse_body (serde_json,
+        // depth pre-scan, UTF-8, duplicate keys) on every one, and hold the same values.
+        let seeds = [
+            r#"{"a":[1,-0.5e+3,"x\"y\u00e9\ud83d\ude00",true,false,null,{}],"b":{"c":[]},"d":"\u006b"}"#,
+            "  [ 0 , 1E5 , \"\\\\/\\b\\f\\n\\r\\t\" , 12.0e-7 ]  ",
+            r#"{"é":"😀","k":{"k":1,"\u006b\u0031":2},"x":[[[[]]]]}"#,
+            "-0",
+            r#""\ud800\udc00 \u0041""#,
+        ];
+        let alphabet = b"{}[]\",:\\u0123456789-+.eEtrufalsn \n\t\r\x01dDcCx/";
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            max_depth: 6,
+            max_errors: 10,
+        };
+        let mut tape = Tape::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted_count = 0;
+        for seed in seeds {
+            for round in 0..4000 {
+                let mut body = seed.as_bytes().to_vec();
+                for _ in 0..(round % 3) {
+                    let at = (next() as usize) % (body.len() + 1);
+                    let c = alphabet[(next() as usize) % alphabet.len()];
+                    match next() % 3 {
+                        0 => body.insert(at, c),
+                        1 if at < body.len() => {
+                            body.remove(at);
+                        }
+                        _ if at < body.len() => body[at] = c,
+                        _ => body.push(c),
+                    }
+                }
+                let reference = parse_body(&body, &limits);
+                let text = std::str::from_utf8(&body);
+                let accepted = text.is_ok_and(|t| tape.parse(t, limits.max_depth));
+                assert_eq!(
+                    accepted,
+                    reference.is_ok(),
+                    "{:?}: {reference:?}",
+                    String::from_utf8_lossy(&body)
+                );
+                assert!(round > 0 || accepted, "seed {seed}");
+                if let (Ok(t), Ok(v)) = (text, reference) {
+                    accepted_count += 1;
+                    let same = super::super::tape::Consts::new(std::slice::from_ref(&v));
+                    assert!(same.contain(&tape.doc(t), 0), "{t}");
+                }
+            }
+        }
+        assert!(accepted_count > 1000, "{accepted_count}");
     }
 }
