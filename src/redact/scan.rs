@@ -7,6 +7,14 @@
 //! `e` → JWT; `g`/`x`/`s`/`r` → GitHub, GitLab, Slack, Stripe; `@` → email (local part read
 //! backwards); `+`/`(` → phone; `-` → PEM private key. There are no regexes for the built-ins.
 //!
+//! # Fast path
+//! Most bytes start nothing. `Engine::plain_run` crosses runs of them in a tight loop, keeping
+//! only `prev_word` (for the run's last byte), and cheap first-bytes gates decide at each token
+//! start whether any detector could match there (`may_start`, `few_digits`,
+//! `lone_short_number`); everything else goes through the per-byte dispatch of
+//! `Engine::content`, which stays the reference: tests run both on random and adversarial
+//! bodies, one-shot and split at every chunk boundary, and require the same output and counts.
+//!
 //! # Windows and determinism
 //! A detector at position `i` reads at most `window` bytes from `i` (and the few bytes before
 //! it). When the scan is not at the end of the body it stops `window` bytes before the end of
@@ -303,6 +311,9 @@ pub(crate) struct Engine {
     unit: Unit,
     new_line: bool,
     pub(crate) findings: Findings,
+    /// Tests only: no fast path (`plain_run`), every byte through the per-byte dispatch.
+    #[cfg(test)]
+    pub(crate) per_byte: bool,
 }
 
 fn rel(abs: u64, base: u64) -> usize {
@@ -359,6 +370,8 @@ impl Engine {
             unit,
             new_line: true,
             findings: Findings::default(),
+            #[cfg(test)]
+            per_byte: false,
         }
     }
 
@@ -619,6 +632,20 @@ impl Engine {
                     continue;
                 }
             }
+            if !self.per_byte_only() {
+                let stop = if has_custom {
+                    limit.min(rel(self.custom_next, base))
+                } else {
+                    limit
+                };
+                i = self.plain_run(p, buf, base, i, stop, t);
+                if i >= limit {
+                    break;
+                }
+                if has_custom && abs(i, base) >= self.custom_next {
+                    continue;
+                }
+            }
             let Some(&b) = buf.get(i) else { break };
             match class_of(t, b) {
                 PLAIN | START if self.prev_word => {
@@ -705,6 +732,94 @@ impl Engine {
             }
         }
         i
+    }
+
+    /// The fast path of [`Engine::content`]: from `i` to `stop`, skips the bytes on which the
+    /// per-byte dispatch would run no detector and change nothing but `prev_word` (kept here for
+    /// the run's last byte), and returns the first byte it cannot decide that way: a token start
+    /// that passes [`may_start`], a digit glued to a word that may start a card, an `@`, `%`,
+    /// `&`, `(`/`+` at a token start, `--`, a UTF-8 lead byte, a `STOP` byte, or `stop`.
+    #[inline]
+    fn plain_run(
+        &mut self,
+        p: &Redaction,
+        buf: &[u8],
+        base: u64,
+        mut i: usize,
+        stop: usize,
+        t: &[u8; 256],
+    ) -> usize {
+        let glue = p.enabled(CARD);
+        let glue_at = usize::try_from(self.glue_at.wrapping_sub(base)).unwrap_or(usize::MAX);
+        let mut word = self.prev_word;
+        let mut prev = i
+            .checked_sub(1)
+            .and_then(|k| buf.get(k))
+            .copied()
+            .unwrap_or(b' ');
+        let s = buf.get(..stop).unwrap_or(buf);
+        let iban = p.enabled(IBAN);
+        loop {
+            if word {
+                // The rest of a word's letters: inside a word only a digit may start something.
+                while let Some(&b) = s.get(i).filter(|b| b.is_ascii_alphabetic()) {
+                    prev = b;
+                    i += 1;
+                }
+            }
+            let Some(&b) = s.get(i) else { break };
+            match class_of(t, b) {
+                OTHER => word = false,
+                PLAIN | START if word => {
+                    // `content` tries a glued card here (`x4111…`, `id_4111…`).
+                    if glue
+                        && b.is_ascii_digit()
+                        && (i == glue_at || prev.is_ascii_alphabetic() || prev == b'_')
+                        && glued_may_card(buf, i, p.window())
+                    {
+                        break;
+                    }
+                }
+                PLAIN | START
+                    if b == b'_'
+                        || (b.is_ascii_alphabetic()
+                            && !matches!(b, b'A' | b'e' | b'g' | b'x' | b's' | b'r')) =>
+                {
+                    // Letters that start only IBANs: `content`'s and `word_start`'s own test.
+                    if b != b'_' && iban && lower_iban_start(buf, i) {
+                        break;
+                    }
+                    word = true;
+                }
+                STOP => break,
+                START if b.is_ascii_digit() => {
+                    if digits_may_match(buf, i, p.window()) {
+                        break;
+                    }
+                    word = true;
+                }
+                c => match quiet(p, buf, i, b, c, word) {
+                    Some(w) => word = w,
+                    None => break,
+                },
+            }
+            prev = b;
+            i += 1;
+        }
+        self.prev_word = word;
+        i
+    }
+
+    /// Whether `content` must go byte by byte (tests compare it with the fast path).
+    #[cfg(test)]
+    fn per_byte_only(&self) -> bool {
+        self.per_byte
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    fn per_byte_only(&self) -> bool {
+        false
     }
 
     fn before<'b>(&self, buf: &'b [u8], base: u64, i: usize, n: usize) -> &'b [u8] {
@@ -1406,13 +1521,105 @@ fn word_tail(t: &[u8; 256], rest: &[u8], glue: bool, mut prev_digit: bool) -> us
     rest.len()
 }
 
+/// Whether a digit glued to the word before it (at `i`) may start a card: see `glued_card`.
+#[inline(never)]
+fn glued_may_card(buf: &[u8], i: usize, win: usize) -> bool {
+    !lone_short_number(window(buf, i, win))
+}
+
+/// Whether a card, SSN or national phone number may start at the digit at `i` (a token start):
+/// not when [`lone_short_number`] or [`few_digits`] rules it out, as `word_start` would find.
+#[inline(never)]
+fn digits_may_match(buf: &[u8], i: usize, win: usize) -> bool {
+    let w = window(buf, i, win);
+    !(lone_short_number(w) || few_digits(w))
+}
+
+/// Whether the digit-led token at the start of `w` holds fewer than 9 digits before the first
+/// byte that no digit-led grammar reads (anything but digits, space and `-./+()`), and that byte
+/// is plain ASCII (nothing encoded can add a digit). Every match of [`d::card`] (13 digits),
+/// [`d::ssn`] (9) and [`d::phone_national`] (10) is made of those bytes only: dates
+/// (`2024-05-10T…`), times and short ids end here.
+#[inline]
+fn few_digits(w: &[u8]) -> bool {
+    let mut digits = 0;
+    for &c in w {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits >= 9 {
+                return false;
+            }
+        } else if !matches!(c, b' ' | b'-' | b'.' | b'/' | b'+' | b'(' | b')') {
+            return !may_encode(c);
+        }
+    }
+    false
+}
+
+/// For [`Engine::plain_run`]: `prev_word` after the byte `b` (class `c`) at `i` when the
+/// per-byte dispatch would run nothing there (`word`: whether the byte before is a word byte),
+/// `None` when it may: a token start that passes [`may_start`], `@`, `%`, `&`, `(` or `+` at a
+/// token start, `--`, a UTF-8 lead byte, a `STOP` byte.
+#[inline(never)]
+fn quiet(p: &Redaction, buf: &[u8], i: usize, b: u8, c: u8, word: bool) -> Option<bool> {
+    match c {
+        PLAIN | START => (!may_start(b, window(buf, i, p.window()))).then_some(true),
+        // Not `-----BEGIN`; `+` and `(` inside a word start no phone number.
+        SPECIAL if b == b'-' && buf.get(i + 1) != Some(&b'-') => Some(false),
+        SPECIAL if word && matches!(b, b'+' | b'(') => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether an encoding or a non-ASCII character may start at `c` (so the decoded view may
+/// differ from the raw bytes there), in any body kind.
+#[inline]
+fn may_encode(c: u8) -> bool {
+    c >= 0x80 || matches!(c, b'\\' | b'%' | b'&' | b'+')
+}
+
+/// Whether a detector may match the token that starts with the word byte `w[0]` (a token start:
+/// the byte before is not a word byte). `false` only where `Engine::content` provably finds
+/// nothing there: a digit run that [`lone_short_number`] rules out; a letter whose next two
+/// characters are plain ASCII that no letter-led grammar allows (an IBAN needs a letter then a
+/// digit, a JWT `eyJ`, the secrets `AKIA`/`ASIA`/`ABIA`/`ACCA`/`A3T`, `gh[pousr]_`/`github_pat_`/
+/// `glpat-`, `xox`, `sk_`/`rk_`); `_`. Anything encoded or non-ASCII in those two bytes, or the
+/// end of the window, is left to the detectors.
+#[inline]
+fn may_start(b: u8, w: &[u8]) -> bool {
+    if b.is_ascii_digit() {
+        return !lone_short_number(w);
+    }
+    if b == b'_' {
+        return false;
+    }
+    let (Some(&c1), Some(&c2)) = (w.get(1), w.get(2)) else {
+        return true;
+    };
+    if may_encode(c1) || may_encode(c2) {
+        return true;
+    }
+    if !(c1.is_ascii_alphabetic() || (b == b'A' && c1 == b'3')) {
+        return false;
+    }
+    c2.is_ascii_digit()
+        || match b {
+            b'e' => c2 == b'J',
+            b'A' => matches!(c2, b'I' | b'C' | b'T'),
+            b'g' => matches!(c2, b't' | b'p' | b'o' | b'u' | b's' | b'r'),
+            b'x' => c2 == b'x',
+            b's' | b'r' => c2 == b'_',
+            _ => false,
+        }
+}
+
 /// Whether a token that starts with the ASCII digit run of `w` cannot be a card, an SSN or a
 /// national phone number whatever comes before it: fewer than 13 digits, then (after any run of
 /// group separators: space, `-`, `.`, `/`, `+`) the end of the window or an ASCII byte that is
 /// not a digit, not a parenthesis and cannot hide one in an encoding (`\\`, `%`, `&`). Every
 /// grammar of [`d::card`], [`d::ssn`] and [`d::phone_national`] needs 13 digits in the first
 /// group or a digit right after the separators that end it.
-#[inline]
+#[inline(never)]
 fn lone_short_number(w: &[u8]) -> bool {
     let g1 = w.iter().take(13).take_while(|c| c.is_ascii_digit()).count();
     if g1 >= 13 {
@@ -1470,7 +1677,9 @@ fn secret_class(p: &Redaction, w: &[u8]) -> Option<(u16, usize)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::StreamRedactor;
     use super::*;
+    use std::sync::Arc;
 
     /// Every window the shortcut skips is one where the detectors it stands for find nothing,
     /// whatever bytes come before it and in form bodies too.
@@ -1512,5 +1721,285 @@ mod tests {
         ] {
             assert!(!lone_short_number(w), "{w:?}");
         }
+    }
+
+    /// A small xorshift generator: the same cases on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Pieces that start, almost start or hide each detector's grammar (encoded, glued, split),
+    /// the lexers' delimiters, and plain words and numbers the fast path skips.
+    const PIECES: &[&str] = &[
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "5555-5555-5555-4444",
+        "378282246310005",
+        "411",
+        "1111",
+        "12",
+        "0",
+        "2024-05-10T09:30:00Z",
+        "078-05-1120",
+        "123-45-6789",
+        "+1 415 555 2671",
+        "(415) 555-2671",
+        "415.555.2671",
+        "+",
+        "(",
+        ")",
+        "1 415-555",
+        "DE89 3704 0044 0532 0130 00",
+        "de89370400440532013000",
+        "GB29NWBK60161331926819",
+        "es",
+        "ES91",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        "eyJ",
+        "ey",
+        "e",
+        "every",
+        "AKIAIOSFODNN7EXAMPLE",
+        "A3TX",
+        "ASIA",
+        "ACCA",
+        "ABIA",
+        "Aa1",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "github_pat_abcdefghijklmnopqrstuvwxyz",
+        "gh",
+        "g",
+        "glpat-abcdefghijklmnopqrst",
+        "xoxb-1234567890",
+        "xox",
+        "x",
+        "sk_live_abcdefghij",
+        "rk_test_",
+        "s",
+        "r",
+        "-----BEGIN PRIVATE KEY-----",
+        "-----END PRIVATE KEY-----",
+        "--",
+        "-",
+        "a.b@example.com",
+        "@",
+        "%40",
+        "&#64;",
+        "\\u0040",
+        "\\u0034",
+        "\\u0078",
+        "\\\"",
+        "\\n",
+        "%34",
+        "&#x34;",
+        "&amp;",
+        "４",
+        "\u{200b}",
+        "é",
+        "＠",
+        "\u{2013}",
+        "id_",
+        "T09",
+        "9e3779b97f4a7c15",
+        "_",
+        " ",
+        "  ",
+        "\"",
+        "\n",
+        "&",
+        "=",
+        ".",
+        "/",
+        ",",
+        ":",
+        "{",
+        "}",
+        "[",
+        "]",
+        "\\",
+        "%",
+        ";",
+        "shipped",
+        "status",
+        "street",
+        "Customer",
+        "order 7 shipped",
+        "EMP-123456",
+        "password",
+    ];
+
+    fn body(rng: &mut Rng, pieces: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        if rng.below(2) == 0 {
+            b.extend_from_slice(b"{\"records\": [");
+        }
+        for _ in 0..pieces {
+            match rng.below(8) {
+                0 => b.extend_from_slice(b"\", \""),
+                1 => b.extend_from_slice(b"\": \""),
+                2 => b.push(rng.below(256) as u8),
+                _ => b.extend_from_slice(PIECES[rng.below(PIECES.len())].as_bytes()),
+            }
+        }
+        b
+    }
+
+    /// The per-byte path (no `plain_run`) over a whole body: the reference.
+    fn per_byte(p: &Redaction, kind: BodyKind, body: &[u8]) -> (Vec<u8>, Findings) {
+        let mut engine = Engine::new(p, kind);
+        engine.per_byte = true;
+        let mut out = Vec::new();
+        engine.run(p, body, 0, true, &mut out);
+        if !engine.writer.changed {
+            out = body.to_vec();
+        }
+        (out, engine.findings)
+    }
+
+    fn streamed(
+        p: &Arc<Redaction>,
+        kind: BodyKind,
+        body: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<u8>, Findings) {
+        let mut r = StreamRedactor::new(p.clone(), kind);
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &c in cuts.iter().chain([body.len()].iter()) {
+            let c = c.clamp(at, body.len());
+            r.push(&body[at..c], c == body.len(), &mut out);
+            at = c;
+        }
+        (out, r.findings().clone())
+    }
+
+    fn policies() -> Vec<Arc<Redaction>> {
+        let p = |v: serde_json::Value| {
+            Arc::new(crate::redact::compile("t", &crate::reader::Node::root(&v)).unwrap())
+        };
+        vec![
+            // Every detector (the JWT window: 8 KiB).
+            p(serde_json::json!({})),
+            // No JWT detector: a 512-byte window, so chunk boundaries fall inside bodies.
+            p(
+                serde_json::json!({"detectors": ["card", "iban", "ssn", "email", "phone", "secrets", "private_key"]}),
+            ),
+            // Cards only (the glue check on, the rest off), a field rule and a custom detector.
+            p(
+                serde_json::json!({"detectors": ["card"], "fields": ["password"],
+                "custom": [{"name": "employee_id", "regex": "EMP-[0-9]{6}"}]}),
+            ),
+        ]
+    }
+
+    const KINDS: [BodyKind; 4] = [
+        BodyKind::Json,
+        BodyKind::Text,
+        BodyKind::Form,
+        BodyKind::Xml,
+    ];
+
+    /// The fast path (`plain_run`) finds the same spans as the per-byte path: same output, same
+    /// counts, one-shot and streamed in random chunks, on random bodies built from detector
+    /// prefixes, encodings and delimiters.
+    #[test]
+    fn the_fast_path_finds_what_the_per_byte_path_finds() {
+        let mut rng = Rng(0x5eed_f00d);
+        let policies = policies();
+        for case in 0..600 {
+            let pieces = 1 + rng.below(if case % 10 == 0 { 400 } else { 40 });
+            let body = body(&mut rng, pieces);
+            for p in &policies {
+                for kind in KINDS {
+                    let want = per_byte(p, kind, &body);
+                    let got = redact(p, kind, &body);
+                    let shown = String::from_utf8_lossy(&body);
+                    assert_eq!(got.body.as_ref(), want.0.as_slice(), "{kind:?} {shown:?}");
+                    assert_eq!(got.findings, want.1, "{kind:?} {shown:?}");
+                    let mut cuts: Vec<usize> = (0..rng.below(6))
+                        .map(|_| rng.below(body.len() + 1))
+                        .collect();
+                    cuts.sort_unstable();
+                    assert_eq!(
+                        streamed(p, kind, &body, &cuts),
+                        want,
+                        "{kind:?} {cuts:?} {shown:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every split point of bodies longer than the 512-byte window, and one-byte chunks: the
+    /// fast path stops `window` bytes before each chunk's end and resumes with `prev_word` kept.
+    #[test]
+    fn the_fast_path_gives_the_same_output_at_every_chunk_boundary() {
+        let mut rng = Rng(0xc0ff_ee00);
+        let p = &policies()[1];
+        for _ in 0..3 {
+            let mut body = Vec::new();
+            while body.len() < 900 {
+                body.extend(self::body(&mut rng, 20));
+            }
+            for kind in KINDS {
+                let want = per_byte(p, kind, &body);
+                for cut in 0..=body.len() {
+                    assert_eq!(streamed(p, kind, &body, &[cut]), want, "{kind:?} cut {cut}");
+                }
+                let ones: Vec<usize> = (1..body.len()).collect();
+                assert_eq!(
+                    streamed(p, kind, &body, &ones),
+                    want,
+                    "{kind:?} one-byte chunks"
+                );
+            }
+        }
+    }
+
+    /// `may_start` says no only where the detectors find nothing: every token of up to four
+    /// bytes over the letters, digits and encodings that matter, followed by a long tail that
+    /// would complete any grammar.
+    #[test]
+    fn may_start_never_hides_a_token_the_detectors_take() {
+        let p = &policies()[0];
+        let alphabet = b"AegxsrBdykKSCIT3J_ploutbh0719-\\%&+ \xc3";
+        let tails: [&[u8]; 4] = [
+            b"IOSFODNN7EXAMPLE",
+            b"_abcdefghijklmnopqrstuvwxyz0123456789",
+            b"9370400440532013000",
+            b"-1234567890abcdef",
+        ];
+        let mut checked = 0;
+        let mut stack: Vec<Vec<u8>> = alphabet.iter().map(|c| vec![*c]).collect();
+        while let Some(w) = stack.pop() {
+            if w[0].is_ascii_alphanumeric() || w[0] == b'_' {
+                for tail in tails {
+                    let mut token = w.clone();
+                    token.extend_from_slice(tail);
+                    if !may_start(token[0], &token) {
+                        checked += 1;
+                        for kind in KINDS {
+                            let mut engine = Engine::new(p, kind);
+                            let hit = engine.word_start(p, &token, 0, 0, token[0], &mut Vec::new());
+                            assert_eq!(hit, None, "{kind:?} {:?}", String::from_utf8_lossy(&token));
+                        }
+                    }
+                }
+            }
+            if w.len() < 3 {
+                for &c in alphabet {
+                    let mut next = w.clone();
+                    next.push(c);
+                    stack.push(next);
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 }
