@@ -202,6 +202,36 @@ fn schema_violation() -> Violation {
 /// whose meaning depends on the parser is not judged. The tape finds them: it accepts exactly
 /// the documents serde_json accepts, save those.
 pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
+    let (value, text, max_depth) = parse_tree(body, limits)?;
+    if on_text(text, max_depth, |_| ()).is_none() {
+        return Err(Rejection::DuplicateKey);
+    }
+    Ok(value)
+}
+
+impl Schema {
+    /// [`parse_body`] and [`Schema::validate`] of the same body with one pass of the tape, for a
+    /// caller that both reads the tree and needs the schema's verdict on it (`apiguard serve`).
+    pub fn parse_and_validate(
+        &self,
+        body: &[u8],
+        limits: &Limits,
+    ) -> Result<(Value, Verdict), Rejection> {
+        let (value, text, max_depth) = parse_tree(body, limits)?;
+        match on_text(text, max_depth, |doc| {
+            self.validate_doc(doc, limits.max_errors)
+        }) {
+            Some(verdict) => Ok((value, verdict)),
+            None => Err(Rejection::DuplicateKey),
+        }
+    }
+}
+
+/// A schema's verdict on a document: up to `max_errors` violations (and whether more exist).
+pub type Verdict = Result<(), (Vec<Violation>, bool)>;
+
+/// [`parse_body`] without the repeated-key check: the tree, the text and the depth bound used.
+fn parse_tree<'b>(body: &'b [u8], limits: &Limits) -> Result<(Value, &'b str, usize), Rejection> {
     if body.len() > limits.max_body_bytes {
         return Err(Rejection::BodyTooLarge {
             limit: limits.max_body_bytes,
@@ -218,10 +248,7 @@ pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Value, Rejection> {
         line: e.line(),
         column: e.column(),
     })?;
-    if on_text(text, max_depth, |_| ()).is_none() {
-        return Err(Rejection::DuplicateKey);
-    }
-    Ok(value)
+    Ok((value, text, max_depth))
 }
 
 /// Linear scan: does any array/object open deeper than `max`? Strings (with escapes) are skipped.
@@ -790,6 +817,41 @@ mod tests {
         match s.validate(&v, 100) {
             Ok(()) => Vec::new(),
             Err((list, _)) => list.into_iter().map(|e| (e.pointer, e.keyword)).collect(),
+        }
+    }
+
+    #[test]
+    fn parse_and_validate_agrees_with_parse_body_then_validate() {
+        let s = schema(json!({"type": "object", "required": ["id"],
+            "properties": {"id": {"type": "integer", "maximum": 10}, "tags": {"type": "array"}}}));
+        let limits = Limits::default();
+        for body in [
+            &br#"{"id": 3, "tags": ["a"]}"#[..],
+            br#"{"id": 11}"#,
+            br#"{"tags": {}}"#,
+            br#"{"id": 1.5, "tags": 1}"#,
+        ] {
+            let (value, verdict) = s.parse_and_validate(body, &limits).unwrap();
+            let reference = parse_body(body, &limits).unwrap();
+            assert_eq!(value, reference);
+            let pointers = |v: Verdict| {
+                v.map_err(|(l, t)| (l.into_iter().map(|e| e.pointer).collect::<Vec<_>>(), t))
+            };
+            assert_eq!(
+                pointers(verdict),
+                pointers(s.validate(&reference, limits.max_errors))
+            );
+        }
+        // Refused before any schema, for the same reasons as parse_body.
+        for body in [&br#"{"id": 1, "id": 2}"#[..], br#"{"id": "#, b"\xff"] {
+            assert_eq!(
+                s.parse_and_validate(body, &limits)
+                    .err()
+                    .map(|r| r.reason()),
+                parse_body(body, &limits).err().map(|r| r.reason()),
+                "{body:?}"
+            );
+            assert!(s.parse_and_validate(body, &limits).is_err());
         }
     }
 

@@ -10,8 +10,8 @@
 //! every failure is a [`Reject`] that says why.
 
 use apiguard::discovery::event::{Source, OTLP_BATCH_EVENT, OTLP_ENDPOINT_EVENT, OTLP_SCOPE};
-use apiguard::schema::validate::parse_body;
-use apiguard::schema::{Draft, Limits, Options, Schema};
+use apiguard::schema::validate::{parse_body, Verdict};
+use apiguard::schema::{Draft, Limits, Options, Rejection, Schema};
 use serde_json::{Map, Value};
 
 /// The batch format's JSON Schema, compiled into the binary (the one the filter's tests use).
@@ -98,20 +98,18 @@ impl Validator {
     }
 
     fn parse(&self, body: &[u8]) -> Result<Value, Reject> {
-        parse_body(body, &self.limits).map_err(|r| Reject {
-            status: r.status(),
-            message: r
-                .problem()
-                .get("detail")
-                .and_then(Value::as_str)
-                .unwrap_or(r.reason())
-                .to_string(),
-        })
+        parse_body(body, &self.limits).map_err(refusal)
     }
 
     /// Checks one batch document and reads its header.
-    pub fn batch(&self, mut doc: Value) -> Result<Batch, Reject> {
-        if let Err((violations, _)) = self.schema.validate(&doc, self.limits.max_errors) {
+    pub fn batch(&self, doc: Value) -> Result<Batch, Reject> {
+        let verdict = self.schema.validate(&doc, self.limits.max_errors);
+        self.read_batch(doc, verdict)
+    }
+
+    /// Reads a batch document that the schema judged (`verdict`).
+    fn read_batch(&self, mut doc: Value, verdict: Verdict) -> Result<Batch, Reject> {
+        if let Err((violations, _)) = verdict {
             let list: Vec<String> = violations
                 .iter()
                 .map(|v| {
@@ -176,8 +174,12 @@ impl Validator {
 
     /// An apiguard batch document (`application/json`).
     pub fn apiguard(&self, body: &[u8]) -> Result<Batch, Reject> {
-        let doc = self.parse(body)?;
-        self.batch(doc)
+        // One pass of the tape judges the body as sent, instead of re-serialising the parsed tree.
+        let (doc, verdict) = self
+            .schema
+            .parse_and_validate(body, &self.limits)
+            .map_err(refusal)?;
+        self.read_batch(doc, verdict)
     }
 
     /// OTLP/HTTP JSON logs: the batches inside, and how many log records were refused (with the
@@ -366,6 +368,20 @@ fn batch_document(resource: &Map<String, Value>, records: &[Value]) -> Result<Va
     doc.insert("source".into(), Value::Object(source));
     doc.insert("endpoints".into(), Value::Array(endpoints));
     Ok(Value::Object(doc))
+}
+
+/// A body the schema module refuses before any schema (too large, too deep, not JSON...), as a
+/// rejection that says why.
+fn refusal(r: Rejection) -> Reject {
+    Reject {
+        status: r.status(),
+        message: r
+            .problem()
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or(r.reason())
+            .to_string(),
+    }
 }
 
 #[cfg(test)]
